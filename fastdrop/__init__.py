@@ -1,0 +1,21 @@
+"""fastdrop: fast, reproducible dropout kernels.
+
+The random generator (Philox4x32-10, counter-based) and the stream layout are written in
+docs/contract.md; every backend gives bit-identical draws for the same (seed, stream).
+"""
+from ._openmp_helpers import omp_max_threads, openmp_enabled
+from ._philox import get_simd_level, simd_levels
+from .rng import philox4x32, random_bits, uniform
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "philox4x32",
+    "random_bits",
+    "uniform",
+    "openmp_enabled",
+    "omp_max_threads",
+    "get_simd_level",
+    "simd_levels",
+    "__version__",
+]

@@ -1,0 +1,9 @@
+# Shared with the other kernel modules (cimport fastdrop._philox): one dispatch state.
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from "philox.h" nogil:
+    enum: FD_TILE_BLOCKS
+    enum: FD_TILE_WORDS
+
+cdef void philox_tile(uint64_t seed, uint64_t stream, uint64_t block0,
+                      uint32_t* out) noexcept nogil

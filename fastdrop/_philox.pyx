@@ -1,0 +1,210 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Kernels of the random generator: Philox blocks, stream draws, uniform floats.
+
+Private: the public, validating wrappers are in fastdrop/rng.py.  Every function
+here trusts its arguments (dtypes, shapes, ranges are checked in Python).
+
+Work is split into chunks of whole tiles (FD_TILE_BLOCKS blocks, aligned to the
+stream's global block index), and chunks are spread over OpenMP threads.  Each
+element's value depends only on its global index, so the split never changes a result.
+"""
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from cython.parallel cimport prange
+
+cdef extern from "philox.h" nogil:
+    enum: FD_SIMD_PORTABLE
+    enum: FD_SIMD_AVX2
+    enum: FD_HAVE_AVX2_KERNEL
+    enum: FD_LITTLE_ENDIAN
+    void fd_philox4x32_R(int rounds, const uint32_t* ctr, const uint32_t* key,
+                         uint32_t* out)
+    void fd_philox_tile_at(int level, uint64_t seed, uint64_t stream, uint64_t block0,
+                           uint32_t* out)
+    int fd_simd_best()
+    void fd_copy_draws16(const uint32_t* words, size_t first, size_t n, uint16_t* dst)
+
+# Tiles per chunk: a chunk is the unit of work handed to a thread (16 KiB of words).
+cdef enum:
+    TILES_PER_CHUNK = 32
+
+_LEVEL_NAMES = {FD_SIMD_PORTABLE: "portable", FD_SIMD_AVX2: "avx2"}
+cdef int _best_level = fd_simd_best()
+cdef int _level = _best_level
+
+
+def simd_levels():
+    """The kernel levels this build and this CPU can run, best last."""
+    return [name for lvl, name in sorted(_LEVEL_NAMES.items()) if lvl <= _best_level]
+
+
+def get_simd_level():
+    """Name of the Philox tile kernel in use ("avx2" or "portable")."""
+    return _LEVEL_NAMES[_level]
+
+
+def set_simd_level(name):
+    """Select the Philox tile kernel; returns the previous name.  For tests/benchmarks."""
+    global _level
+    cdef int lvl
+    for lvl, lvl_name in _LEVEL_NAMES.items():
+        if lvl_name == name:
+            if lvl > _best_level:
+                raise ValueError(f"simd level {name!r} is not available on this machine")
+            previous = _LEVEL_NAMES[_level]
+            _level = lvl
+            return previous
+    raise ValueError(f"unknown simd level {name!r}; expected one of {list(_LEVEL_NAMES.values())}")
+
+
+cdef void philox_tile(uint64_t seed, uint64_t stream, uint64_t block0,
+                      uint32_t* out) noexcept nogil:
+    """FD_TILE_BLOCKS blocks from block0, 4*FD_TILE_BLOCKS words in stream order."""
+    fd_philox_tile_at(_level, seed, stream, block0, out)
+
+
+cdef inline int _n_workers(uint64_t n_chunks, int n_threads) noexcept nogil:
+    if n_chunks < <uint64_t>n_threads:
+        return <int>n_chunks if n_chunks > 0 else 1
+    return n_threads
+
+
+def philox4x32(const uint32_t[:, ::1] ctr, const uint32_t[:, :] key, uint32_t[:, ::1] out,
+               int rounds, int n_threads):
+    """out[i] = Philox4x32-rounds(ctr[i], key[i]) for every row i."""
+    cdef Py_ssize_t i, n = ctr.shape[0]
+    if n == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=_n_workers(<uint64_t>(n // 4096 + 1), n_threads)):
+        _philox_row(rounds, &ctr[i, 0], key[i, 0], key[i, 1], &out[i, 0])
+
+
+cdef inline void _philox_row(int rounds, const uint32_t* ctr, uint32_t k0, uint32_t k1,
+                             uint32_t* out) noexcept nogil:
+    cdef uint32_t key[2]
+    key[0] = k0
+    key[1] = k1
+    fd_philox4x32_R(rounds, ctr, key, out)
+
+
+cdef inline void _tile_span(uint64_t t, uint64_t per_tile, uint64_t g0, uint64_t glast,
+                            uint64_t* lo, uint64_t* hi) noexcept nogil:
+    """Elements of tile t inside [g0, glast], relative to the tile's first element.
+
+    Inclusive last index so that a range ending at 2^64 - 1 never overflows."""
+    cdef uint64_t start = t * per_tile
+    lo[0] = g0 - start if g0 > start else 0
+    hi[0] = (glast - start if glast - start < per_tile - 1 else per_tile - 1) + 1
+
+
+cdef void _draws_chunk(uint64_t seed, uint64_t stream, int bits, uint64_t g0,
+                       uint64_t glast, uint64_t ta, uint64_t tb, char* out) noexcept nogil:
+    """Tiles ta..tb-1 of draws g0..glast; out holds draw g0."""
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
+    cdef uint64_t t, lo, hi, dst
+    cdef char* p
+    for t in range(ta, tb):
+        _tile_span(t, per_tile, g0, glast, &lo, &hi)
+        dst = t * per_tile + lo - g0
+        p = out + dst * (bits // 8)
+        if lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0 and (
+                bits == 32 or FD_LITTLE_ENDIAN):
+            # a whole tile, word-aligned: its words are the draws, in order
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
+            continue
+        philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+        if bits == 32:
+            memcpy(<uint32_t*>out + dst, &buf[lo], (hi - lo) * 4)
+        else:
+            fd_copy_draws16(buf, lo, hi - lo, <uint16_t*>out + dst)
+
+
+cdef void _uniform32_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t glast,
+                           uint64_t ta, uint64_t tb, float* out) noexcept nogil:
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t t, lo, hi, j
+    cdef float* dst
+    for t in range(ta, tb):
+        philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+        _tile_span(t, FD_TILE_WORDS, g0, glast, &lo, &hi)
+        dst = out + (t * FD_TILE_WORDS - g0)
+        for j in range(lo, hi):
+            # top 24 bits of the word, times 2^-24: a float32 in [0, 1), exactly
+            dst[j] = <float>(<int32_t>(buf[j] >> 8)) * <float>5.9604644775390625e-08
+
+
+cdef void _uniform64_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t glast,
+                           uint64_t ta, uint64_t tb, double* out) noexcept nogil:
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t t, lo, hi, j, u
+    cdef uint64_t per_tile = FD_TILE_WORDS // 2
+    cdef double* dst
+    for t in range(ta, tb):
+        philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+        _tile_span(t, per_tile, g0, glast, &lo, &hi)
+        dst = out + (t * per_tile - g0)
+        for j in range(lo, hi):
+            # words 2j (low) and 2j+1 (high) make a 64-bit integer; its top 53 bits * 2^-53
+            u = ((<uint64_t>buf[2 * j + 1]) << 32) | buf[2 * j]
+            dst[j] = <double>(<int64_t>(u >> 11)) * 1.1102230246251565e-16
+
+
+def fill_draws(uint64_t seed, uint64_t stream, uint64_t offset, int bits, out, int n_threads):
+    """Fill the contiguous uint32 (bits=32) or uint16 (bits=16) array `out` with draws
+    offset, offset+1, ... of the stream."""
+    cdef unsigned char[::1] view = out.reshape(-1).view("u1")
+    cdef uint64_t n = out.size
+    if n == 0:
+        return
+    cdef char* base = <char*>&view[0]
+    cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
+    cdef uint64_t glast = offset + (n - 1)
+    cdef uint64_t t0 = offset // per_tile
+    cdef uint64_t n_tiles = glast // per_tile - t0 + 1
+    cdef Py_ssize_t c, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
+    cdef uint64_t ta, tb
+    for c in prange(n_chunks, nogil=True, schedule="static",
+                    num_threads=_n_workers(n_chunks, n_threads)):
+        ta = t0 + <uint64_t>c * TILES_PER_CHUNK
+        tb = ta + TILES_PER_CHUNK
+        if tb > t0 + n_tiles:
+            tb = t0 + n_tiles
+        _draws_chunk(seed, stream, bits, offset, glast, ta, tb, base)
+
+
+def fill_uniform(uint64_t seed, uint64_t stream, uint64_t offset, out, int n_threads):
+    """Fill the contiguous float32 or float64 array `out` with uniform [0, 1) floats
+    number offset, offset+1, ... of the stream."""
+    cdef float[::1] f32
+    cdef double[::1] f64
+    cdef uint64_t n = out.size
+    if n == 0:
+        return
+    cdef bint single = out.dtype.itemsize == 4
+    cdef float* p32 = NULL
+    cdef double* p64 = NULL
+    if single:
+        f32 = out.reshape(-1)
+        p32 = &f32[0]
+    else:
+        f64 = out.reshape(-1)
+        p64 = &f64[0]
+    cdef uint64_t per_tile = FD_TILE_WORDS if single else FD_TILE_WORDS // 2
+    cdef uint64_t glast = offset + (n - 1)
+    cdef uint64_t t0 = offset // per_tile
+    cdef uint64_t n_tiles = glast // per_tile - t0 + 1
+    cdef Py_ssize_t c, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
+    cdef uint64_t ta, tb
+    for c in prange(n_chunks, nogil=True, schedule="static",
+                    num_threads=_n_workers(n_chunks, n_threads)):
+        ta = t0 + <uint64_t>c * TILES_PER_CHUNK
+        tb = ta + TILES_PER_CHUNK
+        if tb > t0 + n_tiles:
+            tb = t0 + n_tiles
+        if single:
+            _uniform32_chunk(seed, stream, offset, glast, ta, tb, p32)
+        else:
+            _uniform64_chunk(seed, stream, offset, glast, ta, tb, p64)

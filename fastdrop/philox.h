@@ -1,0 +1,232 @@
+/*
+ * philox.h -- the single C definition of fastdrop's random generator.
+ *
+ * Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+ * SC11; the Random123 library) and fastdrop's stream layout, as written in
+ * docs/contract.md sections 1-3:
+ *
+ *   key     = (lo32(seed), hi32(seed))
+ *   counter = (lo32(B), hi32(B), lo32(stream), hi32(stream))
+ *   word w of a stream is word (w mod 4) of Philox4x32-10(counter(B = w div 4), key)
+ *
+ * Three layers, each built on the one before:
+ *   1. fd_philox4x32_round / fd_philox4x32_R: the scalar generator, any number of rounds.
+ *   2. fd_stream_block: one 4-word block of a (seed, stream) stream.
+ *   3. fd_philox_tile: FD_TILE_BLOCKS consecutive blocks at once, in stream order.  A
+ *      portable version (plain C, the round of layer 1 applied lane by lane) and an AVX2
+ *      version (intrinsics) chosen at run time.  They are bit-identical; the tests check it.
+ *
+ * Nothing here depends on Python or NumPy; the Numba CUDA twin mirrors it line by line.
+ */
+#ifndef FASTDROP_PHILOX_H
+#define FASTDROP_PHILOX_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+
+#define FD_PHILOX_M0 UINT32_C(0xD2511F53)
+#define FD_PHILOX_M1 UINT32_C(0xCD9E8D57)
+#define FD_PHILOX_W0 UINT32_C(0x9E3779B9)
+#define FD_PHILOX_W1 UINT32_C(0xBB67AE85)
+#define FD_PHILOX_ROUNDS 10
+#define FD_PHILOX_MAX_ROUNDS 16
+
+/* Blocks per tile: 32 blocks = 128 words = 512 bytes, a few cache lines of L1. */
+#define FD_TILE_BLOCKS 32
+#define FD_TILE_WORDS (4 * FD_TILE_BLOCKS)
+
+/* ---- 1. the generator ------------------------------------------------------------ */
+
+/* One Philox round on counter words (c0, c1, c2, c3) with key (k0, k1). */
+static inline void fd_philox4x32_round(uint32_t *c0, uint32_t *c1, uint32_t *c2,
+                                       uint32_t *c3, uint32_t k0, uint32_t k1)
+{
+    uint64_t p0 = (uint64_t)FD_PHILOX_M0 * (uint64_t)*c0;
+    uint64_t p1 = (uint64_t)FD_PHILOX_M1 * (uint64_t)*c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ *c1 ^ k0;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ *c3 ^ k1;
+    *c1 = (uint32_t)p1;
+    *c3 = (uint32_t)p0;
+    *c0 = n0;
+    *c2 = n2;
+}
+
+/* Philox4x32 with `rounds` rounds: the key is bumped after every round. */
+static inline void fd_philox4x32_R(int rounds, const uint32_t ctr[4],
+                                   const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int r = 0; r < rounds; r++) {
+        fd_philox4x32_round(&c0, &c1, &c2, &c3, k0, k1);
+        k0 += FD_PHILOX_W0;
+        k1 += FD_PHILOX_W1;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+/* ---- 2. the stream layout -------------------------------------------------------- */
+
+/* Block `block` (words 4*block .. 4*block+3) of stream `stream` under `seed`. */
+static inline void fd_stream_block(uint64_t seed, uint64_t stream, uint64_t block,
+                                   uint32_t out[4])
+{
+    const uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32),
+                             (uint32_t)stream, (uint32_t)(stream >> 32)};
+    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    fd_philox4x32_R(FD_PHILOX_ROUNDS, ctr, key, out);
+}
+
+/* ---- 3. tiles of blocks ---------------------------------------------------------- */
+
+/* Blocks block0 .. block0 + FD_TILE_BLOCKS - 1, written as 4*FD_TILE_BLOCKS words in
+ * stream order.  Portable: structure-of-arrays so that compilers can vectorise the
+ * lane loop; block0 + i wraps modulo 2^64 as the 64-bit block counter does. */
+static void fd_philox_tile_portable(uint64_t seed, uint64_t stream, uint64_t block0,
+                                    uint32_t *out)
+{
+    uint32_t x0[FD_TILE_BLOCKS], x1[FD_TILE_BLOCKS], x2[FD_TILE_BLOCKS], x3[FD_TILE_BLOCKS];
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int i = 0; i < FD_TILE_BLOCKS; i++) {
+        uint64_t b = block0 + (uint64_t)i;
+        x0[i] = (uint32_t)b;
+        x1[i] = (uint32_t)(b >> 32);
+        x2[i] = (uint32_t)stream;
+        x3[i] = (uint32_t)(stream >> 32);
+    }
+    for (int r = 0; r < FD_PHILOX_ROUNDS; r++) {
+        for (int i = 0; i < FD_TILE_BLOCKS; i++)
+            fd_philox4x32_round(&x0[i], &x1[i], &x2[i], &x3[i], k0, k1);
+        k0 += FD_PHILOX_W0;
+        k1 += FD_PHILOX_W1;
+    }
+    for (int i = 0; i < FD_TILE_BLOCKS; i++) {
+        out[4 * i + 0] = x0[i];
+        out[4 * i + 1] = x1[i];
+        out[4 * i + 2] = x2[i];
+        out[4 * i + 3] = x3[i];
+    }
+}
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) \
+    && !defined(FASTDROP_NO_AVX2)
+#define FD_HAVE_AVX2_KERNEL 1
+#include <immintrin.h>
+
+/* The same tile with AVX2: each 64-bit lane holds one block's 32-bit counter word in
+ * its low half (the high half is don't-care: vpmuludq reads only the low 32 bits), so
+ * the round's two 32x32->64 products are one vpmuludq each for 4 blocks. */
+__attribute__((target("avx2")))
+static void fd_philox_tile_avx2(uint64_t seed, uint64_t stream, uint64_t block0,
+                                uint32_t *out)
+{
+    enum { NV = FD_TILE_BLOCKS / 4 };
+    __m256i x0[NV], x1[NV], x2[NV], x3[NV];
+    const __m256i m0 = _mm256_set1_epi64x((long long)FD_PHILOX_M0);
+    const __m256i m1 = _mm256_set1_epi64x((long long)FD_PHILOX_M1);
+    const __m256i lo32 = _mm256_set1_epi64x(0xFFFFFFFFLL);
+    const __m256i s2 = _mm256_set1_epi64x((long long)(uint32_t)stream);
+    const __m256i s3 = _mm256_set1_epi64x((long long)(uint32_t)(stream >> 32));
+    const __m256i base = _mm256_set1_epi64x((long long)block0);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int v = 0; v < NV; v++) {
+        __m256i b = _mm256_add_epi64(base, _mm256_setr_epi64x(4 * v, 4 * v + 1,
+                                                              4 * v + 2, 4 * v + 3));
+        x0[v] = b;
+        x1[v] = _mm256_srli_epi64(b, 32);
+        x2[v] = s2;
+        x3[v] = s3;
+    }
+    for (int r = 0; r < FD_PHILOX_ROUNDS; r++) {
+        const __m256i K0 = _mm256_set1_epi64x((long long)k0);
+        const __m256i K1 = _mm256_set1_epi64x((long long)k1);
+        for (int v = 0; v < NV; v++) {
+            __m256i p0 = _mm256_mul_epu32(x0[v], m0);
+            __m256i p1 = _mm256_mul_epu32(x2[v], m1);
+            __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x1[v]), K0);
+            __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x3[v]), K1);
+            x1[v] = p1;
+            x3[v] = p0;
+            x0[v] = n0;
+            x2[v] = n2;
+        }
+        k0 += FD_PHILOX_W0;
+        k1 += FD_PHILOX_W1;
+    }
+    for (int v = 0; v < NV; v++) {
+        /* lanes (x0, x1, x2, x3) of blocks 4v..4v+3 -> 16 words in stream order */
+        __m256i ab = _mm256_or_si256(_mm256_and_si256(x0[v], lo32), _mm256_slli_epi64(x1[v], 32));
+        __m256i cd = _mm256_or_si256(_mm256_and_si256(x2[v], lo32), _mm256_slli_epi64(x3[v], 32));
+        __m256i lo = _mm256_unpacklo_epi64(ab, cd);   /* blocks 4v, 4v+2 */
+        __m256i hi = _mm256_unpackhi_epi64(ab, cd);   /* blocks 4v+1, 4v+3 */
+        _mm256_storeu_si256((__m256i *)(out + 16 * v), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(out + 16 * v + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+}
+
+static inline int fd_cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+#else
+#define FD_HAVE_AVX2_KERNEL 0
+static inline int fd_cpu_has_avx2(void) { return 0; }
+#endif
+
+/* Kernel levels: 0 = portable C, 1 = AVX2. */
+#define FD_SIMD_PORTABLE 0
+#define FD_SIMD_AVX2 1
+
+/* The best level this build and this CPU support. */
+static inline int fd_simd_best(void)
+{
+#if FD_HAVE_AVX2_KERNEL
+    if (fd_cpu_has_avx2())
+        return FD_SIMD_AVX2;
+#endif
+    return FD_SIMD_PORTABLE;
+}
+
+/* One tile at the given level (a level this machine lacks falls back to portable). */
+static inline void fd_philox_tile_at(int level, uint64_t seed, uint64_t stream,
+                                     uint64_t block0, uint32_t *out)
+{
+#if FD_HAVE_AVX2_KERNEL
+    if (level == FD_SIMD_AVX2) {
+        fd_philox_tile_avx2(seed, stream, block0, out);
+        return;
+    }
+#endif
+    (void)level;
+    fd_philox_tile_portable(seed, stream, block0, out);
+}
+
+/* ---- draws ----------------------------------------------------------------------- */
+
+#if defined(__BYTE_ORDER__) && (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define FD_LITTLE_ENDIAN 1
+#else
+#define FD_LITTLE_ENDIAN 0
+#endif
+
+/* 16-bit draw j of a word buffer: low half of word j/2 first (contract section 3). */
+static inline uint16_t fd_draw16(const uint32_t *words, size_t j)
+{
+    return (uint16_t)(words[j >> 1] >> ((j & 1u) * 16u));
+}
+
+/* Copy n 16-bit draws starting at draw `first` of a word buffer into dst. */
+static inline void fd_copy_draws16(const uint32_t *words, size_t first, size_t n, uint16_t *dst)
+{
+#if FD_LITTLE_ENDIAN
+    /* on little-endian machines the uint16 view of the words is the draw order */
+    memcpy(dst, (const uint16_t *)(const void *)words + first, n * sizeof(uint16_t));
+#else
+    for (size_t j = 0; j < n; j++)
+        dst[j] = fd_draw16(words, first + j);
+#endif
+}
+
+#endif /* FASTDROP_PHILOX_H */

@@ -1,0 +1,100 @@
+"""Build of fastdrop's Cython extensions.
+
+Portable by default: -O3 only, no -march=native, no -ffast-math.  The Philox kernel picks
+AVX2 at run time (fastdrop/philox.h).  Environment variables:
+
+FASTDROP_OPENMP=0     build without OpenMP (every loop then runs on one thread)
+FASTDROP_NATIVE=1     opt in to -march=native (a binary for this CPU only)
+"""
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return n > 0 ? 0 : 1;
+    }
+    """
+)
+
+
+def _env_flag(name, default):
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
+
+
+class build_ext(_build_ext):
+    """build_ext that adds optimisation flags and OpenMP when the compiler supports it."""
+
+    def _openmp_flags(self):
+        if not _env_flag("FASTDROP_OPENMP", True):
+            return [], []
+        if self.compiler.compiler_type == "msvc":
+            return ["/openmp"], []
+        if sys.platform == "darwin":
+            candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+        else:
+            candidates = [(["-fopenmp"], ["-fopenmp"])]
+        for cflags, ldflags in candidates:
+            if self._compiles_and_links(OPENMP_PROBE, cflags, ldflags):
+                return cflags, ldflags
+        print("fastdrop: the compiler has no OpenMP; building single-threaded kernels")
+        return [], []
+
+    def _compiles_and_links(self, source, cflags, ldflags):
+        tmp = tempfile.mkdtemp(prefix="fastdrop-probe-")
+        try:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(source)
+            objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            self.compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=ldflags)
+            return True
+        except Exception:  # any compile or link failure means "not supported"
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def build_extensions(self):
+        if self.compiler.compiler_type == "msvc":
+            opt = ["/O2"]
+        else:
+            opt = ["-O3", "-fno-strict-aliasing"]
+            if _env_flag("FASTDROP_NATIVE", False):
+                opt.append("-march=native")
+        omp_c, omp_l = self._openmp_flags()
+        for ext in self.extensions:
+            ext.extra_compile_args = opt + omp_c + list(ext.extra_compile_args)
+            ext.extra_link_args = omp_l + list(ext.extra_link_args)
+        super().build_extensions()
+
+
+def extension(name):
+    return Extension(
+        f"fastdrop.{name}",
+        [f"fastdrop/{name}.pyx"],
+        include_dirs=["fastdrop"],
+        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h"],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [extension("_philox"), extension("_openmp_helpers")],
+        compiler_directives={"language_level": "3"},
+    ),
+    cmdclass={"build_ext": build_ext},
+)
