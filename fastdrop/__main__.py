@@ -1,0 +1,50 @@
+"""Command line: `python -m fastdrop [demo|bench-rng]` (also installed as `fastdrop`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+
+def demo() -> None:
+    import fastdrop
+
+    print(f"fastdrop {fastdrop.__version__}")
+    block = fastdrop.philox4x32(np.zeros(4, np.uint32), np.zeros(2, np.uint32))
+    print("Philox4x32-10(counter 0, key 0) =", " ".join(f"{w:08x}" for w in block),
+          "(Random123 known answer: 6627e8d5 e169c58d bc57ac4c 9b00dbd8)")
+    words = fastdrop.random_bits(6, seed=2024, stream=7)
+    print("random_bits(6, seed=2024, stream=7)        =", words.tolist())
+    print("random_bits(3, seed=2024, stream=7, off=3) =",
+          fastdrop.random_bits(3, seed=2024, stream=7, offset=3).tolist(),
+          "(the same draws: each depends on its index only)")
+    print("random_bits(4, ..., bits=16)              =",
+          fastdrop.random_bits(4, seed=2024, stream=7, bits=16).tolist())
+    print("uniform(4, seed=2024, stream=7)            =",
+          np.array2string(fastdrop.uniform(4, seed=2024, stream=7), precision=6))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastdrop", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("demo", help="show the generator at work, then a quick benchmark")
+    b = sub.add_parser("bench-rng", help="random_bits against NumPy's Philox and out.fill")
+    b.add_argument("--log2n", type=int, default=24, help="number of words, as a power of 2")
+    b.add_argument("--repeats", type=int, default=15)
+    b.add_argument("--threads", type=int, nargs="+", default=None)
+    args = parser.parse_args(argv)
+
+    from ._bench import rng_report
+
+    if args.command in (None, "demo"):
+        demo()
+        print()
+        print(rng_report(log2n=22, repeats=7))
+    elif args.command == "bench-rng":
+        print(rng_report(log2n=args.log2n, repeats=args.repeats, threads=args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Side-by-side timing helpers for `python -m fastdrop` and benchmarks/ scripts.
+
+Contenders are timed in interleaved rounds (A, B, C, A, B, C, ...) and reported as
+medians, so that a noisy, shared machine slows every contender alike.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import _philox
+from ._openmp_helpers import omp_max_threads, openmp_enabled
+from .rng import random_bits
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    return (f"{cpu_model()}, {os.cpu_count()} cores; OpenMP {'on' if openmp_enabled() else 'off'}"
+            f" (max threads {omp_max_threads()}); Philox kernel {_philox.get_simd_level()}")
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each callable, timed round-robin."""
+    for f in contenders.values():
+        for _ in range(warmup):
+            f()
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, f in contenders.items():
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def rng_contenders(n: int, threads: list[int]) -> dict[str, Callable[[], object]]:
+    """random_bits against NumPy's Philox and the memory-write limit, n 32-bit words."""
+    gen = np.random.Generator(np.random.Philox(12345))
+    out = np.empty(n, np.uint32)
+    out.fill(0)  # touch the pages once, so "out=" times exclude page faults
+    cont: dict[str, Callable[[], object]] = {
+        "numpy Philox integers(uint32)": lambda: gen.integers(0, 2**32, size=n, dtype=np.uint32),
+        "numpy Philox random_raw (n/2 uint64)": lambda: gen.bit_generator.random_raw(n // 2),
+        "out.fill (write limit)": lambda: out.fill(7),
+    }
+    for t in threads:
+        cont[f"fastdrop random_bits, {t} thr"] = (
+            lambda t=t: random_bits(n, seed=1, stream=2, n_threads=t))
+        cont[f"fastdrop random_bits out=, {t} thr"] = (
+            lambda t=t: random_bits(n, seed=1, stream=2, out=out, n_threads=t))
+    return cont
+
+
+def rng_report(log2n: int = 24, repeats: int = 15, threads: list[int] | None = None) -> str:
+    """A text table: median time, GB/s and ratios for random_bits and its baselines."""
+    n = 1 << log2n
+    threads = threads or sorted({1, max(1, omp_max_threads())})
+    med = interleaved_medians(rng_contenders(n, threads), repeats)
+    nbytes = 4 * n
+    base = med["numpy Philox integers(uint32)"]
+    fill = med["out.fill (write limit)"]
+    lines = [machine_line(),
+             f"random 32-bit words: n = 2^{log2n} ({nbytes / 2**20:.0f} MiB), "
+             f"median of {repeats} interleaved rounds",
+             f"{'contender':40s} {'median ms':>10s} {'GB/s':>7s} {'x numpy':>8s} {'/ fill':>7s}"]
+    for name, t in med.items():
+        lines.append(f"{name:40s} {t * 1e3:10.3f} {nbytes / t / 1e9:7.2f} "
+                     f"{base / t:8.2f} {t / fill:7.2f}")
+    return "\n".join(lines)
