@@ -72,7 +72,8 @@ class build_ext(_build_ext):
         if self.compiler.compiler_type == "msvc":
             opt = ["/O2"]
         else:
-            opt = ["-O3", "-fno-strict-aliasing"]
+            # no contraction of a*b+c into FMA: results must equal the reference bit for bit
+            opt = ["-O3", "-fno-strict-aliasing", "-ffp-contract=off"]
             if _env_flag("FASTDROP_NATIVE", False):
                 opt.append("-march=native")
         omp_c, omp_l = self._openmp_flags()
@@ -87,13 +88,13 @@ def extension(name):
         f"fastdrop.{name}",
         [f"fastdrop/{name}.pyx"],
         include_dirs=["fastdrop"],
-        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h"],
+        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h"],
     )
 
 
 setup(
     ext_modules=cythonize(
-        [extension("_philox"), extension("_openmp_helpers")],
+        [extension("_philox"), extension("_dropout"), extension("_openmp_helpers")],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": build_ext},

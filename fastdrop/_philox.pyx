@@ -24,6 +24,7 @@ cdef extern from "philox.h" nogil:
                            uint32_t* out)
     int fd_simd_best()
     void fd_copy_draws16(const uint32_t* words, size_t first, size_t n, uint16_t* dst)
+    uint16_t fd_draw16(const uint32_t* words, size_t j)
 
 # Tiles per chunk: a chunk is the unit of work handed to a thread (16 KiB of words).
 cdef enum:
@@ -120,6 +121,31 @@ cdef void _draws_chunk(uint64_t seed, uint64_t stream, int bits, uint64_t g0,
             memcpy(<uint32_t*>out + dst, &buf[lo], (hi - lo) * 4)
         else:
             fd_copy_draws16(buf, lo, hi - lo, <uint16_t*>out + dst)
+
+
+cdef void draws_u32(uint64_t seed, uint64_t stream, int bits, uint64_t first, size_t n,
+                    uint32_t* dst) noexcept nogil:
+    """Draws first .. first+n-1 (first + n <= 2^64), each widened to uint32, into dst."""
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
+    cdef uint64_t t, lo, hi, j, glast
+    cdef uint32_t* p
+    if n == 0:
+        return
+    glast = first + (n - 1)
+    for t in range(first // per_tile, glast // per_tile + 1):
+        _tile_span(t, per_tile, first, glast, &lo, &hi)
+        p = dst + (t * per_tile + lo - first)
+        if bits == 32:
+            if lo == 0 and hi == per_tile:
+                philox_tile(seed, stream, t * FD_TILE_BLOCKS, p)
+            else:
+                philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+                memcpy(p, &buf[lo], (hi - lo) * 4)
+        else:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+            for j in range(lo, hi):
+                p[j - lo] = fd_draw16(buf, j)
 
 
 cdef void _uniform32_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t glast,

@@ -1,0 +1,323 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Dropout kernels: one pass over memory, logical C order, any strides.
+
+Private: fastdrop/dropout.py validates arguments, prepares the operands (coalesced shape,
+byte strides, aligned arrays) and calls `run`.  One driver serves every operation:
+
+- the keep flags of a block of elements come from the Philox draws of their logical
+  indices (KS_DRAWS), from a packed mask (KS_PACKED), or from a bool mask operand with
+  broadcast strides (KS_FLAGS, used for noise_shape);
+- the op turns (x, flags) into y: dropout, bias-dropout-add, alpha dropout, or nothing
+  (OP_MASK: only the mask outputs are written).
+
+Work is split into chunks of CHUNK logical elements (a multiple of 8, so each chunk owns
+whole bytes of a packed mask) spread over OpenMP threads; inside a chunk, SUB draws at a
+time go through a stack buffer and are consumed at once.  No temporary of the input's
+size exists.
+"""
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.string cimport memcpy, memset
+from cython.parallel cimport prange
+
+from fastdrop._philox cimport draws_u32
+
+cdef extern from "fd_half.h" nogil:
+    ctypedef struct fd_f16:
+        pass
+    ctypedef struct fd_bf16:
+        pass
+    float fd_f16_to_f32(fd_f16 v)
+    fd_f16 fd_f32_to_f16(float v)
+    float fd_bf16_to_f32(fd_bf16 v)
+    fd_bf16 fd_f32_to_bf16(float v)
+    fd_f16 fd_f16_zero()
+    fd_bf16 fd_bf16_zero()
+
+ctypedef fused real_t:
+    float
+    double
+    fd_f16
+    fd_bf16
+
+cdef enum:
+    MAX_DIMS = 64
+    SUB = 2048            # elements per draw buffer (a multiple of 8)
+    CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
+
+cpdef enum Op:
+    OP_DROPOUT = 0    # y = x * s where kept, else +0
+    OP_BDA = 1        # y = r + ((x + b) * s where kept, else +0)
+    OP_ALPHA = 2      # y = x * a + c where kept, else d
+    OP_MASK = 3       # no y: only the mask outputs
+
+cpdef enum KeepSource:
+    KS_DRAWS = 0      # Philox draws of the logical indices, compared with t
+    KS_PACKED = 1     # a packed mask, bit i for logical element i
+    KS_FLAGS = 2      # a bool operand with (broadcast) strides
+DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+cdef struct Plan:
+    int op
+    int ks
+    int bits
+    int nd
+    int none_kept
+    uint32_t t
+    uint64_t n
+    uint64_t seed
+    uint64_t stream
+    uint64_t offset
+    double s
+    double a
+    double c
+    double d
+    int64_t shape[MAX_DIMS]
+    char* y
+    const char* x
+    const char* b
+    const char* r
+    const uint8_t* f
+    int64_t sy[MAX_DIMS]
+    int64_t sx[MAX_DIMS]
+    int64_t sb[MAX_DIMS]
+    int64_t sr[MAX_DIMS]
+    int64_t sf[MAX_DIMS]
+    const uint8_t* packed_in
+    uint8_t* packed_out
+    uint8_t* bool_out
+
+
+# ---- per-segment element loops (strides in elements; 1 = contiguous) -------------
+
+cdef inline void _seg_dropout(real_t* y, int64_t sy, const real_t* x, int64_t sx,
+                              const uint8_t* kb, int64_t m, double s) noexcept nogil:
+    """y = x * s where kept, else +0 (s = 1 for classic mode)."""
+    cdef int64_t j
+    cdef float sf = <float>s
+    if real_t is double:
+        if sx == 1 and sy == 1:
+            for j in range(m):
+                y[j] = x[j] * s if kb[j] else 0.0
+        else:
+            for j in range(m):
+                y[j * sy] = x[j * sx] * s if kb[j] else 0.0
+    elif real_t is float:
+        if sx == 1 and sy == 1:
+            for j in range(m):
+                y[j] = x[j] * sf if kb[j] else <float>0.0
+        else:
+            for j in range(m):
+                y[j * sy] = x[j * sx] * sf if kb[j] else <float>0.0
+    elif real_t is fd_f16:
+        for j in range(m):
+            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(x[j * sx]) * sf) if kb[j] else fd_f16_zero()
+    else:
+        for j in range(m):
+            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(x[j * sx]) * sf) if kb[j] else fd_bf16_zero()
+
+
+cdef inline void _seg_bda(real_t* y, int64_t sy, const real_t* x, int64_t sx,
+                          const real_t* b, int64_t sb, const real_t* r, int64_t sr,
+                          const uint8_t* kb, int64_t m, double s) noexcept nogil:
+    """y = r + ((x + b) * s where kept, else +0); b may be NULL (no bias)."""
+    cdef int64_t j
+    cdef float sf = <float>s, uf, vf
+    cdef double ud, vd
+    for j in range(m):
+        if real_t is double:
+            ud = x[j * sx] + b[j * sb] if b != NULL else x[j * sx]
+            vd = ud * s if kb[j] else 0.0
+            y[j * sy] = r[j * sr] + vd
+        elif real_t is float:
+            uf = x[j * sx] + b[j * sb] if b != NULL else x[j * sx]
+            vf = uf * sf if kb[j] else <float>0.0
+            y[j * sy] = r[j * sr] + vf
+        elif real_t is fd_f16:
+            uf = fd_f16_to_f32(x[j * sx])
+            if b != NULL:
+                uf = uf + fd_f16_to_f32(b[j * sb])
+            vf = uf * sf if kb[j] else <float>0.0
+            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(r[j * sr]) + vf)
+        else:
+            uf = fd_bf16_to_f32(x[j * sx])
+            if b != NULL:
+                uf = uf + fd_bf16_to_f32(b[j * sb])
+            vf = uf * sf if kb[j] else <float>0.0
+            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(r[j * sr]) + vf)
+
+
+cdef inline void _seg_alpha(real_t* y, int64_t sy, const real_t* x, int64_t sx,
+                            const uint8_t* kb, int64_t m, double a, double c,
+                            double d) noexcept nogil:
+    """y = x * a + c where kept, else d."""
+    cdef int64_t j
+    cdef float af = <float>a, cf = <float>c, df = <float>d
+    for j in range(m):
+        if real_t is double:
+            y[j * sy] = x[j * sx] * a + c if kb[j] else d
+        elif real_t is float:
+            y[j * sy] = x[j * sx] * af + cf if kb[j] else df
+        elif real_t is fd_f16:
+            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(x[j * sx]) * af + cf if kb[j] else df)
+        else:
+            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(x[j * sx]) * af + cf if kb[j] else df)
+
+
+# ---- flags ------------------------------------------------------------------------
+
+cdef inline void _pack(const uint8_t* kb, uint64_t m, uint8_t* out) noexcept nogil:
+    """Pack m flags into ceil(m/8) bytes, least significant bit first, zero padding."""
+    cdef uint64_t q, i, nfull = m // 8
+    cdef uint8_t v
+    for q in range(nfull):
+        v = 0
+        for i in range(8):
+            v |= <uint8_t>(kb[8 * q + i] << i)
+        out[q] = v
+    if m % 8:
+        v = 0
+        for i in range(m % 8):
+            v |= <uint8_t>(kb[8 * nfull + i] << i)
+        out[nfull] = v
+
+
+cdef inline void _flags_from_draws(const Plan* P, uint64_t pos, uint64_t m,
+                                   uint32_t* draws, uint8_t* kb) noexcept nogil:
+    cdef uint64_t k
+    cdef uint32_t t = P.t
+    if P.none_kept:
+        memset(kb, 0, m)
+        return
+    draws_u32(P.seed, P.stream, P.bits, P.offset + pos, m, draws)
+    for k in range(m):
+        kb[k] = draws[k] >= t
+
+
+cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_t m,
+                                    uint8_t* kb) noexcept nogil:
+    cdef uint64_t k, q
+    for k in range(m):
+        q = pos + k
+        kb[k] = (packed[q >> 3] >> (q & 7)) & 1
+
+
+# ---- the driver ---------------------------------------------------------------------
+
+cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
+    """Elements a .. b-1 (logical C order) of the plan."""
+    cdef uint32_t draws[SUB]
+    cdef uint8_t kb[SUB]
+    cdef int64_t idx[MAX_DIMS]
+    cdef int nd = P.nd, dd
+    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, isz = sizeof(real_t)
+    cdef uint64_t pos = a, rem = a
+    for dd in range(nd - 1, -1, -1):
+        idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
+        rem = rem // <uint64_t>P.shape[dd]
+    while pos < b:
+        m = <int64_t>(b - pos if b - pos < SUB else SUB)
+        if P.ks == KS_DRAWS:
+            _flags_from_draws(P, pos, m, draws, kb)
+            if P.packed_out != NULL:
+                _pack(kb, m, P.packed_out + pos // 8)
+            if P.bool_out != NULL:
+                memcpy(P.bool_out + pos, kb, m)
+        elif P.ks == KS_PACKED:
+            _flags_from_packed(P.packed_in, pos, m, kb)
+        if P.op != OP_MASK:
+            k = 0
+            while k < m:
+                seg = m - k
+                if cols - idx[nd - 1] < seg:
+                    seg = cols - idx[nd - 1]
+                ox = oy = ob = orr = of = 0
+                for dd in range(nd):
+                    ox += idx[dd] * P.sx[dd]
+                    oy += idx[dd] * P.sy[dd]
+                    ob += idx[dd] * P.sb[dd]
+                    orr += idx[dd] * P.sr[dd]
+                    of += idx[dd] * P.sf[dd]
+                if P.ks == KS_FLAGS:
+                    for dd in range(seg):
+                        kb[k + dd] = P.f[of + dd * P.sf[nd - 1]]
+                if P.op == OP_DROPOUT:
+                    _seg_dropout(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
+                                 <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
+                                 kb + k, seg, P.s)
+                elif P.op == OP_BDA:
+                    _seg_bda(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
+                             <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
+                             <const real_t*>(P.b + ob) if P.b != NULL else NULL,
+                             P.sb[nd - 1] // isz,
+                             <const real_t*>(P.r + orr), P.sr[nd - 1] // isz,
+                             kb + k, seg, P.s)
+                else:
+                    _seg_alpha(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
+                               <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
+                               kb + k, seg, P.a, P.c, P.d)
+                k += seg
+                idx[nd - 1] += seg
+                if idx[nd - 1] == cols:
+                    idx[nd - 1] = 0
+                    dd = nd - 2
+                    while dd >= 0:
+                        idx[dd] += 1
+                        if idx[dd] < P.shape[dd]:
+                            break
+                        idx[dd] = 0
+                        dd -= 1
+        pos += <uint64_t>m
+
+
+cdef inline char* _ptr(obj):
+    return <char*><uintptr_t>obj if obj is not None else NULL
+
+
+def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None, f=None,
+        sy=None, sx=None, sb=None, sr=None, sf=None, packed_in=None, packed_out=None,
+        bool_out=None, uint64_t seed=0, uint64_t stream=0, uint64_t offset=0, int bits=16,
+        uint64_t t=0, double s=1.0, double a=0.0, double c=0.0, double d=0.0,
+        int n_threads=1):
+    """Run one plan.  Pointers are integer addresses (arrays kept alive by the caller);
+    shape and strides (bytes) are sequences of equal length 1..64; n > 0."""
+    cdef Plan P
+    cdef int dd, code = DTYPE_CODES[dtype_name]
+    cdef uint64_t n = 1
+    P.op, P.ks, P.bits, P.nd = op, ks, bits, len(shape)
+    if not 1 <= P.nd <= MAX_DIMS:
+        raise ValueError("bad number of dimensions")
+    zeros = (0,) * P.nd
+    sy, sx, sb, sr, sf = [v if v is not None else zeros for v in (sy, sx, sb, sr, sf)]
+    for dd in range(P.nd):
+        P.shape[dd] = shape[dd]
+        n *= <uint64_t>shape[dd]
+        P.sy[dd], P.sx[dd], P.sb[dd], P.sr[dd], P.sf[dd] = sy[dd], sx[dd], sb[dd], sr[dd], sf[dd]
+    P.n = n
+    P.none_kept = t >= (<uint64_t>1 << bits)
+    P.t = <uint32_t>t if not P.none_kept else 0
+    P.seed, P.stream, P.offset = seed, stream, offset
+    P.s, P.a, P.c, P.d = s, a, c, d
+    P.y, P.x, P.b, P.r = _ptr(y), _ptr(x), _ptr(b), _ptr(r)
+    P.f = <const uint8_t*>_ptr(f)
+    P.packed_in = <const uint8_t*>_ptr(packed_in)
+    P.packed_out = <uint8_t*>_ptr(packed_out)
+    P.bool_out = <uint8_t*>_ptr(bool_out)
+    if n == 0:
+        return
+    cdef Py_ssize_t ci, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
+    cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
+    cdef uint64_t lo, hi
+    for ci in prange(n_chunks, nogil=True, schedule="static", num_threads=workers):
+        lo = <uint64_t>ci * CHUNK
+        hi = lo + CHUNK
+        if hi > n:
+            hi = n
+        if code == 0:
+            _chunk(<float*>NULL, &P, lo, hi)
+        elif code == 1:
+            _chunk(<double*>NULL, &P, lo, hi)
+        elif code == 2:
+            _chunk(<fd_f16*>NULL, &P, lo, hi)
+        else:
+            _chunk(<fd_bf16*>NULL, &P, lo, hi)
