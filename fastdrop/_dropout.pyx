@@ -16,11 +16,11 @@ whole bytes of a packed mask) spread over OpenMP threads; inside a chunk, SUB dr
 time go through a stack buffer and are consumed at once.  No temporary of the input's
 size exists.
 """
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from fastdrop._philox cimport draws_u32
+from fastdrop._philox cimport draws_u16, draws_u32
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
@@ -31,8 +31,10 @@ cdef extern from "fd_half.h" nogil:
     fd_f16 fd_f32_to_f16(float v)
     float fd_bf16_to_f32(fd_bf16 v)
     fd_bf16 fd_f32_to_bf16(float v)
-    fd_f16 fd_f16_zero()
-    fd_bf16 fd_bf16_zero()
+    float fd_keep_f32(float v, uint8_t k)
+    double fd_keep_f64(double v, uint8_t k)
+    float fd_select_f32(uint8_t k, float a, float b)
+    double fd_select_f64(uint8_t k, double a, double b)
 
 ctypedef fused real_t:
     float
@@ -92,29 +94,29 @@ cdef struct Plan:
 
 cdef inline void _seg_dropout(real_t* y, int64_t sy, const real_t* x, int64_t sx,
                               const uint8_t* kb, int64_t m, double s) noexcept nogil:
-    """y = x * s where kept, else +0 (s = 1 for classic mode)."""
+    """y = x * s where kept, else +0 (s = 1 for classic mode).  Branch-free selects."""
     cdef int64_t j
     cdef float sf = <float>s
     if real_t is double:
         if sx == 1 and sy == 1:
             for j in range(m):
-                y[j] = x[j] * s if kb[j] else 0.0
+                y[j] = fd_keep_f64(x[j] * s, kb[j])
         else:
             for j in range(m):
-                y[j * sy] = x[j * sx] * s if kb[j] else 0.0
+                y[j * sy] = fd_keep_f64(x[j * sx] * s, kb[j])
     elif real_t is float:
         if sx == 1 and sy == 1:
             for j in range(m):
-                y[j] = x[j] * sf if kb[j] else <float>0.0
+                y[j] = fd_keep_f32(x[j] * sf, kb[j])
         else:
             for j in range(m):
-                y[j * sy] = x[j * sx] * sf if kb[j] else <float>0.0
+                y[j * sy] = fd_keep_f32(x[j * sx] * sf, kb[j])
     elif real_t is fd_f16:
         for j in range(m):
-            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(x[j * sx]) * sf) if kb[j] else fd_f16_zero()
+            y[j * sy] = fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(x[j * sx]) * sf, kb[j]))
     else:
         for j in range(m):
-            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(x[j * sx]) * sf) if kb[j] else fd_bf16_zero()
+            y[j * sy] = fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(x[j * sx]) * sf, kb[j]))
 
 
 cdef inline void _seg_bda(real_t* y, int64_t sy, const real_t* x, int64_t sx,
@@ -122,29 +124,25 @@ cdef inline void _seg_bda(real_t* y, int64_t sy, const real_t* x, int64_t sx,
                           const uint8_t* kb, int64_t m, double s) noexcept nogil:
     """y = r + ((x + b) * s where kept, else +0); b may be NULL (no bias)."""
     cdef int64_t j
-    cdef float sf = <float>s, uf, vf
-    cdef double ud, vd
+    cdef float sf = <float>s, uf
+    cdef double ud
     for j in range(m):
         if real_t is double:
             ud = x[j * sx] + b[j * sb] if b != NULL else x[j * sx]
-            vd = ud * s if kb[j] else 0.0
-            y[j * sy] = r[j * sr] + vd
+            y[j * sy] = r[j * sr] + fd_keep_f64(ud * s, kb[j])
         elif real_t is float:
             uf = x[j * sx] + b[j * sb] if b != NULL else x[j * sx]
-            vf = uf * sf if kb[j] else <float>0.0
-            y[j * sy] = r[j * sr] + vf
+            y[j * sy] = r[j * sr] + fd_keep_f32(uf * sf, kb[j])
         elif real_t is fd_f16:
             uf = fd_f16_to_f32(x[j * sx])
             if b != NULL:
                 uf = uf + fd_f16_to_f32(b[j * sb])
-            vf = uf * sf if kb[j] else <float>0.0
-            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(r[j * sr]) + vf)
+            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(r[j * sr]) + fd_keep_f32(uf * sf, kb[j]))
         else:
             uf = fd_bf16_to_f32(x[j * sx])
             if b != NULL:
                 uf = uf + fd_bf16_to_f32(b[j * sb])
-            vf = uf * sf if kb[j] else <float>0.0
-            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(r[j * sr]) + vf)
+            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(r[j * sr]) + fd_keep_f32(uf * sf, kb[j]))
 
 
 cdef inline void _seg_alpha(real_t* y, int64_t sy, const real_t* x, int64_t sx,
@@ -155,13 +153,13 @@ cdef inline void _seg_alpha(real_t* y, int64_t sy, const real_t* x, int64_t sx,
     cdef float af = <float>a, cf = <float>c, df = <float>d
     for j in range(m):
         if real_t is double:
-            y[j * sy] = x[j * sx] * a + c if kb[j] else d
+            y[j * sy] = fd_select_f64(kb[j], x[j * sx] * a + c, d)
         elif real_t is float:
-            y[j * sy] = x[j * sx] * af + cf if kb[j] else df
+            y[j * sy] = fd_select_f32(kb[j], x[j * sx] * af + cf, df)
         elif real_t is fd_f16:
-            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(x[j * sx]) * af + cf if kb[j] else df)
+            y[j * sy] = fd_f32_to_f16(fd_select_f32(kb[j], fd_f16_to_f32(x[j * sx]) * af + cf, df))
         else:
-            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(x[j * sx]) * af + cf if kb[j] else df)
+            y[j * sy] = fd_f32_to_bf16(fd_select_f32(kb[j], fd_bf16_to_f32(x[j * sx]) * af + cf, df))
 
 
 # ---- flags ------------------------------------------------------------------------
@@ -184,22 +182,42 @@ cdef inline void _pack(const uint8_t* kb, uint64_t m, uint8_t* out) noexcept nog
 
 cdef inline void _flags_from_draws(const Plan* P, uint64_t pos, uint64_t m,
                                    uint32_t* draws, uint8_t* kb) noexcept nogil:
+    """Keep flags of elements pos .. pos+m-1: draw >= t.  `draws` holds SUB words."""
     cdef uint64_t k
     cdef uint32_t t = P.t
+    cdef uint16_t t16
+    cdef uint16_t* d16 = <uint16_t*>draws
     if P.none_kept:
         memset(kb, 0, m)
         return
-    draws_u32(P.seed, P.stream, P.bits, P.offset + pos, m, draws)
-    for k in range(m):
-        kb[k] = draws[k] >= t
+    if P.bits == 16:  # t < 2^16 here: compare the 16-bit draws as they are
+        t16 = <uint16_t>t
+        draws_u16(P.seed, P.stream, P.offset + pos, m, d16)
+        for k in range(m):
+            kb[k] = d16[k] >= t16
+    else:
+        draws_u32(P.seed, P.stream, 32, P.offset + pos, m, draws)
+        for k in range(m):
+            kb[k] = draws[k] >= t
+
+
+# _UNPACK[v] holds the 8 flags (0/1 bytes, least significant bit first) of mask byte v.
+cdef uint8_t _UNPACK[256][8]
+cdef int _v, _i
+for _v in range(256):
+    for _i in range(8):
+        _UNPACK[_v][_i] = (_v >> _i) & 1
 
 
 cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_t m,
                                     uint8_t* kb) noexcept nogil:
-    cdef uint64_t k, q
-    for k in range(m):
-        q = pos + k
-        kb[k] = (packed[q >> 3] >> (q & 7)) & 1
+    """Flags of elements pos .. pos+m-1; pos is a multiple of 8 (chunks and SUB are)."""
+    cdef uint64_t q, i
+    cdef const uint8_t* src = packed + pos // 8
+    for q in range(m // 8):
+        memcpy(kb + 8 * q, _UNPACK[src[q]], 8)
+    for i in range(m - m % 8, m):
+        kb[i] = (src[i // 8] >> (i % 8)) & 1
 
 
 # ---- the driver ---------------------------------------------------------------------

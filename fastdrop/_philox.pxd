@@ -1,5 +1,5 @@
 # Shared with the other kernel modules (cimport fastdrop._philox): one dispatch state.
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 
 cdef extern from "philox.h" nogil:
     enum: FD_TILE_BLOCKS
@@ -10,3 +10,6 @@ cdef void philox_tile(uint64_t seed, uint64_t stream, uint64_t block0,
 
 cdef void draws_u32(uint64_t seed, uint64_t stream, int bits, uint64_t first, size_t n,
                     uint32_t* dst) noexcept nogil
+
+cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                    uint16_t* dst) noexcept nogil

@@ -148,6 +148,26 @@ cdef void draws_u32(uint64_t seed, uint64_t stream, int bits, uint64_t first, si
                 p[j - lo] = fd_draw16(buf, j)
 
 
+cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                    uint16_t* dst) noexcept nogil:
+    """16-bit draws first .. first+n-1 (first + n <= 2^64) into dst."""
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t per_tile = 2 * FD_TILE_WORDS
+    cdef uint64_t t, lo, hi, glast
+    cdef uint16_t* p
+    if n == 0:
+        return
+    glast = first + (n - 1)
+    for t in range(first // per_tile, glast // per_tile + 1):
+        _tile_span(t, per_tile, first, glast, &lo, &hi)
+        p = dst + (t * per_tile + lo - first)
+        if FD_LITTLE_ENDIAN and lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
+        else:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+            fd_copy_draws16(buf, lo, hi - lo, p)
+
+
 cdef void _uniform32_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t glast,
                            uint64_t ta, uint64_t tb, float* out) noexcept nogil:
     cdef uint32_t buf[FD_TILE_WORDS]

@@ -358,19 +358,21 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: in
                               n_threads: int | None = None):
     """Gradients of bias_dropout_add: (dx, dbias, dresidual).
 
-    dx is dropout's gradient (from the mask or regenerated from seed); dbias sums dx over
-    all axes but the last (accumulated in float64), None when has_bias is False;
-    dresidual is grad itself.
+    dx is dropout's gradient (from the mask or regenerated from seed); dbias sums it over
+    all axes but the last, from the compute-precision products (float32 for half types),
+    accumulated in float64; None when has_bias is False. dresidual is grad itself.
     """
     g = float_array(grad, "grad")
-    dx = dropout_backward(g, p, mask=mask, seed=seed, stream=stream, bits=bits,
-                          n_threads=n_threads)
+    if has_bias and g.ndim == 0:
+        raise ValueError("grad must have at least one axis when has_bias is True")
+    ct = compute_dtype(g.dtype)
+    # in the compute precision, so that dbias sums the unrounded products (half types)
+    dx_c = dropout_backward(g.astype(ct, copy=False), p, mask=mask, seed=seed, stream=stream,
+                            bits=bits, n_threads=n_threads)
     dbias = None
     if has_bias:
-        if g.ndim == 0:
-            raise ValueError("grad must have at least one axis when has_bias is True")
-        acc = dx.astype(np.float64).reshape(-1, g.shape[-1]).sum(axis=0)
-        dbias = acc.astype(g.dtype)
+        dbias = dx_c.astype(np.float64).reshape(-1, g.shape[-1]).sum(axis=0).astype(g.dtype)
+    dx = dx_c if ct == g.dtype else dx_c.astype(g.dtype)
     return dx, dbias, g
 
 

@@ -84,3 +84,37 @@ static inline fd_f16 fd_f16_zero(void) { fd_f16 r = {0}; return r; }
 static inline fd_bf16 fd_bf16_zero(void) { fd_bf16 r = {0}; return r; }
 
 #endif
+
+/* ---- branch-free selects: a dropped element is exactly +0.0 (all bits zero) --------- */
+
+/* v where k == 1, +0.0 where k == 0 (k is 0 or 1); NaN and Inf are cleared too. */
+static inline float fd_keep_f32(float v, uint8_t k)
+{
+    return fd_bits_f32(fd_f32_bits(v) & (0u - (uint32_t)k));
+}
+
+static inline double fd_keep_f64(double v, uint8_t k)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    u &= (uint64_t)0 - (uint64_t)k;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+/* a where k == 1, b where k == 0. */
+static inline float fd_select_f32(uint8_t k, float a, float b)
+{
+    uint32_t m = 0u - (uint32_t)k;
+    return fd_bits_f32((fd_f32_bits(a) & m) | (fd_f32_bits(b) & ~m));
+}
+
+static inline double fd_select_f64(uint8_t k, double a, double b)
+{
+    uint64_t ua, ub, m = (uint64_t)0 - (uint64_t)k;
+    memcpy(&ua, &a, 8);
+    memcpy(&ub, &b, 8);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, 8);
+    return a;
+}

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["philox4x32", "stream_words", "random_bits", "uniform"]
+__all__ = [
+    "philox4x32", "stream_words", "random_bits", "uniform",
+    "threshold", "effective_p", "dropout_scale", "keep_mask", "pack_mask", "unpack_mask",
+    "compute_dtype", "dropout", "dropout_backward", "bias_dropout_add",
+    "bias_dropout_add_backward", "alpha_dropout", "alpha_dropout_backward",
+]
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57
 W0, W1 = 0x9E3779B9, 0xBB67AE85
@@ -73,3 +78,228 @@ def uniform(shape, seed, stream=0, dtype=np.float32, offset=0):
     w = stream_words(seed, stream, 2 * offset, 2 * n).astype(np.uint64)
     u = (w[1::2] << _U32) | w[0::2]
     return ((u >> np.uint64(11)).astype(np.float64) * 2.0 ** -53).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Dropout (docs/contract.md sections 4-7)
+# ---------------------------------------------------------------------------------------
+
+#: SELU scale * alpha (Klambauer et al. 2017): the value a SELU saturates to is -ALPHA_PRIME.
+ALPHA_PRIME = 1.7580993408473766
+
+
+def threshold(p, bits=16):
+    """Keep threshold of drop probability `p`: element i is kept iff ``r_i >= t``.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1].
+    bits : {16, 32}
+        Width of a draw.
+
+    Returns
+    -------
+    int
+        ``t = round_half_even(p * 2**bits)`` clamped to ``[0, 2**bits]`` (the product is
+        exact: a float64 times a power of two).
+    """
+    t = int(np.rint(np.float64(p) * 2.0 ** bits))
+    return min(max(t, 0), 2 ** bits)
+
+
+def effective_p(p, bits=16):
+    """Effective drop probability ``t / 2**bits`` (a float, exact)."""
+    return threshold(p, bits) / 2 ** bits
+
+
+def dropout_scale(p, bits=16):
+    """Inverted-mode scale ``2**bits / (2**bits - t)`` (float64), 0.0 when all is dropped."""
+    kept = 2 ** bits - threshold(p, bits)
+    return 2 ** bits / kept if kept else 0.0
+
+
+def keep_mask(shape, p, seed, stream=0, bits=16, offset=0):
+    """Bool keep flags over `shape` (C order): draw ``offset + i`` kept iff ``r >= t``.
+
+    The comparison is in uint64, so ``t = 2**32`` (bits=32, p=1) keeps nothing.
+    """
+    draws = random_bits(shape, seed, stream, bits, offset)
+    return draws.astype(np.uint64) >= np.uint64(threshold(p, bits))
+
+
+def pack_mask(keep):
+    """Packed mask: bit k (least significant first) of byte j is element 8j + k's flag."""
+    return np.packbits(np.asarray(keep, dtype=bool).ravel(), bitorder="little")
+
+
+def unpack_mask(packed, shape):
+    """Inverse of `pack_mask`: the first ``prod(shape)`` bits as a bool array of `shape`."""
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n, bitorder="little")
+    return bits.astype(bool).reshape(shape)
+
+
+def compute_dtype(dtype):
+    """Precision of the arithmetic: float32 for float16 and bfloat16, else `dtype` itself."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.name in ("float16", "bfloat16") else dtype
+
+
+def _zero(dtype):
+    return np.zeros((), dtype=dtype)  # +0.0
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _masked(values, keep, factor):
+    """``where(keep, values_c * factor_c, +0.0)`` in the compute precision, rounded once to
+    ``values.dtype``; `keep` broadcasts to ``values.shape``."""
+    cd = compute_dtype(values.dtype)
+    scaled = values.astype(cd) * cd.type(factor)
+    return np.where(keep, scaled, _zero(cd)).astype(values.dtype)
+
+
+def dropout(x, p, seed, stream=0, training=True, mode="inverted", noise_shape=None, bits=16):
+    """Dropout of `x` as docs/contract.md section 4 and 5 define it.
+
+    Parameters
+    ----------
+    x : ndarray
+        float16, bfloat16, float32 or float64 input.
+    p : float
+        Drop probability in [0, 1].
+    seed, stream : int
+        Unsigned 64-bit key and stream of the draws.
+    training : bool
+        False: inference (inverted: `x` unchanged; classic: ``x * P(keep)``).
+    mode : {"inverted", "classic"}
+    noise_shape : tuple of int, optional
+        Shape the mask is drawn over (each dim x's or 1), broadcast to ``x.shape``;
+        None means ``x.shape``.
+    bits : {16, 32}
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as `x`; dropped elements are exactly +0.0.
+    keep : ndarray of bool or None
+        The keep mask over the noise shape (None at inference).
+    """
+    x = np.asarray(x)
+    if not training:
+        if mode == "inverted":
+            return x.copy(), None
+        t = threshold(p, bits)
+        return _masked(x, True, (2 ** bits - t) / 2 ** bits), None
+    keep = keep_mask(x.shape if noise_shape is None else tuple(noise_shape),
+                     p, seed, stream, bits)
+    return _apply_mask(x, keep, p, mode, bits), keep
+
+
+def dropout_backward(grad, p, keep, mode="inverted", bits=16):
+    """Gradient of `dropout` (section 6): ``grad * scale`` where kept (classic: ``grad``),
+    +0.0 where dropped, with the forward's arithmetic. `keep` broadcasts to ``grad.shape``."""
+    return _apply_mask(np.asarray(grad), keep, p, mode, bits)
+
+
+def _apply_mask(values, keep, p, mode, bits):
+    """The training map shared by forward and backward: ``values * scale`` where kept
+    (classic: ``values``), +0.0 where dropped."""
+    if mode == "classic":
+        return np.where(keep, values, _zero(values.dtype))
+    return _masked(values, keep, dropout_scale(p, bits))
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def bias_dropout_add(x, bias, residual, p, seed, stream=0, bits=16):
+    """Fused ``residual + dropout(x + bias)`` (section 7, inverted mode).
+
+    In the compute precision: ``u = x + bias``; ``v = u * scale`` if kept else +0.0;
+    ``y = residual + v``; rounded once to ``x.dtype``. `bias` has shape
+    ``(x.shape[-1],)`` or is None. The mask is the one ``dropout(x)`` draws for the same
+    (seed, stream, bits, p).
+
+    Returns
+    -------
+    y : ndarray
+    keep : ndarray of bool, shape ``x.shape``
+    """
+    x, residual = np.asarray(x), np.asarray(residual)
+    cd = compute_dtype(x.dtype)
+    keep = keep_mask(x.shape, p, seed, stream, bits)
+    u = x.astype(cd) if bias is None else x.astype(cd) + np.asarray(bias).astype(cd)
+    v = np.where(keep, u * cd.type(dropout_scale(p, bits)), _zero(cd))
+    return (residual.astype(cd) + v).astype(x.dtype), keep
+
+
+def bias_dropout_add_backward(grad, keep, p, bits=16, has_bias=True):
+    """Gradients of `bias_dropout_add`.
+
+    Returns
+    -------
+    dx : ndarray
+        ``dropout_backward(grad, p, keep)``.
+    dbias : ndarray or None
+        ``where(keep, grad_c * scale_c, 0)`` (compute precision, not rounded) summed over
+        every axis but the last in float64, then cast to ``grad.dtype``; None without bias.
+    dresidual : ndarray
+        A copy of `grad`.
+    """
+    grad = np.asarray(grad)
+    dx = dropout_backward(grad, p, keep, bits=bits)
+    dbias = None
+    if has_bias:
+        cd = compute_dtype(grad.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            v = np.where(keep, grad.astype(cd) * cd.type(dropout_scale(p, bits)), _zero(cd))
+        dbias = v.astype(np.float64).sum(axis=tuple(range(grad.ndim - 1))).astype(grad.dtype)
+    return dx, dbias, grad.copy()
+
+
+def _alpha_coefficients(q):
+    """(a, c, d) of alpha dropout at effective drop probability q, in float64: kept
+    elements become ``x * a + c``, dropped ones ``d``. q == 1 gives (0, 0, 0): all zeros."""
+    if q == 1:
+        return 0.0, 0.0, 0.0
+    a = ((1 - q) * (1 + q * ALPHA_PRIME ** 2)) ** -0.5
+    return a, a * ALPHA_PRIME * q, -a * ALPHA_PRIME * (1 - q)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def alpha_dropout(x, p, seed, stream=0, training=True, bits=16, noise_shape=None):
+    """Alpha dropout (Klambauer et al. 2017; PyTorch ``alpha_dropout``, Keras ``AlphaDropout``)
+    with the contract's keep mask.
+
+    With q = ``effective_p(p, bits)``, ``alpha' = ALPHA_PRIME`` and
+    ``a = ((1 - q) * (1 + q * alpha'**2)) ** -0.5``: a kept element becomes
+    ``(x * a) + c`` with ``c = a * alpha' * q``, a dropped one ``d = -a * alpha' * (1 - q)``
+    (a, c, d in float64, cast to the compute precision; one rounding to ``x.dtype``).
+    This keeps zero mean and unit variance for standardised inputs.
+    q == 0: `x` unchanged. q == 1: all +0.0 (as PyTorch; a would be infinite).
+    Inference: `x` unchanged (a copy).
+
+    Returns
+    -------
+    y : ndarray
+    keep : ndarray of bool or None
+        Keep mask over the noise shape (None at inference).
+    """
+    x = np.asarray(x)
+    if not training:
+        return x.copy(), None
+    keep = keep_mask(x.shape if noise_shape is None else tuple(noise_shape),
+                     p, seed, stream, bits)
+    q = effective_p(p, bits)
+    if q == 0:
+        return x.copy(), keep
+    cd = compute_dtype(x.dtype)
+    a, c, d = (cd.type(v) for v in _alpha_coefficients(q))
+    y = np.where(keep, x.astype(cd) * a + c, d)
+    return y.astype(x.dtype), keep
+
+
+def alpha_dropout_backward(grad, p, keep, bits=16):
+    """Gradient of `alpha_dropout`: ``grad * a`` where kept, +0.0 where dropped."""
+    grad = np.asarray(grad)
+    return _masked(grad, keep, _alpha_coefficients(effective_p(p, bits))[0])
