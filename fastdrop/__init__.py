@@ -5,14 +5,18 @@ docs/contract.md; every backend gives bit-identical draws for the same (seed, st
 """
 from ._openmp_helpers import omp_max_threads, openmp_enabled
 from ._philox import get_simd_level, simd_levels
-from .dropout import (alpha_dropout, alpha_dropout_backward, bias_dropout_add,
+from .functional import (alpha_dropout, alpha_dropout_backward, bias_dropout_add,
                       bias_dropout_add_backward, dropout, dropout_backward, dropout_mask,
                       dropout_scale, effective_p, unpack_mask)
+from .generator import Dropout, DropoutCall, Generator
 from .rng import philox4x32, random_bits, uniform
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Generator",
+    "DropoutCall",
+    "Dropout",
     "dropout",
     "dropout_backward",
     "dropout_mask",

@@ -1,4 +1,4 @@
-"""Command line: `python -m fastdrop [demo|bench-rng]` (also installed as `fastdrop`)."""
+"""Command line: `python -m fastdrop [demo|bench-rng|bench-dropout]` (also `fastdrop`)."""
 from __future__ import annotations
 
 import argparse
@@ -33,16 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--log2n", type=int, default=24, help="number of words, as a power of 2")
     b.add_argument("--repeats", type=int, default=15)
     b.add_argument("--threads", type=int, nargs="+", default=None)
+    d = sub.add_parser("bench-dropout", help="dropout against np.multiply, NumPy and PyTorch")
+    d.add_argument("--log2n", type=int, default=24)
+    d.add_argument("--p", type=float, default=0.5)
+    d.add_argument("--repeats", type=int, default=11)
+    d.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
-    from ._bench import rng_report
+    from ._bench import dropout_report, rng_report
 
     if args.command in (None, "demo"):
         demo()
         print()
         print(rng_report(log2n=22, repeats=7))
+        print()
+        print(dropout_report(log2n=22, repeats=7))
     elif args.command == "bench-rng":
         print(rng_report(log2n=args.log2n, repeats=args.repeats, threads=args.threads))
+    elif args.command == "bench-dropout":
+        print(dropout_report(log2n=args.log2n, p=args.p, repeats=args.repeats,
+                             threads=args.threads))
     return 0
 
 

@@ -2,7 +2,7 @@
 # cython: initializedcheck=False
 """Dropout kernels: one pass over memory, logical C order, any strides.
 
-Private: fastdrop/dropout.py validates arguments, prepares the operands (coalesced shape,
+Private: fastdrop/functional.py validates arguments, prepares the operands (coalesced shape,
 byte strides, aligned arrays) and calls `run`.  One driver serves every operation:
 
 - the keep flags of a block of elements come from the Philox draws of their logical

@@ -71,14 +71,31 @@ def check_span(offset: Any, n: int, limit_log2: int = 64, name: str = "offset") 
     return off
 
 
+MAX_THREADS = 2**31 - 1  # OpenMP takes a C int
+
+
 def check_n_threads(n_threads: Any) -> int:
     """None: OMP_NUM_THREADS (or what threadpoolctl set), else all cores; or an int >= 1."""
     if n_threads is None:
         return max(1, omp_max_threads())
     n = as_int(n_threads, "n_threads")
-    if n < 1:
-        raise ValueError(f"n_threads must be >= 1 or None, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n_threads must be in [1, 2**31 - 1] or None, got {n}")
     return n
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A flag: Python or NumPy bool only (no truthy strings, numbers or arrays)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """One of a few strings."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def shape_size(shape: tuple[int, ...]) -> int:

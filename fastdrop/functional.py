@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ._operands import KS, Op, check_out, compute_dtype, float_array, run
-from ._validation import as_int, check_bits, check_n_threads, check_shape, check_span, check_uint64
+from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_threads,
+                          check_shape, check_span, check_uint64)
 
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "unpack_mask", "effective_p",
@@ -64,15 +65,11 @@ def dropout_scale(p: float, bits: int = 16) -> float:
 
 
 def _check_mode(mode: Any) -> str:
-    if mode not in ("inverted", "classic"):
-        raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
-    return mode
+    return check_choice(mode, "mode", ("inverted", "classic"))
 
 
 def _check_mask_format(mask_format: Any) -> str:
-    if mask_format not in ("packed", "bool"):
-        raise ValueError(f"mask_format must be 'packed' or 'bool', got {mask_format!r}")
-    return mask_format
+    return check_choice(mask_format, "mask_format", ("packed", "bool"))
 
 
 def _check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -227,8 +224,8 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     noise = _check_noise_shape(noise_shape, xa.shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    training = check_bool(training, "training")
+    return_mask = check_bool(return_mask, "return_mask")
     y = None if (out is None and not training and m == "inverted") else _prepare_out(out, xa, {"x": xa})
     s = _check_seed(seed)
 
@@ -293,6 +290,7 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     n = math.prod(dims)
     off = check_span(offset, n)
     threads = check_n_threads(n_threads)
+    packed = check_bool(packed, "packed")
     t = _threshold(pf, b)
     if packed:
         res = np.empty((n + 7) // 8, np.uint8)
@@ -335,6 +333,7 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     s = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
+    return_mask = check_bool(return_mask, "return_mask")
     for name, arr in (("bias", ba), ("residual", ra)):
         if arr is not None and arr.dtype != xa.dtype:
             raise TypeError(f"{name} must have x's dtype {xa.dtype}, got {arr.dtype}")
@@ -363,6 +362,7 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: in
     accumulated in float64; None when has_bias is False. dresidual is grad itself.
     """
     g = float_array(grad, "grad")
+    has_bias = check_bool(has_bias, "has_bias")
     if has_bias and g.ndim == 0:
         raise ValueError("grad must have at least one axis when has_bias is True")
     ct = compute_dtype(g.dtype)
@@ -401,6 +401,8 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     noise = _check_noise_shape(noise_shape, xa.shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
+    training = check_bool(training, "training")
+    return_mask = check_bool(return_mask, "return_mask")
     y = None if (out is None and not training) else _prepare_out(out, xa, {"x": xa})
     s = _check_seed(seed)
     if not training:

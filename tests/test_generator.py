@@ -1,0 +1,126 @@
+"""Generator (fresh stream per call, saved and restored state) and the Dropout layer."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastdrop as fd
+from _helpers import assert_bits_equal, make_x
+
+
+def test_each_call_takes_a_fresh_stream():
+    gen = fd.Generator(42)
+    x = make_x((100, 30), np.float32)
+    y0, c0 = gen.dropout(x, 0.5)
+    y1, c1 = gen.dropout(x, 0.5)
+    assert (c0.stream, c1.stream) == (0, 1) and c0.seed == c1.seed == 42
+    assert_bits_equal(y0, fd.dropout(x, 0.5, seed=42, stream=0))
+    assert_bits_equal(y1, fd.dropout(x, 0.5, seed=42, stream=1))
+    assert not np.array_equal(y0, y1)
+    assert gen.next_stream == 2
+
+
+def test_call_backward_regenerates_the_mask():
+    gen = fd.Generator(7, stream=100)
+    x = make_x((8, 3, 5), np.float64)
+    g = make_x((8, 3, 5), np.float64, seed=1)
+    y, call = gen.dropout(x, 0.3, noise_shape=(8, 3, 1))
+    _, mask = fd.dropout(x, 0.3, seed=7, stream=100, noise_shape=(8, 3, 1), return_mask=True)
+    assert_bits_equal(call.backward(g), fd.dropout_backward(g, 0.3, mask=mask,
+                                                            noise_shape=(8, 3, 1)))
+    np.testing.assert_array_equal(call.mask((8, 3, 1)), mask)
+    ya, ca = gen.alpha_dropout(x, 0.2)
+    assert_bits_equal(ca.backward(g), fd.alpha_dropout_backward(g, 0.2, seed=7, stream=101))
+    b = make_x((5,), np.float64, seed=3, specials=False)
+    yb, cb = gen.bias_dropout_add(x, b, x, 0.4)
+    assert_bits_equal(yb, fd.bias_dropout_add(x, b, x, 0.4, seed=7, stream=102))
+    dx, db, dr = cb.backward(g)
+    assert_bits_equal(dx, fd.dropout_backward(g, 0.4, seed=7, stream=102))
+
+
+def test_state_save_and_restore_replays_the_same_masks():
+    gen = fd.Generator(123)
+    x = make_x((64,), np.float32)
+    gen.dropout(x, 0.5)
+    state = gen.get_state()
+    first = [gen.dropout(x, 0.5)[0] for _ in range(3)]
+    gen.set_state(state)
+    again = [gen.dropout(x, 0.5)[0] for _ in range(3)]
+    for a, b in zip(first, again):
+        assert_bits_equal(a, b)
+    other = fd.Generator(0)
+    other.set_state(state)
+    assert_bits_equal(other.dropout(x, 0.5)[0], first[0])
+    with pytest.raises(ValueError):
+        gen.set_state({"seed": 1})
+    with pytest.raises(ValueError, match="seed"):
+        gen.set_state({"seed": -1, "stream": 0})
+
+
+def test_inference_takes_no_stream():
+    gen = fd.Generator(1)
+    x = make_x((10,), np.float32)
+    y, call = gen.dropout(x, 0.5, training=False)
+    assert y is x and call is None and gen.next_stream == 0
+
+
+def test_streams_are_unique_across_threads():
+    gen = fd.Generator(5)
+    taken, lock = [], threading.Lock()
+
+    def work():
+        mine = [gen.take_stream() for _ in range(2000)]
+        with lock:
+            taken.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == list(range(8000))
+
+
+def test_random_seed_when_none():
+    assert fd.Generator().seed != fd.Generator().seed  # 2^-64 chance of a false failure
+
+
+def test_layer_forward_backward_and_modes():
+    layer = fd.Dropout(0.25, seed=9)
+    x = make_x((16, 20), np.float32)
+    g = make_x((16, 20), np.float32, seed=2)
+    y = layer(x, training=True)
+    assert_bits_equal(y, fd.dropout(x, 0.25, seed=9, stream=0))
+    assert_bits_equal(layer.backward(g), fd.dropout_backward(g, 0.25, seed=9, stream=0))
+    y2 = layer(x)  # second call: next stream
+    assert_bits_equal(y2, fd.dropout(x, 0.25, seed=9, stream=1))
+    assert_bits_equal(layer.backward(g), fd.dropout_backward(g, 0.25, seed=9, stream=1))
+    assert layer(x, training=False) is x
+    assert layer.effective_rate == fd.effective_p(0.25) == 0.25
+    assert layer.scale == fd.dropout_scale(0.25)
+    classic = fd.Dropout(0.1, mode="classic", seed=1)
+    assert classic.scale == 1.0 and classic.effective_rate == fd.effective_p(0.1)
+    assert_bits_equal(classic(x, training=False),
+                      (x * np.float32(1 - fd.effective_p(0.1))).astype(np.float32))
+
+
+def test_layer_spatial_and_shared_generator():
+    gen = fd.Generator(3)
+    a, b = fd.Dropout(0.5, seed=gen), fd.Dropout(0.5, seed=gen, noise_shape=(None, None, 1, 1))
+    x = np.ones((2, 4, 3, 3), np.float32)
+    a(x)
+    yb = b(x)
+    assert gen.next_stream == 2
+    assert all(len(np.unique(yb[i, c])) == 1 for i in range(2) for c in range(4))
+    assert b.get_config()["noise_shape"] == (None, None, 1, 1)
+
+
+def test_layer_errors():
+    with pytest.raises(RuntimeError, match="training call"):
+        fd.Dropout(0.5, seed=1).backward(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="p must be"):
+        fd.Dropout(1.5)
+    with pytest.raises(ValueError, match="mode"):
+        fd.Dropout(0.5, mode="other")
+    with pytest.raises(ValueError, match="bits"):
+        fd.Dropout(0.5, bits=8)
