@@ -34,9 +34,9 @@ def machine_line() -> str:
             f" (max threads {omp_max_threads()}); Philox kernel {_philox.get_simd_level()}")
 
 
-def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int,
-                        warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each callable, timed round-robin."""
+def interleaved_times(contenders: dict[str, Callable[[], object]], repeats: int,
+                      warmup: int = 2) -> dict[str, np.ndarray]:
+    """Seconds of each callable in each round, timed round-robin."""
     for f in contenders.values():
         for _ in range(warmup):
             f()
@@ -46,7 +46,19 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: in
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return {k: np.array(v) for k, v in times.items()}
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each callable, timed round-robin."""
+    return {k: float(np.median(v)) for k, v in interleaved_times(contenders, repeats, warmup).items()}
+
+
+def round_ratios(times: dict[str, np.ndarray], base: str) -> dict[str, float]:
+    """Median over rounds of (time / time of `base` in the same round): robust to a
+    machine whose speed drifts between rounds."""
+    return {k: float(np.median(v / times[base])) for k, v in times.items()}
 
 
 def rng_contenders(n: int, threads: list[int]) -> dict[str, Callable[[], object]]:
@@ -71,17 +83,18 @@ def rng_report(log2n: int = 24, repeats: int = 15, threads: list[int] | None = N
     """A text table: median time, GB/s and ratios for random_bits and its baselines."""
     n = 1 << log2n
     threads = threads or sorted({1, max(1, omp_max_threads())})
-    med = interleaved_medians(rng_contenders(n, threads), repeats)
+    times = interleaved_times(rng_contenders(n, threads), repeats)
     nbytes = 4 * n
-    base = med["numpy Philox integers(uint32)"]
-    fill = med["out.fill (write limit)"]
+    vs_numpy = round_ratios(times, "numpy Philox integers(uint32)")
+    vs_fill = round_ratios(times, "out.fill (write limit)")
     lines = [machine_line(),
              f"random 32-bit words: n = 2^{log2n} ({nbytes / 2**20:.0f} MiB), "
-             f"median of {repeats} interleaved rounds",
+             f"{repeats} interleaved rounds (ratios: median of per-round ratios)",
              f"{'contender':40s} {'median ms':>10s} {'GB/s':>7s} {'x numpy':>8s} {'/ fill':>7s}"]
-    for name, t in med.items():
-        lines.append(f"{name:40s} {t * 1e3:10.3f} {nbytes / t / 1e9:7.2f} "
-                     f"{base / t:8.2f} {t / fill:7.2f}")
+    for name, t in times.items():
+        tm = float(np.median(t))
+        lines.append(f"{name:40s} {tm * 1e3:10.3f} {nbytes / tm / 1e9:7.2f} "
+                     f"{1 / vs_numpy[name]:8.2f} {vs_fill[name]:7.2f}")
     return "\n".join(lines)
 
 
@@ -141,18 +154,18 @@ def dropout_report(log2n: int = 24, p: float = 0.5, repeats: int = 11,
     """A text table of median times and ratios to np.multiply, float32, n = 2**log2n."""
     n = 1 << log2n
     threads = threads or max(1, omp_max_threads())
-    med = interleaved_medians(dropout_contenders(n, p, threads), repeats)
-    base = med["np.multiply(x, 2.0, out=y)"]
+    times = interleaved_times(dropout_contenders(n, p, threads), repeats)
+    ratio = round_ratios(times, "np.multiply(x, 2.0, out=y)")
+    vs_fwd = round_ratios(times, "fastdrop forward + packed mask")
     lines = [machine_line(),
              f"dropout float32, n = 2^{log2n} ({4 * n / 2**20:.0f} MiB), p = {p}, "
-             f"{threads} threads, median of {repeats} interleaved rounds",
-             f"{'contender':40s} {'median ms':>10s} {'/ multiply':>11s}"]
-    for name, t in med.items():
-        lines.append(f"{name:40s} {t * 1e3:10.3f} {t / base:11.2f}")
-    fwd = med["fastdrop forward + packed mask"]
+             f"{threads} threads, {repeats} interleaved rounds",
+             f"{'contender':40s} {'median ms':>10s} {'/ multiply':>11s}  (median of per-round ratios)"]
+    for name, t in times.items():
+        lines.append(f"{name:40s} {np.median(t) * 1e3:10.3f} {ratio[name]:11.2f}")
     for name in ("torch.nn.functional.dropout", "numpy naive x*(rng.random>=p)/(1-p)"):
-        if name in med:
-            lines.append(f"fastdrop forward + mask is {med[name] / fwd:.1f}x faster than {name}")
+        if name in times:
+            lines.append(f"fastdrop forward + mask is {vs_fwd[name]:.1f}x faster than {name}")
     lines.append(f"forward temporaries beyond y and the mask: "
                  f"{forward_temporary_bytes(n, p)} bytes on the heap "
                  f"(plus about 11 KiB of stack per thread)")
