@@ -88,7 +88,7 @@ def extension(name):
         f"fastdrop.{name}",
         [f"fastdrop/{name}.pyx"],
         include_dirs=["fastdrop"],
-        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h"],
+        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h", "fastdrop/fd_stream.h"],
     )
 
 

@@ -36,6 +36,18 @@ cdef extern from "fd_half.h" nogil:
     float fd_select_f32(uint8_t k, float a, float b)
     double fd_select_f64(uint8_t k, double a, double b)
 
+cdef extern from "fd_stream.h" nogil:
+    enum: FD_HAVE_STREAM
+    void fd_dropout_f32_stream(float* y, const float* x, const uint8_t* kb, int64_t m, float s)
+    void fd_dropout_f64_stream(double* y, const double* x, const uint8_t* kb, int64_t m,
+                               double s)
+    void fd_stream_fence()
+
+# Outputs of at least this many bytes are written with non-temporal stores (well past L2,
+# about half an L3): they would not stay in cache anyway.
+cdef enum:
+    STREAM_MIN_BYTES = 8 * 1024 * 1024
+
 ctypedef fused real_t:
     float
     double
@@ -65,6 +77,7 @@ cdef struct Plan:
     int bits
     int nd
     int none_kept
+    int stream_stores
     uint32_t t
     uint64_t n
     uint64_t seed
@@ -93,10 +106,23 @@ cdef struct Plan:
 # ---- per-segment element loops (strides in elements; 1 = contiguous) -------------
 
 cdef inline void _seg_dropout(real_t* y, int64_t sy, const real_t* x, int64_t sx,
-                              const uint8_t* kb, int64_t m, double s) noexcept nogil:
-    """y = x * s where kept, else +0 (s = 1 for classic mode).  Branch-free selects."""
-    cdef int64_t j
+                              const uint8_t* kb, int64_t m, double s,
+                              bint stream) noexcept nogil:
+    """y = x * s where kept, else +0 (s = 1 for classic mode).  Branch-free selects;
+    `stream`: non-temporal stores for contiguous, 16-byte aligned runs."""
+    cdef int64_t j, m4 = m - m % 4
     cdef float sf = <float>s
+    if (real_t is float or real_t is double) and stream and sx == 1 and sy == 1 \
+            and (<size_t>y) % 16 == 0:
+        if real_t is float:
+            fd_dropout_f32_stream(y, x, kb, m4, sf)
+            for j in range(m4, m):
+                y[j] = fd_keep_f32(x[j] * sf, kb[j])
+        else:
+            fd_dropout_f64_stream(y, x, kb, m4, s)
+            for j in range(m4, m):
+                y[j] = fd_keep_f64(x[j] * s, kb[j])
+        return
     if real_t is double:
         if sx == 1 and sy == 1:
             for j in range(m):
@@ -262,7 +288,7 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                 if P.op == OP_DROPOUT:
                     _seg_dropout(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                                  <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
-                                 kb + k, seg, P.s)
+                                 kb + k, seg, P.s, P.stream_stores)
                 elif P.op == OP_BDA:
                     _seg_bda(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                              <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
@@ -286,6 +312,8 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                         idx[dd] = 0
                         dd -= 1
         pos += <uint64_t>m
+    if P.stream_stores:
+        fd_stream_fence()  # make the non-temporal stores visible before the thread ends
 
 
 cdef inline char* _ptr(obj):
@@ -312,6 +340,8 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         n *= <uint64_t>shape[dd]
         P.sy[dd], P.sx[dd], P.sb[dd], P.sr[dd], P.sf[dd] = sy[dd], sx[dd], sb[dd], sr[dd], sf[dd]
     P.n = n
+    P.stream_stores = FD_HAVE_STREAM and op == OP_DROPOUT and n * (
+        8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES
     P.none_kept = t >= (<uint64_t>1 << bits)
     P.t = <uint32_t>t if not P.none_kept else 0
     P.seed, P.stream, P.offset = seed, stream, offset

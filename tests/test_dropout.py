@@ -227,3 +227,23 @@ def test_alpha_dropout_noise_shape():
     x = make_x((4, 3, 10), np.float32)
     exp_y, _ = ref.alpha_dropout(x, 0.3, seed=1, noise_shape=(4, 3, 1))
     assert_bits_equal(fd.alpha_dropout(x, 0.3, seed=1, noise_shape=(4, 3, 1)), exp_y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_outputs_take_the_streaming_store_path(dtype):
+    """Outputs of 8 MiB and more use non-temporal stores: same bits, aligned or not,
+    in place or not."""
+    n = (8 * 2**20) // np.dtype(dtype).itemsize + 13
+    x = make_x((n,), dtype, seed=4)
+    expected, keep = ref.dropout(x, 0.3, seed=9, stream=1)
+    assert_bits_equal(fd.dropout(x, 0.3, seed=9, stream=1), expected)
+    backing = np.zeros(n + 1, dtype)
+    misaligned = backing[1:]  # 4 or 8 bytes off a 16-byte boundary: the plain loop
+    fd.dropout(x, 0.3, seed=9, stream=1, out=misaligned)
+    assert_bits_equal(misaligned, expected)
+    g = make_x((n,), dtype, seed=5)
+    assert_bits_equal(fd.dropout_backward(g, 0.3, mask=ref.pack_mask(keep)),
+                      ref.dropout_backward(g, 0.3, keep))
+    inplace = x.copy()
+    fd.dropout(inplace, 0.3, seed=9, stream=1, out=inplace)
+    assert_bits_equal(inplace, expected)
