@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _philox
+from ._operands import check_out
 from ._validation import (as_int, check_bits, check_n_threads, check_shape, check_span,
                           check_uint64, shape_size)
 
@@ -83,18 +84,11 @@ def philox4x32(counter: Any, key: Any, rounds: int = 10, *, n_threads: int | Non
 
 
 def _check_out(out: Any, dims: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """`out` must be a writeable, C-contiguous, aligned NumPy array of exactly this
-    shape and dtype (no silent cast, no hidden copy)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
-    if out.shape != dims:
-        raise ValueError(f"out must have shape {dims}, got {out.shape}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if not (out.flags.c_contiguous and out.flags.aligned):
-        raise ValueError("out must be C-contiguous and aligned")
+    """`out` must be a writeable, aligned NumPy array of exactly this shape and dtype
+    (no silent cast), and C-contiguous (no hidden copy)."""
+    check_out(out, dims, dtype, {})
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
     return out
 
 
