@@ -222,7 +222,7 @@ cdef inline void _flags_from_draws(const Plan* P, uint64_t pos, uint64_t m,
         for k in range(m):
             kb[k] = d16[k] >= t16
     else:
-        draws_u32(P.seed, P.stream, 32, P.offset + pos, m, draws)
+        draws_u32(P.seed, P.stream, P.offset + pos, m, draws)
         for k in range(m):
             kb[k] = draws[k] >= t
 

@@ -8,7 +8,7 @@ cdef extern from "philox.h" nogil:
 cdef void philox_tile(uint64_t seed, uint64_t stream, uint64_t block0,
                       uint32_t* out) noexcept nogil
 
-cdef void draws_u32(uint64_t seed, uint64_t stream, int bits, uint64_t first, size_t n,
+cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint32_t* dst) noexcept nogil
 
 cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,

@@ -24,7 +24,6 @@ cdef extern from "philox.h" nogil:
                            uint32_t* out)
     int fd_simd_best()
     void fd_copy_draws16(const uint32_t* words, size_t first, size_t n, uint16_t* dst)
-    uint16_t fd_draw16(const uint32_t* words, size_t j)
 
 # Tiles per chunk: a chunk is the unit of work handed to a thread (16 KiB of words).
 cdef enum:
@@ -103,54 +102,42 @@ cdef inline void _tile_span(uint64_t t, uint64_t per_tile, uint64_t g0, uint64_t
 cdef void _draws_chunk(uint64_t seed, uint64_t stream, int bits, uint64_t g0,
                        uint64_t glast, uint64_t ta, uint64_t tb, char* out) noexcept nogil:
     """Tiles ta..tb-1 of draws g0..glast; out holds draw g0."""
-    cdef uint32_t buf[FD_TILE_WORDS]
     cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
-    cdef uint64_t t, lo, hi, dst
-    cdef char* p
-    for t in range(ta, tb):
-        _tile_span(t, per_tile, g0, glast, &lo, &hi)
-        dst = t * per_tile + lo - g0
-        p = out + dst * (bits // 8)
-        if lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0 and (
-                bits == 32 or FD_LITTLE_ENDIAN):
-            # a whole tile, word-aligned: its words are the draws, in order
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
-            continue
-        philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-        if bits == 32:
-            memcpy(<uint32_t*>out + dst, &buf[lo], (hi - lo) * 4)
-        else:
-            fd_copy_draws16(buf, lo, hi - lo, <uint16_t*>out + dst)
+    cdef uint64_t lo, hi, first
+    _tile_span(ta, per_tile, g0, glast, &lo, &hi)
+    first = ta * per_tile + lo
+    _tile_span(tb - 1, per_tile, g0, glast, &lo, &hi)
+    cdef size_t n = (tb - 1) * per_tile + hi - first
+    if bits == 32:
+        draws_u32(seed, stream, first, n, <uint32_t*>out + (first - g0))
+    else:
+        draws_u16(seed, stream, first, n, <uint16_t*>out + (first - g0))
 
 
-cdef void draws_u32(uint64_t seed, uint64_t stream, int bits, uint64_t first, size_t n,
+cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint32_t* dst) noexcept nogil:
-    """Draws first .. first+n-1 (first + n <= 2^64), each widened to uint32, into dst."""
+    """Words first .. first+n-1 (first + n <= 2^64) into dst; whole, aligned tiles are
+    generated in place."""
     cdef uint32_t buf[FD_TILE_WORDS]
-    cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
-    cdef uint64_t t, lo, hi, j, glast
+    cdef uint64_t t, lo, hi, glast
     cdef uint32_t* p
     if n == 0:
         return
     glast = first + (n - 1)
-    for t in range(first // per_tile, glast // per_tile + 1):
-        _tile_span(t, per_tile, first, glast, &lo, &hi)
-        p = dst + (t * per_tile + lo - first)
-        if bits == 32:
-            if lo == 0 and hi == per_tile:
-                philox_tile(seed, stream, t * FD_TILE_BLOCKS, p)
-            else:
-                philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-                memcpy(p, &buf[lo], (hi - lo) * 4)
+    for t in range(first // FD_TILE_WORDS, glast // FD_TILE_WORDS + 1):
+        _tile_span(t, FD_TILE_WORDS, first, glast, &lo, &hi)
+        p = dst + (t * FD_TILE_WORDS + lo - first)
+        if lo == 0 and hi == FD_TILE_WORDS:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, p)
         else:
             philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-            for j in range(lo, hi):
-                p[j - lo] = fd_draw16(buf, j)
+            memcpy(p, &buf[lo], (hi - lo) * 4)
 
 
 cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint16_t* dst) noexcept nogil:
-    """16-bit draws first .. first+n-1 (first + n <= 2^64) into dst."""
+    """16-bit draws first .. first+n-1 (first + n <= 2^64) into dst; whole tiles at a
+    4-byte-aligned place are generated in place (little-endian machines)."""
     cdef uint32_t buf[FD_TILE_WORDS]
     cdef uint64_t per_tile = 2 * FD_TILE_WORDS
     cdef uint64_t t, lo, hi, glast

@@ -108,9 +108,10 @@ def _mask_outputs(noise: tuple[int, ...], return_mask: bool, mask_format: str):
     return None, np.empty(noise, np.bool_)
 
 
-def _keep_flags(noise, seed, stream, bits, t, threads, packed_out=None):
-    """Bool keep flags over the noise shape (and, optionally, the packed mask)."""
-    flags = np.empty(noise, np.bool_)
+def _keep_flags(noise, seed, stream, bits, t, threads, packed_out=None, flags=None):
+    """Bool keep flags over the noise shape, into `flags` if given (and, optionally, the
+    packed mask)."""
+    flags = np.empty(noise, np.bool_) if flags is None else flags
     run(Op.OP_MASK, KS.KS_DRAWS, (flags.size,), np.dtype(np.float32), bool_out=flags,
         packed_out=packed_out, seed=seed, stream=stream, bits=bits, t=t, n_threads=threads)
     return flags
@@ -128,9 +129,7 @@ def _apply(op, x, y, noise, *, seed=None, stream=0, bits=16, t=0, mask=None,
             run(op, KS.KS_DRAWS, x.shape, dtype, packed_out=packed_out, bool_out=bool_out,
                 seed=seed, stream=stream, t=t, **common)
             return
-        flags = _keep_flags(noise, seed, stream, bits, t, threads, packed_out)
-        if bool_out is not None:
-            bool_out[...] = flags
+        flags = _keep_flags(noise, seed, stream, bits, t, threads, packed_out, bool_out)
         run(op, KS.KS_FLAGS, x.shape, dtype, f=flags, **common)
     elif mask.dtype == np.uint8:  # packed
         if full:
@@ -163,6 +162,15 @@ def _prepare_out(out, x, inputs, may_alias=("x",)):
     if out is None:
         return np.empty_like(x)
     return check_out(out, x.shape, x.dtype, inputs, may_alias)
+
+
+def _identity(xa, y):
+    """Inverted dropout at inference: x itself, or copied into out."""
+    if y is None:
+        return xa
+    if y is not xa:
+        np.copyto(y, xa)
+    return y
 
 
 def _seed_or_mask(mask, seed, noise):
@@ -231,10 +239,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 
     if not training:
         if m == "inverted":
-            if y is None:
-                y = xa
-            elif y is not xa:
-                np.copyto(y, xa)
+            y = _identity(xa, y)
         else:
             ct = compute_dtype(xa.dtype)
             keep = ct.type(1.0 - _threshold(pf, b) / 2.0**b)
@@ -291,15 +296,12 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     off = check_span(offset, n)
     threads = check_n_threads(n_threads)
     packed = check_bool(packed, "packed")
-    t = _threshold(pf, b)
-    if packed:
-        res = np.empty((n + 7) // 8, np.uint8)
-        run(Op.OP_MASK, KS.KS_DRAWS, (n,), np.dtype(np.float32), packed_out=res, seed=s,
-            stream=st, bits=b, t=t, offset=off, n_threads=threads)
-    else:
-        res = np.empty(dims, np.bool_)
-        run(Op.OP_MASK, KS.KS_DRAWS, (n,), np.dtype(np.float32), bool_out=res, seed=s,
-            stream=st, bits=b, t=t, offset=off, n_threads=threads)
+    packed_out = np.empty((n + 7) // 8, np.uint8) if packed else None
+    bool_out = None if packed else np.empty(dims, np.bool_)
+    run(Op.OP_MASK, KS.KS_DRAWS, (n,), np.dtype(np.float32), packed_out=packed_out,
+        bool_out=bool_out, seed=s, stream=st, bits=b, t=_threshold(pf, b), offset=off,
+        n_threads=threads)
+    res = packed_out if packed else bool_out
     return res
 
 
@@ -406,10 +408,7 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     y = None if (out is None and not training) else _prepare_out(out, xa, {"x": xa})
     s = _check_seed(seed)
     if not training:
-        if y is None:
-            y = xa
-        elif y is not xa:
-            np.copyto(y, xa)
+        y = _identity(xa, y)
         return (y, None) if return_mask else y
     t, a, c, d = _alpha_constants(pf, b)
     packed, boolm = _mask_outputs(noise, return_mask, fmt)
