@@ -7,9 +7,10 @@ from ._openmp_helpers import omp_max_threads, openmp_enabled
 from ._philox import get_simd_level, simd_levels
 from .functional import (alpha_dropout, alpha_dropout_backward, bias_dropout_add,
                       bias_dropout_add_backward, dropout, dropout_backward, dropout_mask,
-                      dropout_scale, effective_p, unpack_mask)
+                      dropout_scale, effective_p, gaussian_dropout, gaussian_dropout_backward,
+                      gaussian_sigma, unpack_mask)
 from .generator import Dropout, DropoutCall, Generator
-from .rng import philox4x32, random_bits, uniform
+from .rng import philox4x32, random_bits, standard_normal, uniform
 
 __version__ = "0.1.0.dev0"
 
@@ -27,6 +28,10 @@ __all__ = [
     "bias_dropout_add_backward",
     "alpha_dropout",
     "alpha_dropout_backward",
+    "gaussian_dropout",
+    "gaussian_dropout_backward",
+    "gaussian_sigma",
+    "standard_normal",
     "philox4x32",
     "random_bits",
     "uniform",

@@ -9,7 +9,9 @@ byte strides, aligned arrays) and calls `run`.  One driver serves every operatio
   indices (KS_DRAWS), from a packed mask (KS_PACKED), or from a bool mask operand with
   broadcast strides (KS_FLAGS, used for noise_shape);
 - the op turns (x, flags) into y: dropout, bias-dropout-add, alpha dropout, or nothing
-  (OP_MASK: only the mask outputs are written).
+  (OP_MASK: only the mask outputs are written);
+- or, with no flags, (x, normal deviates of the 32-bit words) into y: gaussian dropout
+  (OP_GAUSS) or the deviates themselves (OP_NORMAL).
 
 Work is split into chunks of CHUNK logical elements (a multiple of 8, so each chunk owns
 whole bytes of a packed mask) spread over OpenMP threads; inside a chunk, SUB draws at a
@@ -35,6 +37,10 @@ cdef extern from "fd_half.h" nogil:
     double fd_keep_f64(double v, uint8_t k)
     float fd_select_f32(uint8_t k, float a, float b)
     double fd_select_f64(uint8_t k, double a, double b)
+
+cdef extern from "fd_normal.h" nogil:
+    void fd_normal_block(const uint32_t* r, double* z, int64_t n)
+    void fd_gauss_noise(const uint32_t* r, double* g, int64_t n, double sigma)
 
 cdef extern from "fd_stream.h" nogil:
     enum: FD_HAVE_STREAM
@@ -64,6 +70,8 @@ cpdef enum Op:
     OP_BDA = 1        # y = r + ((x + b) * s where kept, else +0)
     OP_ALPHA = 2      # y = x * a + c where kept, else d
     OP_MASK = 3       # no y: only the mask outputs
+    OP_GAUSS = 4      # y = x * g, g = 1 + s * z (z: normal deviate of word i; fd_normal.h)
+    OP_NORMAL = 5     # y = z rounded to y's dtype (no x)
 
 cpdef enum KeepSource:
     KS_DRAWS = 0      # Philox draws of the logical indices, compared with t
@@ -188,6 +196,31 @@ cdef inline void _seg_alpha(real_t* y, int64_t sy, const real_t* x, int64_t sx,
             y[j * sy] = fd_f32_to_bf16(fd_select_f32(kb[j], fd_bf16_to_f32(x[j * sx]) * af + cf, df))
 
 
+cdef inline void _seg_gauss(real_t* y, int64_t sy, const real_t* x, int64_t sx,
+                            const double* g, int64_t m) noexcept nogil:
+    """y = x * g in the compute precision (g rounded to float32 for the other types)."""
+    cdef int64_t j
+    for j in range(m):
+        if real_t is double:
+            y[j * sy] = x[j * sx] * g[j]
+        elif real_t is float:
+            y[j * sy] = x[j * sx] * <float>g[j]
+        elif real_t is fd_f16:
+            y[j * sy] = fd_f32_to_f16(fd_f16_to_f32(x[j * sx]) * <float>g[j])
+        else:
+            y[j * sy] = fd_f32_to_bf16(fd_bf16_to_f32(x[j * sx]) * <float>g[j])
+
+
+cdef inline void _seg_normal(real_t* y, int64_t sy, const double* g, int64_t m) noexcept nogil:
+    """y = g rounded once to y's type (float32 or float64)."""
+    cdef int64_t j
+    for j in range(m):
+        if real_t is double:
+            y[j * sy] = g[j]
+        elif real_t is float:
+            y[j * sy] = <float>g[j]
+
+
 # ---- flags ------------------------------------------------------------------------
 
 cdef inline void _pack(const uint8_t* kb, uint64_t m, uint8_t* out) noexcept nogil:
@@ -252,6 +285,8 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     """Elements a .. b-1 (logical C order) of the plan."""
     cdef uint32_t draws[SUB]
     cdef uint8_t kb[SUB]
+    cdef double g[SUB]
+    cdef bint gauss = P.op == OP_GAUSS or P.op == OP_NORMAL
     cdef int64_t idx[MAX_DIMS]
     cdef int nd = P.nd, dd
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, isz = sizeof(real_t)
@@ -261,7 +296,13 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
         rem = rem // <uint64_t>P.shape[dd]
     while pos < b:
         m = <int64_t>(b - pos if b - pos < SUB else SUB)
-        if P.ks == KS_DRAWS:
+        if gauss:
+            draws_u32(P.seed, P.stream, P.offset + pos, m, draws)
+            if P.op == OP_GAUSS:
+                fd_gauss_noise(draws, g, m, P.s)
+            else:
+                fd_normal_block(draws, g, m)
+        elif P.ks == KS_DRAWS:
             _flags_from_draws(P, pos, m, draws, kb)
             if P.packed_out != NULL:
                 _pack(kb, m, P.packed_out + pos // 8)
@@ -289,6 +330,11 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                     _seg_dropout(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                                  <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
                                  kb + k, seg, P.s, P.stream_stores)
+                elif P.op == OP_GAUSS:
+                    _seg_gauss(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
+                               <const real_t*>(P.x + ox), P.sx[nd - 1] // isz, g + k, seg)
+                elif P.op == OP_NORMAL:
+                    _seg_normal(<real_t*>(P.y + oy), P.sy[nd - 1] // isz, g + k, seg)
                 elif P.op == OP_BDA:
                     _seg_bda(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                              <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
@@ -369,3 +415,13 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
             _chunk(<fd_f16*>NULL, &P, lo, hi)
         else:
             _chunk(<fd_bf16*>NULL, &P, lo, hi)
+
+
+def normals_of_words(const uint32_t[::1] words, double[::1] out):
+    """out[k] = the normal deviate of words[k] (fd_normal.h); for the tests, which must
+    reach words (0, 2**32 - 1, the branch boundary) that a stream rarely draws."""
+    if words.shape[0] != out.shape[0]:
+        raise ValueError("words and out must have the same length")
+    with nogil:
+        fd_normal_block(&words[0] if words.shape[0] else NULL,
+                        &out[0] if out.shape[0] else NULL, words.shape[0])

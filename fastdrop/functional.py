@@ -1,4 +1,4 @@
-"""Dropout: forward, backward, masks, bias-dropout-add, alpha dropout (CPU kernels).
+"""Dropout: forward, backward, masks, bias-dropout-add, alpha and gaussian dropout (CPU).
 
 Every function follows docs/contract.md sections 4-7 bit for bit, validates all its
 arguments before writing anything, and equals its twin in fastdrop.reference.
@@ -19,7 +19,8 @@ from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "unpack_mask", "effective_p",
     "dropout_scale", "bias_dropout_add", "bias_dropout_add_backward", "alpha_dropout",
-    "alpha_dropout_backward",
+    "alpha_dropout_backward", "gaussian_dropout", "gaussian_dropout_backward",
+    "gaussian_sigma",
 ]
 
 ALPHA_PRIME = 1.7580993408473766  # SELU scale * alpha (Klambauer et al. 2017)
@@ -442,3 +443,71 @@ def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int |
     _apply(Op.OP_DROPOUT, g, y, noise, seed=s, stream=st, bits=b, t=t, mask=mk,
            threads=threads, s=scale)
     return y
+
+
+# ---- gaussian dropout ----------------------------------------------------------------
+
+
+def gaussian_sigma(p: float) -> float:
+    """Standard deviation ``sqrt(p / (1 - p))`` of gaussian dropout's noise (float64).
+
+    Examples
+    --------
+    >>> gaussian_sigma(0.5)
+    1.0
+    """
+    pf = check_p(p)
+    if pf == 1.0:
+        raise ValueError("p must be < 1 for gaussian dropout (the noise's variance "
+                         "p / (1 - p) is infinite at p = 1)")
+    return math.sqrt(pf / (1.0 - pf))
+
+
+def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads):
+    g = op_input
+    sigma = gaussian_sigma(p)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    y = _prepare_out(out, g, inputs, may_alias=may_alias)
+    s = _check_seed(seed)
+    _apply(Op.OP_GAUSS, g, y, g.shape, seed=s, stream=st, bits=32, threads=threads, s=sigma)
+    return y
+
+
+def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
+                     training: bool = True, out: np.ndarray | None = None,
+                     n_threads: int | None = None) -> np.ndarray:
+    """Gaussian dropout (Keras ``GaussianDropout``): multiplicative N(1, p / (1 - p)) noise.
+
+    ``y = x * g`` with ``g = 1 + gaussian_sigma(p) * z``, where z is the standard normal
+    deviate of the 32-bit word of each element's logical index (`standard_normal`; the
+    transform is exact and documented in docs/contract.md).  g is computed in float64 and
+    the product in the compute precision (float32 for float16/bfloat16, rounded once).
+    E[y] = x and Var[y] = x**2 p / (1 - p).  p must be in [0, 1): p = 0 gives x unchanged
+    (a copy).  Inference (``training=False``) returns x itself, as Keras does.
+    There is no mask: the backward pass regenerates g from (seed, stream).
+    """
+    xa = float_array(x, "x")
+    check_p(p)
+    training = check_bool(training, "training")
+    if not training:
+        gaussian_sigma(p)
+        check_uint64(stream, "stream")
+        check_n_threads(n_threads)
+        y = None if out is None else _prepare_out(out, xa, {"x": xa})
+        _check_seed(seed)
+        return _identity(xa, y)
+    return _gauss(xa, out, {"x": xa}, ("x",), p, seed, stream, n_threads)
+
+
+def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
+                              out: np.ndarray | None = None,
+                              n_threads: int | None = None) -> np.ndarray:
+    """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise, regenerated
+    from its (seed, stream, p); nothing is stored between the passes."""
+    g = float_array(grad, "grad")
+    check_p(p)
+    if seed is None:
+        raise ValueError("seed is required: give the forward call's seed and stream")
+    check_uint64(seed, "seed")
+    return _gauss(g, out, {"grad": g}, ("grad",), p, seed, stream, n_threads)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import functional as _d
 from ._validation import UINT64_MAX, check_bits, check_uint64
-from .rng import random_bits, uniform
+from .rng import random_bits, standard_normal, uniform
 
 __all__ = ["Generator", "DropoutCall", "Dropout"]
 
@@ -26,7 +26,7 @@ class DropoutCall:
 
     Attributes
     ----------
-    kind : {"dropout", "alpha", "bias_dropout_add"}
+    kind : {"dropout", "alpha", "gaussian", "bias_dropout_add"}
     seed, stream : int
     p : float
     bits : int
@@ -51,6 +51,9 @@ class DropoutCall:
         if self.kind == "alpha":
             return _d.alpha_dropout_backward(grad, self.p, noise_shape=self.noise_shape,
                                              out=out, **common)
+        if self.kind == "gaussian":
+            return _d.gaussian_dropout_backward(grad, self.p, seed=self.seed, stream=self.stream,
+                                                out=out, n_threads=n_threads)
         if self.kind == "bias_dropout_add":
             if out is not None:
                 raise ValueError("out is not supported for bias_dropout_add backward")
@@ -60,6 +63,9 @@ class DropoutCall:
 
     def mask(self, shape: Any, *, packed: bool = True) -> np.ndarray:
         """The keep mask of the call, over `shape` (its noise shape, or x's shape)."""
+        if self.kind == "gaussian":
+            raise ValueError("gaussian dropout has no keep mask (its noise is regenerated "
+                             "by backward)")
         return _d.dropout_mask(shape, self.p, seed=self.seed, stream=self.stream,
                                bits=self.bits, packed=packed)
 
@@ -147,6 +153,16 @@ class Generator:
         return y, DropoutCall("alpha", self._seed, stream, float(p), bits, "inverted",
                               _tuple(noise_shape, np.shape(x)))
 
+    def gaussian_dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
+                         out: np.ndarray | None = None, n_threads: int | None = None):
+        """fastdrop.gaussian_dropout on a fresh stream; returns (y, DropoutCall)."""
+        if not training:
+            return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
+        stream = self.take_stream()
+        y = _d.gaussian_dropout(x, p, seed=self._seed, stream=stream, out=out,
+                                n_threads=n_threads)
+        return y, DropoutCall("gaussian", self._seed, stream, float(p), 32)
+
     def bias_dropout_add(self, x: Any, bias: Any, residual: Any, p: float, *, bits: int = 16,
                          out: np.ndarray | None = None, n_threads: int | None = None):
         """fastdrop.bias_dropout_add on a fresh stream; returns (y, DropoutCall)."""
@@ -167,6 +183,10 @@ class Generator:
     def uniform(self, shape: Any, *, dtype: Any = np.float32):
         """Uniform [0, 1) floats on a fresh stream."""
         return uniform(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
+
+    def standard_normal(self, shape: Any, *, dtype: Any = np.float64):
+        """Standard normal deviates on a fresh stream."""
+        return standard_normal(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
 
 
 def _tuple(noise_shape, shape):

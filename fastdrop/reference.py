@@ -12,6 +12,8 @@ __all__ = [
     "threshold", "effective_p", "dropout_scale", "keep_mask", "pack_mask", "unpack_mask",
     "compute_dtype", "dropout", "dropout_backward", "bias_dropout_add",
     "bias_dropout_add_backward", "alpha_dropout", "alpha_dropout_backward",
+    "normal_from_words", "standard_normal", "gaussian_sigma", "gaussian_noise",
+    "gaussian_dropout", "gaussian_dropout_backward",
 ]
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57
@@ -303,3 +305,119 @@ def alpha_dropout_backward(grad, p, keep, bits=16):
     """Gradient of `alpha_dropout`: ``grad * a`` where kept, +0.0 where dropped."""
     grad = np.asarray(grad)
     return _masked(grad, keep, _alpha_coefficients(effective_p(p, bits))[0])
+
+
+# ---------------------------------------------------------------------------------------
+# Normal deviates and gaussian dropout (docs/contract.md, "Normal deviates")
+# ---------------------------------------------------------------------------------------
+
+# Wichura (1988), AS241 PPND16: central region |q| <= 0.425 (a: numerator, b: denominator,
+# highest power first), and the tail region (c, d) in t = sqrt(-log(min(u, 1 - u))) - 1.6.
+_AS241_A = (2.5090809287301226727e+3, 3.3430575583588128105e+4, 6.7265770927008700853e+4,
+            4.5921953931549871457e+4, 1.3731693765509461125e+4, 1.9715909503065514427e+3,
+            1.3314166789178437745e+2, 3.3871328727963666080e+0)
+_AS241_B = (5.2264952788528545610e+3, 2.8729085735721942674e+4, 3.9307895800092710610e+4,
+            2.1213794301586595867e+4, 5.3941960214247511077e+3, 6.8718700749205790830e+2,
+            4.2313330701600911252e+1, 1.0)
+_AS241_C = (7.74545014278341407640e-4, 2.27238449892691845833e-2, 2.41780725177450611770e-1,
+            1.27045825245236838258e+0, 3.64784832476320460504e+0, 5.76949722146069140550e+0,
+            4.63033784615654529590e+0, 1.42343711074968357734e+0)
+_AS241_D = (1.05075007164441684324e-9, 5.47593808499534494600e-4, 1.51986665636164571966e-2,
+            1.48103976427480074590e-1, 6.89767334985100004550e-1, 1.67638483018380384940e+0,
+            2.05319162663775882187e+0, 1.0)
+# 1 / (2k + 1) for k = 10 .. 1, then 1: the series of atanh(s) / s in z = s^2.
+_ATANH = tuple(1.0 / (2 * k + 1) for k in range(10, 0, -1)) + (1.0,)
+_LN2_HI = 6.93147180369123816490e-01  # 0x3FE62E42FEE00000: k * _LN2_HI is exact, k < 2^32
+_LN2_LO = 1.90821492927058770002e-10  # 0x3DEA39EF35793C76
+
+
+def _horner(coefficients, v):
+    acc = np.full_like(v, coefficients[0])
+    for c in coefficients[1:]:
+        acc = acc * v + c
+    return acc
+
+
+def _neglog_odd(j):
+    """``-log(j * 2**-33)`` for odd uint32 j, float64, by fastdrop's own logarithm:
+    j = m * 2**e exactly (m in [1, 2) from the bits of float64(j)); m > sqrt(2) is halved;
+    ``log(m) = 2 s * P(s*s)`` with ``s = (m - 1) / (m + 1)`` and P the atanh series
+    through s**20; the result is ``k ln2_hi + (k ln2_lo - log(m))`` with ``k = 33 - e``."""
+    bits = j.astype(np.float64).view(np.uint64)
+    e = (bits >> np.uint64(52)).astype(np.int64) - 1023
+    m = ((bits & np.uint64(0x000FFFFFFFFFFFFF)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    big = m > 1.4142135623730951
+    m = np.where(big, m * 0.5, m)
+    e = e + big
+    f = m - 1.0
+    s = f / (2.0 + f)
+    lm = (s + s) * _horner(_ATANH, s * s)
+    k = (33 - e).astype(np.float64)
+    return k * _LN2_HI + (k * _LN2_LO - lm)
+
+
+def normal_from_words(words):
+    """Standard normal deviates, one per uint32 word r: ``Phi^-1((r + 1/2) / 2**32)`` by
+    AS241 in float64 (only +, -, *, /, sqrt, each correctly rounded, in this order).
+
+    ``q = (2r + 1 - 2**32) * 2**-33`` (exact).  ``|q| <= 0.425``: ``q * A(c) / B(c)`` with
+    ``c = 0.180625 - q*q``.  Otherwise ``t = sqrt(-log((2 min(r, ~r) + 1) * 2**-33)) - 1.6``
+    and ``sign(q) * C(t) / D(t)``; t + 1.6 < 4.8, so AS241's far-tail branch never occurs.
+    Deviates lie in [-6.338, 6.338].
+    """
+    r = np.asarray(words, dtype=np.uint32)
+    shape = r.shape
+    r = r.ravel()
+    q = ((2 * r.astype(np.int64) + 1).astype(np.float64) - 4294967296.0) * 2.0 ** -33
+    c = 0.180625 - q * q
+    central = (q * _horner(_AS241_A, c)) / _horner(_AS241_B, c)
+    lo = np.minimum(r, ~r)
+    t = np.sqrt(_neglog_odd(2 * lo + np.uint32(1))) - 1.6
+    tail = _horner(_AS241_C, t) / _horner(_AS241_D, t)
+    tail = np.where(q < 0.0, -tail, tail)
+    return np.where(np.abs(q) <= 0.425, central, tail).reshape(shape)
+
+
+def standard_normal(shape, seed, stream=0, dtype=np.float64, offset=0):
+    """Element i is `normal_from_words` of word ``offset + i`` (bits=32 layout), rounded
+    once to `dtype` (float32 or float64)."""
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    words = random_bits(shape, seed, stream, 32, offset)
+    return normal_from_words(words).astype(dtype)
+
+
+def gaussian_sigma(p):
+    """Standard deviation of gaussian dropout's noise, ``sqrt(p / (1 - p))`` in float64
+    (Keras ``GaussianDropout``); p in [0, 1)."""
+    p = float(p)
+    return float(np.sqrt(np.float64(p) / (np.float64(1.0) - np.float64(p))))
+
+
+def gaussian_noise(shape, p, seed, stream=0, offset=0):
+    """Multiplicative noise ``g = 1 + sigma * z`` in float64, z = `standard_normal`."""
+    z = standard_normal(shape, seed, stream, np.float64, offset)
+    return 1.0 + gaussian_sigma(p) * z
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _times_noise(values, g):
+    cd = compute_dtype(values.dtype)
+    return (values.astype(cd) * g.astype(cd)).astype(values.dtype)
+
+
+def gaussian_dropout(x, p, seed, stream=0, training=True):
+    """Gaussian dropout (Keras ``GaussianDropout``; Srivastava et al. 2014, section 10):
+    ``y = x * g``, g = `gaussian_noise` over x's shape (element i uses word i), in the
+    compute precision: float64 for float64, ``x * float32(g)`` for float32, and
+    ``float32(x) * float32(g)`` rounded once for float16 and bfloat16.  E[y] = x and
+    Var[y] = x**2 p / (1 - p).  Inference: `x` unchanged (a copy)."""
+    x = np.asarray(x)
+    if not training:
+        return x.copy()
+    return _times_noise(x, gaussian_noise(x.shape, p, seed, stream))
+
+
+def gaussian_dropout_backward(grad, p, seed, stream=0):
+    """Gradient of `gaussian_dropout`: ``grad * g`` with the forward call's noise."""
+    grad = np.asarray(grad)
+    return _times_noise(grad, gaussian_noise(grad.shape, p, seed, stream))
