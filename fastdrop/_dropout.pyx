@@ -86,11 +86,12 @@ cdef struct Plan:
     int nd
     int none_kept
     int stream_stores
+    int gmap              # draws follow sg (a block of a larger array), not pos
     uint32_t t
     uint64_t n
     uint64_t seed
     uint64_t stream
-    uint64_t offset
+    uint64_t offset       # draw index of element 0 (gmap: its global index)
     double s
     double a
     double c
@@ -106,6 +107,7 @@ cdef struct Plan:
     int64_t sb[MAX_DIMS]
     int64_t sr[MAX_DIMS]
     int64_t sf[MAX_DIMS]
+    int64_t sg[MAX_DIMS]  # draw-index strides (elements) of a block's axes in the global array
     const uint8_t* packed_in
     uint8_t* packed_out
     uint8_t* bool_out
@@ -239,9 +241,9 @@ cdef inline void _pack(const uint8_t* kb, uint64_t m, uint8_t* out) noexcept nog
         out[nfull] = v
 
 
-cdef inline void _flags_from_draws(const Plan* P, uint64_t pos, uint64_t m,
+cdef inline void _flags_from_draws(const Plan* P, uint64_t first, uint64_t m,
                                    uint32_t* draws, uint8_t* kb) noexcept nogil:
-    """Keep flags of elements pos .. pos+m-1: draw >= t.  `draws` holds SUB words."""
+    """Keep flags of draws first .. first+m-1: draw >= t.  `draws` holds SUB words."""
     cdef uint64_t k
     cdef uint32_t t = P.t
     cdef uint16_t t16
@@ -251,13 +253,33 @@ cdef inline void _flags_from_draws(const Plan* P, uint64_t pos, uint64_t m,
         return
     if P.bits == 16:  # t < 2^16 here: compare the 16-bit draws as they are
         t16 = <uint16_t>t
-        draws_u16(P.seed, P.stream, P.offset + pos, m, d16)
+        draws_u16(P.seed, P.stream, first, m, d16)
         for k in range(m):
             kb[k] = d16[k] >= t16
     else:
-        draws_u32(P.seed, P.stream, P.offset + pos, m, draws)
+        draws_u32(P.seed, P.stream, first, m, draws)
         for k in range(m):
             kb[k] = draws[k] >= t
+
+
+cdef inline void _draw_values(const Plan* P, bint gauss, uint64_t first, int64_t step,
+                              int64_t m, uint32_t* draws, uint8_t* kb,
+                              double* g) noexcept nogil:
+    """Keep flags (kb) or gaussian values (g) of m elements whose draw indices are first,
+    first + step, ...  (step 1: one run of draws; otherwise one draw at a time)."""
+    cdef int64_t j
+    if step == 1:
+        if not gauss:
+            _flags_from_draws(P, first, <uint64_t>m, draws, kb)
+        else:
+            draws_u32(P.seed, P.stream, first, m, draws)
+            if P.op == OP_GAUSS:
+                fd_gauss_noise(draws, g, m, P.s)
+            else:
+                fd_normal_block(draws, g, m)
+        return
+    for j in range(m):
+        _draw_values(P, gauss, first + <uint64_t>(j * step), 1, 1, draws, kb + j, g + j)
 
 
 # _UNPACK[v] holds the 8 flags (0/1 bytes, least significant bit first) of mask byte v.
@@ -287,42 +309,38 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef uint8_t kb[SUB]
     cdef double g[SUB]
     cdef bint gauss = P.op == OP_GAUSS or P.op == OP_NORMAL
+    cdef bint seg_draws = P.gmap and (gauss or P.ks == KS_DRAWS)
     cdef int64_t idx[MAX_DIMS]
     cdef int nd = P.nd, dd
-    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, isz = sizeof(real_t)
+    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, og
+    cdef int64_t isz = sizeof(real_t)
     cdef uint64_t pos = a, rem = a
     for dd in range(nd - 1, -1, -1):
         idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
         rem = rem // <uint64_t>P.shape[dd]
     while pos < b:
         m = <int64_t>(b - pos if b - pos < SUB else SUB)
-        if gauss:
-            draws_u32(P.seed, P.stream, P.offset + pos, m, draws)
-            if P.op == OP_GAUSS:
-                fd_gauss_noise(draws, g, m, P.s)
-            else:
-                fd_normal_block(draws, g, m)
-        elif P.ks == KS_DRAWS:
-            _flags_from_draws(P, pos, m, draws, kb)
-            if P.packed_out != NULL:
-                _pack(kb, m, P.packed_out + pos // 8)
-            if P.bool_out != NULL:
-                memcpy(P.bool_out + pos, kb, m)
+        if not P.gmap and (gauss or P.ks == KS_DRAWS):  # one run of draws for the block
+            _draw_values(P, gauss, P.offset + pos, 1, m, draws, kb, g)
         elif P.ks == KS_PACKED:
             _flags_from_packed(P.packed_in, pos, m, kb)
-        if P.op != OP_MASK:
+        if P.op != OP_MASK or seg_draws:
             k = 0
             while k < m:
                 seg = m - k
                 if cols - idx[nd - 1] < seg:
                     seg = cols - idx[nd - 1]
-                ox = oy = ob = orr = of = 0
+                ox = oy = ob = orr = of = og = 0
                 for dd in range(nd):
                     ox += idx[dd] * P.sx[dd]
                     oy += idx[dd] * P.sy[dd]
                     ob += idx[dd] * P.sb[dd]
                     orr += idx[dd] * P.sr[dd]
                     of += idx[dd] * P.sf[dd]
+                    og += idx[dd] * P.sg[dd]
+                if seg_draws:  # a row of a block: draws of its global indices
+                    _draw_values(P, gauss, P.offset + <uint64_t>og, P.sg[nd - 1], seg,
+                                 draws, kb + k, g + k)
                 if P.ks == KS_FLAGS:
                     for dd in range(seg):
                         kb[k + dd] = P.f[of + dd * P.sf[nd - 1]]
@@ -342,7 +360,7 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                              P.sb[nd - 1] // isz,
                              <const real_t*>(P.r + orr), P.sr[nd - 1] // isz,
                              kb + k, seg, P.s)
-                else:
+                elif P.op == OP_ALPHA:
                     _seg_alpha(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                                <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
                                kb + k, seg, P.a, P.c, P.d)
@@ -357,6 +375,11 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                             break
                         idx[dd] = 0
                         dd -= 1
+        if P.ks == KS_DRAWS and not gauss:  # the mask outputs, in the block's C order
+            if P.packed_out != NULL:
+                _pack(kb, m, P.packed_out + pos // 8)
+            if P.bool_out != NULL:
+                memcpy(P.bool_out + pos, kb, m)
         pos += <uint64_t>m
     if P.stream_stores:
         fd_stream_fence()  # make the non-temporal stores visible before the thread ends
@@ -367,12 +390,14 @@ cdef inline char* _ptr(obj):
 
 
 def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None, f=None,
-        sy=None, sx=None, sb=None, sr=None, sf=None, packed_in=None, packed_out=None,
+        sy=None, sx=None, sb=None, sr=None, sf=None, sg=None, packed_in=None, packed_out=None,
         bool_out=None, uint64_t seed=0, uint64_t stream=0, uint64_t offset=0, int bits=16,
         uint64_t t=0, double s=1.0, double a=0.0, double c=0.0, double d=0.0,
         int n_threads=1):
     """Run one plan.  Pointers are integer addresses (arrays kept alive by the caller);
-    shape and strides (bytes) are sequences of equal length 1..64; n > 0."""
+    shape and strides (bytes) are sequences of equal length 1..64; n > 0.  sg (elements),
+    when given, maps each element to its draw index offset + sum(idx * sg): a block of a
+    larger logical array."""
     cdef Plan P
     cdef int dd, code = DTYPE_CODES[dtype_name]
     cdef uint64_t n = 1
@@ -380,11 +405,13 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     if not 1 <= P.nd <= MAX_DIMS:
         raise ValueError("bad number of dimensions")
     zeros = (0,) * P.nd
-    sy, sx, sb, sr, sf = [v if v is not None else zeros for v in (sy, sx, sb, sr, sf)]
+    P.gmap = sg is not None
+    sy, sx, sb, sr, sf, sg = [v if v is not None else zeros for v in (sy, sx, sb, sr, sf, sg)]
     for dd in range(P.nd):
         P.shape[dd] = shape[dd]
         n *= <uint64_t>shape[dd]
         P.sy[dd], P.sx[dd], P.sb[dd], P.sr[dd], P.sf[dd] = sy[dd], sx[dd], sb[dd], sr[dd], sf[dd]
+        P.sg[dd] = sg[dd]
     P.n = n
     P.stream_stores = FD_HAVE_STREAM and op == OP_DROPOUT and n * (
         8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES

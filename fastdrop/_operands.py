@@ -88,16 +88,38 @@ def run(op: int, ks: int, shape: tuple[int, ...], dtype: np.dtype, *,
         b: np.ndarray | None = None, r: np.ndarray | None = None,
         f: np.ndarray | None = None, packed_in: np.ndarray | None = None,
         packed_out: np.ndarray | None = None, bool_out: np.ndarray | None = None,
-        **scalars: Any) -> None:
-    """Call the kernel driver on operands broadcast to `shape` (logical C order)."""
+        block: tuple[tuple[int, ...], int] | None = None, **scalars: Any) -> None:
+    """Call the kernel driver on operands broadcast to `shape` (logical C order).
+
+    block: ``(strides, base)``: the operands are a block of a larger logical array, and
+    element idx draws ``base + sum(idx * strides)`` (`block_map`) instead of its position.
+    """
     if int(np.prod(shape)) == 0:
         return
     names = ["y", "x", "b", "r", "f"]
     arrays = [y, x, b, r, f]
     present = [(nm, np.broadcast_to(a, shape)) for nm, a in zip(names, arrays) if a is not None]
-    cshape, cstrides = coalesce(shape, [a.strides for _, a in present])
+    strides = [a.strides for _, a in present]
+    if block is not None:
+        strides.append(tuple(block[0]))
+        scalars["offset"] = block[1]
+    cshape, cstrides = coalesce(shape, strides)
     kwargs = {nm: _address(a) for nm, a in present}
     kwargs.update({f"s{nm}": st for (nm, _), st in zip(present, cstrides)})
+    if block is not None:
+        kwargs["sg"] = cstrides[-1]
     _dropout.run(int(op), int(ks), dtype.name, cshape,
                  packed_in=_address(packed_in), packed_out=_address(packed_out),
                  bool_out=_address(bool_out), **kwargs, **scalars)
+
+
+def block_map(shape: tuple[int, ...], origin: tuple[int, ...],
+              global_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """(strides, base) placing a block of `shape` at `origin` of a C-ordered logical array of
+    `global_shape`: element idx of the block is global element ``base + sum(idx * strides)``."""
+    strides, acc = [], 1
+    for n in reversed(global_shape):
+        strides.append(acc)
+        acc *= n
+    strides.reverse()
+    return tuple(strides), sum(o * s for o, s in zip(origin, strides))

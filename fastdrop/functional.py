@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._operands import KS, Op, check_out, compute_dtype, float_array, run
+from ._operands import KS, Op, block_map, check_out, compute_dtype, float_array, run
 from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_threads,
                           check_shape, check_span, check_uint64)
 
@@ -89,6 +89,34 @@ def _check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, .
     return dims
 
 
+def _check_block(block: Any, shape: tuple[int, ...], noise_shape: Any = None):
+    """The noise shape of this array and the block map of its draws.
+
+    block=None: (noise over shape, None).  block=(origin, global_shape): the array is the
+    block at `origin` of a C-ordered logical array of `global_shape`; noise_shape then
+    refers to the global array, and the block's noise is the part of it the block covers.
+    """
+    if block is None:
+        return _check_noise_shape(noise_shape, shape), None
+    if isinstance(block, (str, bytes)) or not hasattr(block, "__len__") or len(block) != 2:
+        raise TypeError("block must be a pair (origin, global_shape) of tuples of ints")
+    origin = check_shape(block[0], "block origin")
+    gshape = check_shape(block[1], "block global_shape")
+    if not len(origin) == len(gshape) == len(shape):
+        raise ValueError(f"block origin {origin} and global_shape {gshape} must have one "
+                         f"entry per axis of the array, shape {shape}")
+    for o, n, g in zip(origin, shape, gshape):
+        if o + n > g:
+            raise ValueError(f"block at origin {origin} of shape {shape} does not fit in "
+                             f"global_shape {gshape}")
+    if math.prod(gshape) > 2**64:
+        raise ValueError(f"block global_shape {gshape} has more than 2**64 elements")
+    gnoise = _check_noise_shape(noise_shape, gshape)
+    noise = tuple(n if gn != 1 else 1 for n, gn in zip(shape, gnoise))
+    norigin = tuple(o if gn != 1 else 0 for o, gn in zip(origin, gnoise))
+    return noise, block_map(noise, norigin, gnoise)
+
+
 def _check_seed(seed: Any) -> int:
     """seed=None draws 64 bits from the operating system's entropy."""
     return secrets.randbits(64) if seed is None else check_uint64(seed, "seed")
@@ -109,28 +137,32 @@ def _mask_outputs(noise: tuple[int, ...], return_mask: bool, mask_format: str):
     return None, np.empty(noise, np.bool_)
 
 
-def _keep_flags(noise, seed, stream, bits, t, threads, packed_out=None, flags=None):
+def _keep_flags(noise, seed, stream, bits, t, threads, packed_out=None, flags=None,
+                block=None):
     """Bool keep flags over the noise shape, into `flags` if given (and, optionally, the
     packed mask)."""
     flags = np.empty(noise, np.bool_) if flags is None else flags
-    run(Op.OP_MASK, KS.KS_DRAWS, (flags.size,), np.dtype(np.float32), bool_out=flags,
-        packed_out=packed_out, seed=seed, stream=stream, bits=bits, t=t, n_threads=threads)
+    shape = (flags.size,) if block is None else noise
+    run(Op.OP_MASK, KS.KS_DRAWS, shape, np.dtype(np.float32), bool_out=flags,
+        packed_out=packed_out, seed=seed, stream=stream, bits=bits, t=t, n_threads=threads,
+        block=block)
     return flags
 
 
 def _apply(op, x, y, noise, *, seed=None, stream=0, bits=16, t=0, mask=None,
-           packed_out=None, bool_out=None, threads=1, **scalars):
+           packed_out=None, bool_out=None, threads=1, block=None, **scalars):
     """Run op over x -> y with keep flags drawn (seed) or given (mask), broadcasting a
-    noise-shaped mask to x's shape."""
+    noise-shaped mask to x's shape; `block`: the noise's block map (`_check_block`)."""
     dtype = x.dtype
     full = noise == x.shape
     common = dict(y=y, x=x, n_threads=threads, bits=bits, **scalars)
     if mask is None:
         if full:
             run(op, KS.KS_DRAWS, x.shape, dtype, packed_out=packed_out, bool_out=bool_out,
-                seed=seed, stream=stream, t=t, **common)
+                seed=seed, stream=stream, t=t, block=block, **common)
             return
-        flags = _keep_flags(noise, seed, stream, bits, t, threads, packed_out, bool_out)
+        flags = _keep_flags(noise, seed, stream, bits, t, threads, packed_out, bool_out,
+                            block)
         run(op, KS.KS_FLAGS, x.shape, dtype, f=flags, **common)
     elif mask.dtype == np.uint8:  # packed
         if full:
@@ -186,7 +218,8 @@ def _seed_or_mask(mask, seed, noise):
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
-            out: np.ndarray | None = None, n_threads: int | None = None):
+            out: np.ndarray | None = None, n_threads: int | None = None,
+            block: Any = None):
     """Dropout of x with probability p (docs/contract.md section 4).
 
     Parameters
@@ -219,6 +252,12 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
         Output of x's shape and dtype; may be x itself (in place).
     n_threads : int, optional
         Threads; None means OMP_NUM_THREADS, else all cores. Never changes the result.
+    block : (origin, global_shape), optional
+        x is the block at index `origin` of a larger C-ordered logical array of shape
+        `global_shape` (a chunk, a shard): each element draws as its global index does, so
+        the blocks of an array give exactly the whole array's result (fastdrop.dask uses
+        it). noise_shape then refers to the global array; a returned mask covers the block,
+        in its own C order. Every function of this module takes it.
 
     Returns
     -------
@@ -230,7 +269,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     m = _check_mode(mode)
     b = check_bits(bits)
     fmt = _check_mask_format(mask_format)
-    noise = _check_noise_shape(noise_shape, xa.shape)
+    noise, nblock = _check_block(block, xa.shape, noise_shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     training = check_bool(training, "training")
@@ -249,7 +288,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 
     t, scale = _scale(m, pf, b)
     packed, boolm = _mask_outputs(noise, return_mask, fmt)
-    _apply(Op.OP_DROPOUT, xa, y, noise, seed=s, stream=st, bits=b, t=t,
+    _apply(Op.OP_DROPOUT, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
            packed_out=packed, bool_out=boolm, threads=threads, s=scale)
     if return_mask:
         return y, (packed if fmt == "packed" else boolm)
@@ -259,7 +298,8 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
                      bits: int = 16, out: np.ndarray | None = None,
-                     n_threads: int | None = None) -> np.ndarray:
+                     n_threads: int | None = None,
+                     block: Any = None) -> np.ndarray:
     """Gradient of dropout: ``grad * scale`` where kept, else +0 (classic: ``grad``).
 
     Give exactly one of `mask` (packed uint8 or bool, as returned by the forward call) or
@@ -270,23 +310,25 @@ def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None 
     pf = check_p(p)
     m = _check_mode(mode)
     b = check_bits(bits)
-    noise = _check_noise_shape(noise_shape, g.shape)
+    noise, nblock = _check_block(block, g.shape, noise_shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     mk, s = _seed_or_mask(mask, seed, noise)
     y = _prepare_out(out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
     t, scale = _scale(m, pf, b)
-    _apply(Op.OP_DROPOUT, g, y, noise, seed=s, stream=st, bits=b, t=t, mask=mk,
+    _apply(Op.OP_DROPOUT, g, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t, mask=mk,
            threads=threads, s=scale)
     return y
 
 
 def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
-                 packed: bool = True, offset: int = 0, n_threads: int | None = None
-                 ) -> np.ndarray:
+                 packed: bool = True, offset: int = 0, n_threads: int | None = None,
+                 block: Any = None) -> np.ndarray:
     """The keep mask dropout would draw over `shape`: packed uint8 bytes or bool array.
 
-    offset is the logical index of the first element (for blocks of a larger array).
+    offset is the logical index of the first element (a 1-D run of a larger array);
+    block=(origin, global_shape) places an N-d block of `shape` in a larger array (the
+    mask is then that of the block's elements, in the block's own C order).
     """
     dims = check_shape(shape)
     pf = check_p(p)
@@ -297,11 +339,14 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     off = check_span(offset, n)
     threads = check_n_threads(n_threads)
     packed = check_bool(packed, "packed")
+    _, nblock = _check_block(block, dims)
+    if nblock is not None and off:
+        raise ValueError("give offset or block, not both")
     packed_out = np.empty((n + 7) // 8, np.uint8) if packed else None
     bool_out = None if packed else np.empty(dims, np.bool_)
-    run(Op.OP_MASK, KS.KS_DRAWS, (n,), np.dtype(np.float32), packed_out=packed_out,
-        bool_out=bool_out, seed=s, stream=st, bits=b, t=_threshold(pf, b), offset=off,
-        n_threads=threads)
+    run(Op.OP_MASK, KS.KS_DRAWS, (n,) if nblock is None else dims, np.dtype(np.float32),
+        packed_out=packed_out, bool_out=bool_out, seed=s, stream=st, bits=b,
+        t=_threshold(pf, b), offset=off, n_threads=threads, block=nblock)
     res = packed_out if packed else bool_out
     return res
 
@@ -321,7 +366,8 @@ def unpack_mask(mask: Any, shape: Any) -> np.ndarray:
 
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
-                     out: np.ndarray | None = None, n_threads: int | None = None):
+                     out: np.ndarray | None = None, n_threads: int | None = None,
+                     block: Any = None):
     """Fused ``residual + dropout(x + bias)`` in one pass (docs/contract.md section 7).
 
     bias has shape ``(x.shape[-1],)`` or is None; residual has x's shape; all share x's
@@ -348,16 +394,18 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     y = (np.empty_like(xa) if out is None else
          check_out(out, xa.shape, xa.dtype, {"x": xa, "residual": ra, "bias": ba},
                    may_alias=("x", "residual")))
+    _, nblock = _check_block(block, xa.shape)
     t, scale = _scale("inverted", pf, b)
     packed = np.empty((xa.size + 7) // 8, np.uint8) if return_mask else None
     run(Op.OP_BDA, KS.KS_DRAWS, xa.shape, xa.dtype, y=y, x=xa, b=ba, r=ra, packed_out=packed,
-        seed=s, stream=st, bits=b, t=t, s=scale, n_threads=threads)
+        seed=s, stream=st, bits=b, t=t, s=scale, n_threads=threads, block=nblock)
     return (y, packed) if return_mask else y
 
 
 def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                               stream: int = 0, bits: int = 16, has_bias: bool = True,
-                              n_threads: int | None = None):
+                              n_threads: int | None = None,
+                              block: Any = None):
     """Gradients of bias_dropout_add: (dx, dbias, dresidual).
 
     dx is dropout's gradient (from the mask or regenerated from seed); dbias sums it over
@@ -371,7 +419,7 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: in
     ct = compute_dtype(g.dtype)
     # in the compute precision, so that dbias sums the unrounded products (half types)
     dx_c = dropout_backward(g.astype(ct, copy=False), p, mask=mask, seed=seed, stream=stream,
-                            bits=bits, n_threads=n_threads)
+                            bits=bits, n_threads=n_threads, block=block)
     dbias = None
     if has_bias:
         dbias = dx_c.astype(np.float64).reshape(-1, g.shape[-1]).sum(axis=0).astype(g.dtype)
@@ -389,7 +437,8 @@ def _alpha_constants(p: float, bits: int) -> tuple[int, float, float, float]:
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
-                  out: np.ndarray | None = None, n_threads: int | None = None):
+                  out: np.ndarray | None = None, n_threads: int | None = None,
+                  block: Any = None):
     """Alpha dropout (SELU networks; PyTorch's and Keras' definition).
 
     With q = effective_p(p), alpha' = 1.7580993408473766 and
@@ -401,7 +450,7 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     pf = check_p(p)
     b = check_bits(bits)
     fmt = _check_mask_format(mask_format)
-    noise = _check_noise_shape(noise_shape, xa.shape)
+    noise, nblock = _check_block(block, xa.shape, noise_shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     training = check_bool(training, "training")
@@ -414,11 +463,11 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     t, a, c, d = _alpha_constants(pf, b)
     packed, boolm = _mask_outputs(noise, return_mask, fmt)
     if t == 0 or t == 1 << b:  # nothing dropped: identity; everything dropped: zeros
-        _apply(Op.OP_DROPOUT, xa, y, noise, seed=s, stream=st, bits=b, t=t,
+        _apply(Op.OP_DROPOUT, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
                packed_out=packed, bool_out=boolm, threads=threads, s=1.0)
     else:
-        _apply(Op.OP_ALPHA, xa, y, noise, seed=s, stream=st, bits=b, t=t, packed_out=packed,
-               bool_out=boolm, threads=threads, a=a, c=c, d=d)
+        _apply(Op.OP_ALPHA, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
+               packed_out=packed, bool_out=boolm, threads=threads, a=a, c=c, d=d)
     if return_mask:
         return y, (packed if fmt == "packed" else boolm)
     return y
@@ -426,21 +475,22 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
 
 def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                            stream: int = 0, noise_shape: Any = None, bits: int = 16,
-                           out: np.ndarray | None = None, n_threads: int | None = None
+                           out: np.ndarray | None = None, n_threads: int | None = None,
+                           block: Any = None
                            ) -> np.ndarray:
     """Gradient of alpha_dropout: ``grad * a`` where kept, else +0 (mask or seed, as in
     dropout_backward)."""
     g = float_array(grad, "grad")
     pf = check_p(p)
     b = check_bits(bits)
-    noise = _check_noise_shape(noise_shape, g.shape)
+    noise, nblock = _check_block(block, g.shape, noise_shape)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     mk, s = _seed_or_mask(mask, seed, noise)
     y = _prepare_out(out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
     t, a, _, _ = _alpha_constants(pf, b)
     scale = 1.0 if t == 0 else a
-    _apply(Op.OP_DROPOUT, g, y, noise, seed=s, stream=st, bits=b, t=t, mask=mk,
+    _apply(Op.OP_DROPOUT, g, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t, mask=mk,
            threads=threads, s=scale)
     return y
 
@@ -463,20 +513,23 @@ def gaussian_sigma(p: float) -> float:
     return math.sqrt(pf / (1.0 - pf))
 
 
-def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads):
+def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads, block):
     g = op_input
+    _, nblock = _check_block(block, g.shape)
     sigma = gaussian_sigma(p)
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     y = _prepare_out(out, g, inputs, may_alias=may_alias)
     s = _check_seed(seed)
-    _apply(Op.OP_GAUSS, g, y, g.shape, seed=s, stream=st, bits=32, threads=threads, s=sigma)
+    _apply(Op.OP_GAUSS, g, y, g.shape, seed=s, stream=st, bits=32, threads=threads, s=sigma,
+           block=nblock)
     return y
 
 
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                      training: bool = True, out: np.ndarray | None = None,
-                     n_threads: int | None = None) -> np.ndarray:
+                     n_threads: int | None = None,
+                     block: Any = None) -> np.ndarray:
     """Gaussian dropout (Keras ``GaussianDropout``): multiplicative N(1, p / (1 - p)) noise.
 
     ``y = x * g`` with ``g = 1 + gaussian_sigma(p) * z``, where z is the standard normal
@@ -496,13 +549,15 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
         check_n_threads(n_threads)
         y = None if out is None else _prepare_out(out, xa, {"x": xa})
         _check_seed(seed)
+        _check_block(block, xa.shape)
         return _identity(xa, y)
-    return _gauss(xa, out, {"x": xa}, ("x",), p, seed, stream, n_threads)
+    return _gauss(xa, out, {"x": xa}, ("x",), p, seed, stream, n_threads, block)
 
 
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
                               out: np.ndarray | None = None,
-                              n_threads: int | None = None) -> np.ndarray:
+                              n_threads: int | None = None,
+                              block: Any = None) -> np.ndarray:
     """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise, regenerated
     from its (seed, stream, p); nothing is stored between the passes."""
     g = float_array(grad, "grad")
@@ -510,4 +565,4 @@ def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0
     if seed is None:
         raise ValueError("seed is required: give the forward call's seed and stream")
     check_uint64(seed, "seed")
-    return _gauss(g, out, {"grad": g}, ("grad",), p, seed, stream, n_threads)
+    return _gauss(g, out, {"grad": g}, ("grad",), p, seed, stream, n_threads, block)

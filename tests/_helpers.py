@@ -9,7 +9,7 @@ except ImportError:  # ml_dtypes is a test extra; bfloat16 cases skip without it
 
 FLOAT_DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)] + (
     [BFLOAT16] if BFLOAT16 is not None else [])
-_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def assert_bits_equal(got, expected):
