@@ -1,0 +1,227 @@
+"""Dropout on Dask arrays, chunk by chunk, with the very result of the whole array.
+
+Each chunk calls the fastdrop kernel with ``block=(origin, global_shape)`` (the chunk's
+place in the whole array, from ``map_blocks``' block_info), so it draws the random numbers
+of its own global logical indices: the result is bit-identical to ``fastdrop.dropout`` on
+the computed array, whatever the chunking and the scheduler (threads, processes,
+distributed).  Optional extra: ``pip install fastdrop[dask]``.
+
+Masks are bool Dask arrays over the noise shape; the backward functions also regenerate
+the mask from ``(seed, stream)``, which stores nothing and needs no communication.
+A seed of None is drawn once, when the graph is built, and shared by every chunk.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+
+try:
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised only without dask
+    raise ImportError("fastdrop.dask needs dask: pip install 'fastdrop[dask]'") from exc
+
+from . import functional as _f
+from ._validation import check_uint64
+
+__all__ = [
+    "dropout", "dropout_backward", "dropout_mask", "alpha_dropout", "alpha_dropout_backward",
+    "gaussian_dropout", "gaussian_dropout_backward", "bias_dropout_add",
+    "bias_dropout_add_backward",
+]
+
+
+def _as_dask(x: Any, name: str) -> da.Array:
+    if isinstance(x, da.Array):
+        return x
+    raise TypeError(f"{name} must be a dask.array.Array, got {type(x).__name__} (use the "
+                    f"functions of fastdrop itself for other arrays)")
+
+
+def _seed(seed: Any) -> int:
+    return secrets.randbits(64) if seed is None else check_uint64(seed, "seed")
+
+
+def _where(block_info: dict, i: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    info = block_info[i]
+    return tuple(start for start, _ in info["array-location"]), tuple(info["shape"])
+
+
+def _map(kernel, x: da.Array, *args: Any, dtype: Any = None, **kwargs: Any) -> da.Array:
+    """Map kernel(block, *blocks_of_args, block=(origin, global_shape), **kwargs)."""
+    def one(block, *rest, block_info=None):
+        return kernel(block, *rest, block=_where(block_info), **kwargs)
+
+    dtype = x.dtype if dtype is None else dtype
+    return da.map_blocks(one, x, *args, dtype=dtype,
+                         meta=np.empty((0,) * x.ndim, dtype=dtype))
+
+
+def _validate_like_numpy(func, x: da.Array, *args: Any, **kwargs: Any) -> None:
+    """Run the NumPy function on a tiny stand-in, so bad arguments fail at graph build
+    time with the same errors as fastdrop's NumPy API (nothing is computed)."""
+    probe = np.zeros((1,) * x.ndim, dtype=x.dtype)
+    func(probe, *args, **kwargs)
+
+
+def _noise_of(noise_shape: Any, x: da.Array) -> tuple[int, ...]:
+    noise, _ = _f._check_block(None, x.shape, noise_shape)
+    return noise
+
+
+def _mask_chunks(x: da.Array, noise: tuple[int, ...]):
+    return tuple(c if n != 1 else (1,) for c, n in zip(x.chunks, noise))
+
+
+def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
+                 chunks: Any = "auto") -> da.Array:
+    """Bool keep mask over `shape` as a Dask array (element i keeps iff its draw >= t);
+    equal to ``fastdrop.dropout_mask(shape, p, ..., packed=False)`` whatever `chunks`."""
+    dims = _f.check_shape(shape)
+    _f.dropout_mask(dims, p, seed=seed, stream=stream, bits=bits, packed=False)  # validate
+    template = da.empty(dims, dtype=np.bool_, chunks=chunks)
+
+    def one(block, block_info=None):
+        return _f.dropout_mask(block.shape, p, seed=seed, stream=stream, bits=bits,
+                               packed=False, block=_where(block_info))
+
+    return da.map_blocks(one, template, dtype=np.bool_, meta=np.empty((0,) * len(dims), bool))
+
+
+def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
+            training: bool = True, mode: str = "inverted", noise_shape: Any = None,
+            bits: int = 16, return_mask: bool = False):
+    """fastdrop.dropout of a Dask array, chunk by chunk (lazy).
+
+    Returns y, or (y, mask) with `mask` a bool Dask array over the noise shape (the mask
+    `fastdrop.dropout(..., mask_format="bool")` returns), chunked like x.
+    """
+    x = _as_dask(x, "x")
+    s = _seed(seed)
+    _validate_like_numpy(_f.dropout, x, p, seed=s, stream=stream, training=training,
+                         mode=mode, bits=bits,
+                         noise_shape=None if noise_shape is None else (1,) * x.ndim)
+    noise = _noise_of(noise_shape, x)
+    if not training:
+        y = x if mode == "inverted" else _map(
+            lambda b, block: _f.dropout(b, p, training=False, mode=mode, bits=bits), x)
+        return (y, None) if return_mask else y
+    y = _map(_f.dropout, x, p, seed=s, stream=stream, mode=mode, noise_shape=noise, bits=bits)
+    if not return_mask:
+        return y
+    mask = dropout_mask(noise, p, seed=s, stream=stream, bits=bits,
+                        chunks=_mask_chunks(x, noise))
+    return y, mask
+
+
+def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
+                     stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
+                     bits: int = 16):
+    """Gradient of `dropout`: from a bool mask (Dask or NumPy array over the noise shape)
+    or regenerated from the forward call's (seed, stream)."""
+    g = _as_dask(grad, "grad")
+    if (mask is None) == (seed is None):
+        raise ValueError("give exactly one of mask or seed")
+    noise = _noise_of(noise_shape, g)
+    if seed is not None:
+        _validate_like_numpy(_f.dropout_backward, g, p, seed=seed, stream=stream, mode=mode,
+                             bits=bits)
+        return _map(_f.dropout_backward, g, p, seed=seed, stream=stream, mode=mode,
+                    noise_shape=noise, bits=bits)
+    m = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask))
+    if m.dtype != np.bool_ or m.shape != noise:
+        raise ValueError(f"mask must be a bool array of the noise shape {noise}, got "
+                         f"{m.dtype} {m.shape}")
+    m = m.rechunk(_mask_chunks(g, noise))
+    _validate_like_numpy(_f.dropout_backward, g, p, mask=np.ones((1,) * g.ndim, bool),
+                         mode=mode, bits=bits)
+
+    def one(gb, mb, block):
+        return _f.dropout_backward(gb, p, mask=np.ascontiguousarray(mb), mode=mode,
+                                   noise_shape=mb.shape, bits=bits)
+
+    return _map(one, g, m)
+
+
+def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
+                  training: bool = True, noise_shape: Any = None, bits: int = 16):
+    """fastdrop.alpha_dropout of a Dask array, chunk by chunk."""
+    x = _as_dask(x, "x")
+    s = _seed(seed)
+    _validate_like_numpy(_f.alpha_dropout, x, p, seed=s, stream=stream, training=training,
+                         bits=bits)
+    noise = _noise_of(noise_shape, x)
+    if not training:
+        return x
+    return _map(_f.alpha_dropout, x, p, seed=s, stream=stream, noise_shape=noise, bits=bits)
+
+
+def alpha_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
+                           noise_shape: Any = None, bits: int = 16):
+    """Gradient of `alpha_dropout`, regenerated from (seed, stream)."""
+    g = _as_dask(grad, "grad")
+    _validate_like_numpy(_f.alpha_dropout_backward, g, p, seed=seed, stream=stream, bits=bits)
+    return _map(_f.alpha_dropout_backward, g, p, seed=seed, stream=stream,
+                noise_shape=_noise_of(noise_shape, g), bits=bits)
+
+
+def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
+                     training: bool = True):
+    """fastdrop.gaussian_dropout of a Dask array, chunk by chunk."""
+    x = _as_dask(x, "x")
+    s = _seed(seed)
+    _validate_like_numpy(_f.gaussian_dropout, x, p, seed=s, stream=stream, training=training)
+    if not training:
+        return x
+    return _map(_f.gaussian_dropout, x, p, seed=s, stream=stream)
+
+
+def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0):
+    """Gradient of `gaussian_dropout`, regenerated from (seed, stream)."""
+    g = _as_dask(grad, "grad")
+    _validate_like_numpy(_f.gaussian_dropout_backward, g, p, seed=seed, stream=stream)
+    return _map(_f.gaussian_dropout_backward, g, p, seed=seed, stream=stream)
+
+
+def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
+                     stream: int = 0, bits: int = 16):
+    """``residual + dropout(x + bias)``, fused, chunk by chunk; bias (NumPy or Dask, shape
+    ``(x.shape[-1],)``, or None) is aligned with x's last-axis chunks."""
+    x = _as_dask(x, "x")
+    r = _as_dask(residual, "residual")
+    if r.shape != x.shape:
+        raise ValueError(f"residual must have x's shape {x.shape}, got {r.shape}")
+    probe_b = None if bias is None else np.zeros(1, dtype=bias.dtype)
+    _validate_like_numpy(lambda a, **k: _f.bias_dropout_add(a, probe_b, a, **k), x, p=p,
+                         seed=seed, stream=stream, bits=bits)
+    if bias is not None and tuple(np.shape(bias)) != (x.shape[-1],):
+        raise ValueError(f"bias must have shape (x.shape[-1],) = {(x.shape[-1],)}, "
+                         f"got {np.shape(bias)}")
+    r = r.rechunk(x.chunks)
+    if bias is None:
+        return _map(lambda xb, rb, block: _f.bias_dropout_add(
+            xb, None, rb, p, seed=seed, stream=stream, bits=bits, block=block), x, r)
+    b = (bias if isinstance(bias, da.Array) else da.from_array(np.asarray(bias)))
+    b = b.rechunk((x.chunks[-1],))
+    return _map(lambda xb, rb, bb, block: _f.bias_dropout_add(
+        xb, bb, rb, p, seed=seed, stream=stream, bits=bits, block=block), x, r, b)
+
+
+def bias_dropout_add_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
+                              bits: int = 16, has_bias: bool = True):
+    """(dx, dbias, dresidual) of `bias_dropout_add`; dbias sums dx (compute precision,
+    accumulated in float64 by Dask's reduction) over all axes but the last."""
+    g = _as_dask(grad, "grad")
+    _validate_like_numpy(_f.dropout_backward, g, p, seed=seed, stream=stream, bits=bits)
+    ct = _f.compute_dtype(g.dtype)
+    dx_c = _map(lambda gb, block: _f.dropout_backward(
+        gb.astype(ct, copy=False), p, seed=seed, stream=stream, bits=bits, block=block),
+        g, dtype=ct)
+    dbias = None
+    if has_bias:
+        if g.ndim == 0:
+            raise ValueError("grad must have at least one axis when has_bias is True")
+        dbias = dx_c.astype(np.float64).sum(axis=tuple(range(g.ndim - 1))).astype(g.dtype)
+    dx = dx_c if ct == g.dtype else dx_c.astype(g.dtype)
+    return dx, dbias, g
