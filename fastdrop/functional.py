@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._dispatch import on_cuda_array, on_cuda_device
 from ._operands import KS, Op, block_map, check_out, compute_dtype, float_array, run
 from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_threads,
                           check_shape, check_span, check_uint64)
@@ -215,6 +216,7 @@ def _seed_or_mask(mask, seed, noise):
 # ---- public API --------------------------------------------------------------------------
 
 
+@on_cuda_array
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
@@ -295,6 +297,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     return y
 
 
+@on_cuda_array
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
                      bits: int = 16, out: np.ndarray | None = None,
@@ -321,6 +324,7 @@ def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None 
     return y
 
 
+@on_cuda_device
 def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
                  packed: bool = True, offset: int = 0, n_threads: int | None = None,
                  block: Any = None) -> np.ndarray:
@@ -364,6 +368,7 @@ def unpack_mask(mask: Any, shape: Any) -> np.ndarray:
     return np.unpackbits(arr, count=n, bitorder="little").view(np.bool_).reshape(dims)
 
 
+@on_cuda_array
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
                      out: np.ndarray | None = None, n_threads: int | None = None,
@@ -402,6 +407,7 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     return (y, packed) if return_mask else y
 
 
+@on_cuda_array
 def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                               stream: int = 0, bits: int = 16, has_bias: bool = True,
                               n_threads: int | None = None,
@@ -434,6 +440,7 @@ def _alpha_constants(p: float, bits: int) -> tuple[int, float, float, float]:
     return t, a, a * ALPHA_PRIME * q, -a * ALPHA_PRIME * (1.0 - q)
 
 
+@on_cuda_array
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
@@ -473,6 +480,7 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     return y
 
 
+@on_cuda_array
 def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                            stream: int = 0, noise_shape: Any = None, bits: int = 16,
                            out: np.ndarray | None = None, n_threads: int | None = None,
@@ -526,6 +534,7 @@ def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads, block):
     return y
 
 
+@on_cuda_array
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                      training: bool = True, out: np.ndarray | None = None,
                      n_threads: int | None = None,
@@ -554,6 +563,7 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
     return _gauss(xa, out, {"x": xa}, ("x",), p, seed, stream, n_threads, block)
 
 
+@on_cuda_array
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
                               out: np.ndarray | None = None,
                               n_threads: int | None = None,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _philox
+from ._dispatch import on_cuda_array, on_cuda_device
 from ._operands import KS, Op, check_out, run
 from ._validation import (as_int, check_bits, check_n_threads, check_shape, check_span,
                           check_uint64, shape_size)
@@ -45,6 +46,7 @@ def _uint32_array(value: Any, name: str, last: int) -> np.ndarray:
     return arr
 
 
+@on_cuda_array
 def philox4x32(counter: Any, key: Any, rounds: int = 10, *, n_threads: int | None = None
                ) -> np.ndarray:
     """Philox4x32 blocks of counters under keys.
@@ -92,6 +94,7 @@ def _check_out(out: Any, dims: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return out
 
 
+@on_cuda_device
 def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
                 offset: int = 0, out: np.ndarray | None = None,
                 n_threads: int | None = None) -> np.ndarray:
@@ -135,6 +138,7 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
     return out
 
 
+@on_cuda_device
 def uniform(shape: ShapeLike, *, seed: int, stream: int = 0, dtype: Any = np.float32,
             offset: int = 0, out: np.ndarray | None = None,
             n_threads: int | None = None) -> np.ndarray:
@@ -179,6 +183,7 @@ def uniform(shape: ShapeLike, *, seed: int, stream: int = 0, dtype: Any = np.flo
     return out
 
 
+@on_cuda_device
 def standard_normal(shape: ShapeLike, *, seed: int, stream: int = 0,
                     dtype: Any = np.float64, offset: int = 0, out: np.ndarray | None = None,
                     n_threads: int | None = None) -> np.ndarray:
