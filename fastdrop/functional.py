@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import on_cuda_array, on_cuda_device
+from ._interop import framework_arrays
 from ._operands import KS, Op, block_map, check_out, compute_dtype, float_array, run
 from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_threads,
                           check_shape, check_span, check_uint64)
@@ -217,6 +218,7 @@ def _seed_or_mask(mask, seed, noise):
 
 
 @on_cuda_array
+@framework_arrays("x")
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
@@ -298,6 +300,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 
 
 @on_cuda_array
+@framework_arrays("grad", "mask")
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
                      bits: int = 16, out: np.ndarray | None = None,
@@ -355,6 +358,7 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     return res
 
 
+@framework_arrays("mask")
 def unpack_mask(mask: Any, shape: Any) -> np.ndarray:
     """A packed mask (uint8, LSB first) as a bool array of `shape`."""
     dims = check_shape(shape)
@@ -369,6 +373,7 @@ def unpack_mask(mask: Any, shape: Any) -> np.ndarray:
 
 
 @on_cuda_array
+@framework_arrays("x", "bias", "residual")
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
                      out: np.ndarray | None = None, n_threads: int | None = None,
@@ -408,6 +413,7 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
 
 
 @on_cuda_array
+@framework_arrays("grad", "mask")
 def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                               stream: int = 0, bits: int = 16, has_bias: bool = True,
                               n_threads: int | None = None,
@@ -441,6 +447,7 @@ def _alpha_constants(p: float, bits: int) -> tuple[int, float, float, float]:
 
 
 @on_cuda_array
+@framework_arrays("x")
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
@@ -481,6 +488,7 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
 
 
 @on_cuda_array
+@framework_arrays("grad", "mask")
 def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                            stream: int = 0, noise_shape: Any = None, bits: int = 16,
                            out: np.ndarray | None = None, n_threads: int | None = None,
@@ -535,6 +543,7 @@ def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads, block):
 
 
 @on_cuda_array
+@framework_arrays("x")
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                      training: bool = True, out: np.ndarray | None = None,
                      n_threads: int | None = None,
@@ -564,6 +573,7 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
 
 
 @on_cuda_array
+@framework_arrays("grad")
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
                               out: np.ndarray | None = None,
                               n_threads: int | None = None,

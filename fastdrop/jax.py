@@ -1,0 +1,191 @@
+"""JAX adapter: fastdrop dropout as a differentiable, jit- and vmap-able JAX function.
+
+Install with ``pip install fastdrop[jax]``.
+
+``fastdrop.jax.dropout(x, p, seed=..., stream=...)`` runs fastdrop's CPU kernels from a
+``jax.pure_callback``, under a ``jax.custom_vjp`` whose backward pass calls
+``fastdrop.dropout_backward`` with the same (seed, stream): no mask is stored. The result
+equals ``fastdrop.dropout`` on the same NumPy data bit for bit, inside or outside
+``jax.jit``.
+
+Limits (see docs/adapters.md):
+
+- host callback: under ``jit`` each call leaves the compiled program for a host round trip
+  (XLA hands the buffer to Python and copies the result back); XLA cannot fuse it with
+  neighbouring operations. CPU only: on a GPU backend the callback would copy device ->
+  host -> device.
+- reverse mode only (``jax.grad``, ``jax.vjp``); forward mode (``jax.jvp``, ``jacfwd``)
+  is not defined for a custom_vjp function. The gradient is differentiable again (to any
+  order in reverse mode).
+- ``vmap``: the callback is called once with the whole batch (``vmap_method=
+  "broadcast_all"``) and loops over the batch on the host; each batch element gets
+  exactly what the unbatched call gives for its own (seed, stream), so
+  ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different masks.
+- ``seed`` and ``stream`` may be Python ints (unsigned 64-bit) or traced integer scalars
+  (uint32/int32, or 64-bit with ``jax_enable_x64``), taken modulo 2**32 or 2**64.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import functional as _F
+from ._interop import _jax_device, aligned_empty
+from ._validation import check_bits, check_choice, check_uint64
+
+__all__ = ["dropout", "stream_words"]
+
+_SUPPORTED = ("float16", "bfloat16", "float32", "float64")
+
+
+# ---- seed and stream as four uint32 words ---------------------------------------------------
+
+
+def _int_words(v: Any, name: str):
+    """(lo, hi) uint32 of an int or an integer JAX/NumPy scalar (traced or not)."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
+        u = check_uint64(v, name)
+        return jnp.uint32(u & 0xFFFFFFFF), jnp.uint32(u >> 32)
+    arr = jnp.asarray(v)
+    if arr.ndim != 0 or not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an int or an integer scalar array, got "
+                        f"{getattr(arr, 'dtype', type(v).__name__)} of shape {arr.shape}")
+    lo = arr.astype(jnp.uint32)
+    if arr.dtype.itemsize == 8:
+        hi = (arr.astype(jnp.uint64) >> 32).astype(jnp.uint32)
+    else:
+        hi = jnp.uint32(0)
+    return lo, hi
+
+
+def stream_words(seed: Any, stream: Any = 0):
+    """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the callback's operand."""
+    s_lo, s_hi = _int_words(seed, "seed")
+    t_lo, t_hi = _int_words(stream, "stream")
+    return jnp.stack([jnp.asarray(w, jnp.uint32) for w in (s_lo, s_hi, t_lo, t_hi)])
+
+
+# ---- host side ------------------------------------------------------------------------------
+
+
+def _host(kind: str, cfg: tuple):
+    """The callback: `kind` ("forward" or "backward") over x of shape batch + core shape,
+    one kernel call per batch element, with that element's words."""
+    p, bits, mode, noise_shape, core_ndim = cfg
+
+    def call(x, words):
+        x = np.asarray(x)
+        words = np.asarray(words)
+        batch = x.shape[:x.ndim - core_ndim]
+        words = np.broadcast_to(words, batch + (4,))
+        y = aligned_empty(x.shape, x.dtype)  # 64-byte aligned: jax.device_put aliases it
+        for idx in np.ndindex(*batch):
+            w = [int(v) for v in words[idx]]
+            seed, stream = w[0] | (w[1] << 32), w[2] | (w[3] << 32)
+            sl = idx + (Ellipsis,)  # a view, also for 0-d elements
+            if kind == "forward":
+                _F.dropout(x[sl], p, seed=seed, stream=stream, mode=mode,
+                           noise_shape=noise_shape, bits=bits, out=y[sl])
+            else:
+                _F.dropout_backward(x[sl], p, seed=seed, stream=stream, mode=mode,
+                                    noise_shape=noise_shape, bits=bits, out=y[sl])
+        return y
+
+    return call
+
+
+def _callback(kind: str, x, words, cfg: tuple):
+    if not isinstance(x, jax.core.Tracer) and not isinstance(words, jax.core.Tracer):
+        # eager call on concrete arrays: no callback. np.asarray views x's CPU buffer and
+        # device_put aliases the aligned result: no copy either way
+        if _jax_device(x) == "cpu":
+            return jax.device_put(_host(kind, cfg)(x, words))
+    return jax.pure_callback(_host(kind, cfg), jax.ShapeDtypeStruct(x.shape, x.dtype), x, words,
+                             vmap_method="broadcast_all")
+
+
+# ---- differentiation: y = D x, dx = D dy, d(dx) = D d(dy) -----------------------------------
+
+
+def _forward_impl(x, words, cfg):
+    return _callback("forward", x, words, cfg)
+
+
+def _backward_impl(g, words, cfg):
+    return _callback("backward", g, words, cfg)
+
+
+# cfg, a hashable tuple (p, bits, mode, noise_shape, ndim), is static
+_dropout_core = jax.custom_vjp(_forward_impl, nondiff_argnums=(2,))
+_backward_core = jax.custom_vjp(_backward_impl, nondiff_argnums=(2,))
+
+
+# The forward rules call the custom_vjp functions themselves (not the raw callbacks), so
+# that differentiating through a vjp (second order) meets custom rules, never a callback.
+def _core_fwd(x, words, cfg):
+    return _dropout_core(x, words, cfg), words
+
+
+def _bcore_fwd(g, words, cfg):
+    return _backward_core(g, words, cfg), words
+
+
+def _linear_bwd(cfg, words, g):
+    """Both maps are multiplication by the same diagonal D: their transpose is D again."""
+    return _backward_core(g, words, cfg), None
+
+
+_dropout_core.defvjp(_core_fwd, _linear_bwd)
+_backward_core.defvjp(_bcore_fwd, _linear_bwd)
+
+
+# ---- public ---------------------------------------------------------------------------------
+
+
+def dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0, training: bool = True,
+            mode: str = "inverted", noise_shape: Any = None, bits: int = 16):
+    """Dropout of a JAX array through fastdrop's CPU kernels; differentiable (reverse mode),
+    jit- and vmap-able.
+
+    Parameters
+    ----------
+    x : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+    p : float
+        Drop probability in [0, 1] (a Python number: it is static under jit).
+    seed, stream : int or integer scalar array
+        The Philox key and stream (traced values allowed, so a step counter can be the
+        stream without recompiling).
+    training : bool
+        False: inverted mode returns x itself; classic mode ``x * P(keep)``.
+    mode, noise_shape, bits :
+        As in ``fastdrop.dropout`` (static).
+
+    Returns
+    -------
+    jax.Array
+        Equal to ``fastdrop.dropout(np.asarray(x), p, seed=seed, stream=stream, ...)`` bit
+        for bit.
+    """
+    x = jnp.asarray(x)
+    if x.dtype.name not in _SUPPORTED:
+        raise TypeError(f"x must have dtype float16, bfloat16, float32 or float64, got {x.dtype}")
+    pf = _F.check_p(p)
+    b = check_bits(bits)
+    m = check_choice(mode, "mode", ("inverted", "classic"))
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool (static), got {type(training).__name__}")
+    ns = None
+    if noise_shape is not None:
+        ns = _F._check_noise_shape(noise_shape, tuple(x.shape))
+    words = stream_words(seed, stream)
+    if not training:
+        if m == "inverted":
+            return x
+        ct = jnp.float32 if x.dtype.itemsize == 2 else x.dtype
+        keep = np.array(1.0 - _F.effective_p(pf, b), dtype=ct)
+        return (x.astype(ct) * keep).astype(x.dtype)
+    return _dropout_core(x, words, (pf, b, m, ns, x.ndim))

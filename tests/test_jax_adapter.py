@@ -1,0 +1,138 @@
+"""fastdrop.jax: custom_vjp dropout over the CPU kernels (pure_callback), jit, vmap, grads."""
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import fastdrop  # noqa: E402
+import fastdrop.jax as fj  # noqa: E402
+
+X64_AT_IMPORT = jax.config.jax_enable_x64
+
+from _helpers import assert_bits_equal, make_x  # noqa: E402
+
+
+@pytest.fixture
+def x64():
+    """float64 for the duration of one test; the global flag is restored afterwards."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_equals_fastdrop_bit_for_bit(dtype, jit):
+    xn = make_x((7, 33), np.float32).astype(jnp.dtype(dtype))
+    x = jnp.asarray(xn)
+
+    def f(x, stream):
+        return fj.dropout(x, 0.3, seed=2**40 + 5, stream=stream)
+
+    f = jax.jit(f) if jit else f
+    for stream in (0, 3):
+        y = f(x, stream)
+        assert isinstance(y, jax.Array) and y.dtype == x.dtype
+        assert_bits_equal(np.asarray(y), fastdrop.dropout(xn, 0.3, seed=2**40 + 5, stream=stream))
+
+
+def test_float64_and_check_grads(x64):
+    x = jnp.asarray(make_x((5, 11), np.float64, specials=False))
+    assert x.dtype == jnp.float64
+
+    def f(x):
+        return fj.dropout(x, 0.4, seed=9, stream=1)
+
+    check_grads(f, (x,), order=1, modes=["rev"])
+    check_grads(f, (x,), order=2, modes=["rev"])
+    check_grads(lambda x: fj.dropout(x, 0.4, seed=9, mode="classic",
+                                     noise_shape=(None, 1)), (x,), order=1, modes=["rev"])
+    assert_bits_equal(np.asarray(f(x)), fastdrop.dropout(np.asarray(x), 0.4, seed=9, stream=1))
+
+
+def test_x64_flag_is_restored():
+    # runs after test_float64_and_check_grads in file order
+    assert jax.config.jax_enable_x64 == X64_AT_IMPORT
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_gradient_is_fastdrop_dropout_backward(jit):
+    xn = make_x((6, 10), np.float32, specials=False)
+    w = np.arange(60, dtype=np.float32).reshape(6, 10)
+
+    def loss(x):
+        return (fj.dropout(x, 0.3, seed=5, stream=2) * w).sum()
+
+    grad = jax.jit(jax.grad(loss)) if jit else jax.grad(loss)
+    g = grad(jnp.asarray(xn))
+    assert_bits_equal(np.asarray(g), fastdrop.dropout_backward(w, 0.3, seed=5, stream=2))
+
+
+def test_traced_seed_and_stream():
+    xn = make_x((4, 9), np.float32)
+    f = jax.jit(lambda x, seed, stream: fj.dropout(x, 0.5, seed=seed, stream=stream))
+    for seed, stream in [(1, 0), (7, 12), (2**31 + 3, 2**32 - 1)]:
+        y = f(jnp.asarray(xn), jnp.uint32(seed), jnp.uint32(stream))
+        assert_bits_equal(np.asarray(y), fastdrop.dropout(xn, 0.5, seed=seed, stream=stream))
+    with pytest.raises(TypeError, match="seed must be an int or an integer scalar"):
+        fj.dropout(jnp.ones(3), 0.5, seed=jnp.ones(2, jnp.uint32))
+
+
+def test_vmap_is_per_element():
+    xs = jnp.asarray(make_x((3, 5, 8), np.float32))
+    streams = jnp.arange(3, dtype=jnp.uint32)
+    batched = jax.jit(jax.vmap(lambda x, s: fj.dropout(x, 0.3, seed=4, stream=s)))(xs, streams)
+    same = jax.vmap(lambda x: fj.dropout(x, 0.3, seed=4, stream=1))(xs)
+    over_streams = jax.vmap(lambda s: fj.dropout(xs[0], 0.3, seed=4, stream=s))(streams)
+    grads = jax.vmap(jax.grad(lambda x, s: fj.dropout(x, 0.3, seed=4, stream=s).sum()))(xs, streams)
+    for i in range(3):
+        xi = np.asarray(xs[i])
+        assert_bits_equal(np.asarray(batched[i]), fastdrop.dropout(xi, 0.3, seed=4, stream=i))
+        assert_bits_equal(np.asarray(same[i]), fastdrop.dropout(xi, 0.3, seed=4, stream=1))
+        assert_bits_equal(np.asarray(over_streams[i]),
+                          fastdrop.dropout(np.asarray(xs[0]), 0.3, seed=4, stream=i))
+        assert_bits_equal(np.asarray(grads[i]), fastdrop.dropout_backward(
+            np.ones((5, 8), np.float32), 0.3, seed=4, stream=i))
+
+
+def test_eager_call_copies_nothing(monkeypatch):
+    seen = {}
+    real = fastdrop.functional.dropout
+
+    def spy(x, *a, **k):
+        y = real(x, *a, **k)
+        seen["x"], seen["y"] = x.ctypes.data, k["out"].ctypes.data
+        return y
+
+    monkeypatch.setattr(fastdrop.functional, "dropout", spy)
+    x = jnp.ones((64, 64), jnp.float32) * 3
+    y = fj.dropout(x, 0.5, seed=1)
+    assert seen["x"] == x.unsafe_buffer_pointer()
+    assert seen["y"] == y.unsafe_buffer_pointer()
+
+
+def test_inference_and_noise_shape():
+    x = jnp.asarray(make_x((4, 6), np.float32))
+    assert fj.dropout(x, 0.5, seed=1, training=False) is x
+    assert_bits_equal(np.asarray(fj.dropout(x, 0.3, seed=1, training=False, mode="classic")),
+                      fastdrop.dropout(np.asarray(x), 0.3, training=False, mode="classic"))
+    y = fj.dropout(jnp.ones((4, 6)), 0.5, seed=3, noise_shape=(None, 1))
+    assert bool(jnp.all(y == y[:, :1]))
+    assert_bits_equal(np.asarray(y), fastdrop.dropout(np.ones((4, 6), np.float32), 0.5, seed=3,
+                                                      noise_shape=(None, 1)))
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="x must have dtype"):
+        fj.dropout(jnp.ones(3, jnp.int32), 0.5, seed=1)
+    with pytest.raises(ValueError, match="p must be in"):
+        fj.dropout(jnp.ones(3), 2.0, seed=1)
+    with pytest.raises(ValueError, match="seed must be in"):
+        fj.dropout(jnp.ones(3), 0.5, seed=-1)
+    with pytest.raises(TypeError, match="jvp"):
+        jax.jvp(lambda x: fj.dropout(x, 0.5, seed=1), (jnp.ones(3),), (jnp.ones(3),))

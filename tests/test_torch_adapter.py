@@ -1,0 +1,241 @@
+"""fastdrop.torch: the autograd function, the functional form and the Dropout module."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fastdrop  # noqa: E402
+import fastdrop.torch as ft  # noqa: E402
+from fastdrop._interop import to_host_array  # noqa: E402
+
+from _helpers import assert_bits_equal, make_x  # noqa: E402
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def host(t):
+    return to_host_array(t, "t")[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("keep", ["seed", "mask"])
+def test_forward_and_backward_match_fastdrop_bit_for_bit(dtype, keep):
+    x = torch.from_numpy(make_x((6, 37), np.float64)).to(dtype).requires_grad_()
+    g = torch.from_numpy(make_x((6, 37), np.float64, seed=1, specials=False)).to(dtype)
+    y = ft.dropout(x, 0.3, seed=11, stream=4, keep=keep)
+    y.backward(g)
+    xn = host(x.detach())
+    assert_bits_equal(host(y.detach()), fastdrop.dropout(xn, 0.3, seed=11, stream=4))
+    assert_bits_equal(host(x.grad), fastdrop.dropout_backward(host(g), 0.3, seed=11, stream=4))
+    assert y.dtype == dtype and x.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("keep", ["seed", "mask"])
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_gradcheck_float64(keep, mode):
+    x = torch.randn(5, 9, dtype=torch.float64, requires_grad=True)
+
+    def f(x):
+        return ft.dropout(x, 0.35, seed=3, stream=7, keep=keep, mode=mode)
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_gradcheck_noise_shape_and_module():
+    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x: ft.dropout(x, 0.5, seed=1, noise_shape=(None, None, 1)), (x,))
+    layer = ft.Dropout(0.25, seed=8)
+    # gradcheck calls the function many times: replay the same stream each time
+    state = layer.get_state()
+
+    def f(x):
+        layer.set_state(state)
+        return layer(x)
+
+    assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_noise_shape_drops_whole_channels():
+    x = torch.ones(2, 8, 4, 4)
+    y = ft.dropout(x, 0.5, seed=2, noise_shape=(None, None, 1, 1))
+    per_channel = y.reshape(2, 8, 16)
+    assert torch.all(per_channel == per_channel[..., :1])
+    assert 0 < int((per_channel[..., 0] == 0).sum()) < 16
+
+
+def test_keep_mask_stores_the_packed_mask():
+    x = torch.randn(10, 10, requires_grad=True)
+    y = ft.dropout(x, 0.5, seed=1, keep="mask")
+    mask = y.grad_fn.mask
+    assert mask.dtype == torch.uint8 and mask.numel() == (100 + 7) // 8
+    _, me = fastdrop.dropout(x.detach().numpy(), 0.5, seed=1, return_mask=True)
+    np.testing.assert_array_equal(mask.numpy(), me)
+    assert ft.dropout(x, 0.5, seed=1).grad_fn.mask is None  # keep="seed": no mask kept
+
+
+def test_output_is_not_a_copy():
+    x = torch.randn(64, 64)
+    seen = {}
+    real = fastdrop.functional.dropout
+
+    def spy(xa, *a, **k):
+        y = real(xa, *a, **k)
+        seen["x"], seen["y"] = xa.ctypes.data, y.ctypes.data
+        return y
+
+    fastdrop.functional.dropout = spy
+    try:
+        y = ft.dropout(x, 0.5, seed=1)
+    finally:
+        fastdrop.functional.dropout = real
+    assert seen["x"] == x.data_ptr() and seen["y"] == y.data_ptr()
+
+
+def test_module_train_eval_and_inplace():
+    m = ft.Dropout(0.5, seed=0)
+    x = torch.randn(16, 16)
+    y = m(x)
+    assert not torch.equal(y, x) and bool((y == 0).any())
+    m.eval()
+    assert m(x) is x  # as nn.Dropout: the input itself
+    m.train()
+    mi = ft.Dropout(0.5, inplace=True, seed=0)
+    x2 = x.clone()
+    assert mi(x2) is x2
+    assert torch.equal(x2, y)  # same seed, same first stream
+    leaf = torch.randn(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf tensor"):
+        mi(leaf)
+    # in place after a non-leaf: autograd goes through it
+    w = torch.randn(8, 8, requires_grad=True)
+    h = w * 2
+    z = ft.Dropout(0.5, inplace=True, seed=5)(h)
+    z.sum().backward()
+    expected = 2 * fastdrop.dropout_backward(np.ones((8, 8), np.float32), 0.5, seed=5)
+    np.testing.assert_array_equal(w.grad.numpy(), expected)
+
+
+def test_inplace_over_a_saved_tensor_is_detected_by_autograd():
+    w = torch.randn(6, requires_grad=True)
+    h = torch.relu(w)  # relu saves its output for backward
+    ft.dropout(h, 0.5, seed=1, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        h.sum().backward()
+    a = torch.randn(6)
+    version = a._version
+    with torch.no_grad():
+        ft.dropout(a, 0.5, seed=1, inplace=True)
+    assert a._version > version
+
+
+def test_classic_mode_inference_matches_fastdrop():
+    for dtype in DTYPES:
+        x = torch.from_numpy(make_x((5, 7), np.float64)).to(dtype)
+        m = ft.Dropout(0.3, mode="classic").eval()
+        assert_bits_equal(host(m(x)), fastdrop.dropout(host(x), 0.3, training=False,
+                                                       mode="classic"))
+
+
+def test_streams_advance_with_an_explicit_seed():
+    m = ft.Dropout(0.5, seed=42)
+    x = torch.ones(4, 64)
+    y0, y1 = m(x), m(x)
+    assert m.last_call == (42, 1)
+    np.testing.assert_array_equal(y0.numpy(), fastdrop.dropout(x.numpy(), 0.5, seed=42, stream=0))
+    np.testing.assert_array_equal(y1.numpy(), fastdrop.dropout(x.numpy(), 0.5, seed=42, stream=1))
+    gen = fastdrop.Generator(7)
+    a, b = ft.Dropout(0.5, seed=gen), ft.Dropout(0.5, seed=gen)
+    a(x), b(x)
+    assert a.last_call == (7, 0) and b.last_call == (7, 1)
+
+
+def test_torch_manual_seed_makes_runs_reproducible():
+    def run(seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(32, 32), ft.Dropout(0.5),
+                                    torch.nn.Linear(32, 4))
+        x = torch.randn(8, 32)
+        return torch.cat([model(x), model(x)])
+
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    # the seed comes from torch's generator: a generator argument is honoured too
+    m = ft.Dropout(0.5, generator=torch.Generator().manual_seed(3))
+    m2 = ft.Dropout(0.5, generator=torch.Generator().manual_seed(3))
+    x = torch.ones(100)
+    assert torch.equal(m(x), m2(x))
+    torch.manual_seed(0)
+    s1 = ft.draw_seed()
+    torch.manual_seed(0)
+    assert ft.draw_seed() == s1 and 0 <= s1 < 2**64
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model runs fastest on one thread (and the CI box is shared)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_small_mlp_trains(one_thread):
+    torch.manual_seed(0)
+    n, d = 256, 10
+    x = torch.randn(n, d)
+    labels = (x[:, 0] + x[:, 1] * x[:, 2] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(), ft.Dropout(0.2),
+                                torch.nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    lossf = torch.nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(80):
+        opt.zero_grad()
+        loss = lossf(model(x), labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    model.eval()
+    acc = (model(x).argmax(1) == labels).float().mean().item()
+    assert acc > 0.85
+
+
+def test_thread_count_never_changes_the_result():
+    x = torch.randn(300, 301)
+    a = ft.dropout(x, 0.3, seed=1, n_threads=1)
+    b = ft.dropout(x, 0.3, seed=1, n_threads=2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        c = ft.Dropout(0.3, seed=1)(x)  # n_threads=None: torch's thread count
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+        ft.dropout(np.ones(3), 0.5)
+    with pytest.raises(TypeError, match="input must have dtype"):
+        ft.dropout(torch.ones(3, dtype=torch.int64), 0.5)
+    with pytest.raises(ValueError, match="p must be in"):
+        ft.Dropout(1.5)
+    with pytest.raises(ValueError, match="keep"):
+        ft.Dropout(0.5, keep="bits")
+    with pytest.raises(NotImplementedError, match="CPU tensors only"):
+        ft.dropout(torch.empty(3, device="meta"), 0.5, seed=1)
+    with pytest.raises(RuntimeError, match="torch's generator"):
+        ft.Dropout(0.5).set_state({"seed": 1, "stream": 0})
+
+
+def test_repr_and_p_attribute():
+    m = ft.Dropout(0.1, seed=3, bits=32)
+    assert "p=0.1" in repr(m) and "bits=32" in repr(m) and "seed=3" in repr(m)
+    m.p = 1.0  # as one may on nn.Dropout
+    assert torch.equal(m(torch.ones(5)), torch.zeros(5))
