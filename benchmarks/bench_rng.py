@@ -1,36 +1,53 @@
-"""asv benchmarks of the random generator (the full suite comes with the benchmarks issue)."""
+"""asv: the random generator (random_bits, uniform) beside NumPy's Philox."""
 import numpy as np
 
 import fastdrop
 
+from .common import SEED, SIZES, Timed, need
 
-class RandomBits:
-    params = ([2**12, 2**18, 2**24], [16, 32])
+
+class RandomBits(Timed):
+    """Per-element draws into a preallocated array (time) and a fresh one (peakmem)."""
+    params = (SIZES, [16, 32])
     param_names = ["n", "bits"]
 
     def setup(self, n, bits):
-        self.out = np.empty(n, np.uint32 if bits == 32 else np.uint16)
+        self.f = need(fastdrop, "random_bits")
+        self.out = np.zeros(n, np.uint32 if bits == 32 else np.uint16)
 
     def time_random_bits(self, n, bits):
-        fastdrop.random_bits(n, seed=1, stream=2, bits=bits, out=self.out)
+        self.f(n, seed=SEED, stream=2, bits=bits, out=self.out)
 
-    def track_gbps(self, n, bits):
-        import time
-        fastdrop.random_bits(n, seed=1, stream=2, bits=bits, out=self.out)
-        reps, t0 = 5, time.perf_counter()
-        for _ in range(reps):
-            fastdrop.random_bits(n, seed=1, stream=2, bits=bits, out=self.out)
-        return self.out.nbytes * reps / (time.perf_counter() - t0) / 1e9
-
-    track_gbps.unit = "GB/s"
+    def peakmem_random_bits(self, n, bits):
+        self.f(n, seed=SEED, stream=2, bits=bits)
 
 
-class NumpyPhilox:
-    params = [2**12, 2**18, 2**24]
+class Uniform(Timed):
+    params = (SIZES, ["float32", "float64"])
+    param_names = ["n", "dtype"]
+
+    def setup(self, n, dtype):
+        self.f = need(fastdrop, "uniform")
+        self.out = np.zeros(n, dtype)
+
+    def time_uniform(self, n, dtype):
+        self.f(n, seed=SEED, stream=2, dtype=self.out.dtype, out=self.out)
+
+    def peakmem_uniform(self, n, dtype):
+        self.f(n, seed=SEED, stream=2, dtype=self.out.dtype)
+
+
+class NumpyPhilox(Timed):
+    """Baseline: NumPy's own Philox bit generator, 32-bit integers and float32 uniforms."""
+    params = [SIZES]
     param_names = ["n"]
 
     def setup(self, n):
-        self.gen = np.random.Generator(np.random.Philox(1))
+        self.gen = np.random.Generator(np.random.Philox(SEED))
+        self.out = np.zeros(n, np.float32)
 
     def time_integers_uint32(self, n):
         self.gen.integers(0, 2**32, size=n, dtype=np.uint32)
+
+    def time_random_float32(self, n):
+        self.gen.random(n, dtype=np.float32, out=self.out)

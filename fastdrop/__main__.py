@@ -1,4 +1,7 @@
-"""Command line: `python -m fastdrop [demo|bench-rng|bench-dropout]` (also `fastdrop`)."""
+"""Command line: `python -m fastdrop [demo|bench|bench-rng|bench-dropout|study]` (also `fastdrop`).
+
+With no subcommand: the demo, then `bench` with its defaults (under a minute).
+"""
 from __future__ import annotations
 
 import argparse
@@ -26,9 +29,20 @@ def demo() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "study":  # its own options: python -m fastdrop study --help
+        from .study import main as study_main
+
+        return study_main(argv[1:])
     parser = argparse.ArgumentParser(prog="fastdrop", description=__doc__)
     sub = parser.add_subparsers(dest="command")
+    sub.add_parser("study", help="the dropout study on sklearn's digits (see study --help)")
     sub.add_parser("demo", help="show the generator at work, then a quick benchmark")
+    from . import bench as _bench_cli
+
+    bb = sub.add_parser("bench", help="forward, backward and mask generation beside NumPy, "
+                        "PyTorch and the memory-bound limit (--json, --plot)")
+    _bench_cli.add_arguments(bb)
     b = sub.add_parser("bench-rng", help="random_bits against NumPy's Philox and out.fill")
     b.add_argument("--log2n", type=int, default=24, help="number of words, as a power of 2")
     b.add_argument("--repeats", type=int, default=15)
@@ -45,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (None, "demo"):
         demo()
         print()
-        print(rng_report(log2n=22, repeats=7))
-        print()
-        print(dropout_report(log2n=22, repeats=7))
+        sys.stdout.flush()
+        return _bench_cli.main([])
+    elif args.command == "bench":
+        return _bench_cli.run_from_args(args)
     elif args.command == "bench-rng":
         print(rng_report(log2n=args.log2n, repeats=args.repeats, threads=args.threads))
     elif args.command == "bench-dropout":

@@ -1,0 +1,129 @@
+"""`fastdrop bench` (fastdrop/bench.py): tiny sizes, JSON schema and PNG checked."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from fastdrop import bench
+from fastdrop.__main__ import main as cli_main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_doc(doc, sizes, dtype="float32"):
+    assert doc["schema"] == "fastdrop-bench/1"
+    m = doc["machine"]
+    for key in ("cpu", "cores", "simd", "openmp", "threads", "numpy", "fastdrop", "torch"):
+        assert key in m
+    assert doc["config"]["sizes_log2"] == sizes
+    assert doc["config"]["dtype"] == dtype
+    rows = doc["results"]
+    assert {r["op"] for r in rows} == {"forward", "backward", "mask"}
+    for op in ("forward", "backward", "mask"):
+        for log2n in sizes:
+            keys = {r["contender"] for r in rows if r["op"] == op and r["log2n"] == log2n}
+            assert {"limit", "fastdrop", "numpy"} <= keys, (op, log2n, keys)
+    for r in rows:
+        assert r["n"] == 1 << r["log2n"]
+        assert r["median_s"] > 0 and r["min_s"] <= r["median_s"]
+        assert r["gbps"] > 0
+        assert r["bytes"] > 0
+        assert np.isfinite(r["ratio_to_limit"]) and r["ratio_to_limit"] > 0
+        if r["contender"] == "limit":
+            assert r["ratio_to_limit"] == 1.0
+        if r["contender"] == "fastdrop":
+            assert r["fastdrop_speedup"] == 1.0
+
+
+@pytest.fixture
+def no_torch(monkeypatch):
+    """Leave PyTorch out (its import alone takes seconds); one test below keeps it."""
+    monkeypatch.setenv("FASTDROP_BENCH_NO_TORCH", "1")
+
+
+def test_bench_main_json_and_plot(tmp_path, capsys, no_torch):
+    pytest.importorskip("matplotlib")
+    js, png = tmp_path / "b.json", tmp_path / "b.png"
+    rc = bench.main(["--sizes", "10", "12", "--repeats", "2", "--json", str(js),
+                     "--plot", str(png)])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    assert "== forward" in out and "== backward" in out and "== mask generation" in out
+    assert "memory-bound limit" in out and "SIMD" in out
+    assert "size 1/2" in err  # progress goes to stderr
+    _check_doc(json.loads(js.read_text()), [10, 12])
+    data = png.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 5000
+
+
+def test_bench_subcommand_float64(tmp_path, capsys):
+    js = tmp_path / "b.json"
+    assert cli_main(["bench", "--sizes", "8", "--repeats", "1", "--dtype", "float64",
+                     "--p", "0.1", "--threads", "1", "--quiet", "--json", str(js)]) == 0
+    doc = json.loads(js.read_text())
+    _check_doc(doc, [8], "float64")
+    try:
+        import torch  # noqa: F401
+        assert {r["op"] for r in doc["results"] if r["contender"] == "torch"} == {
+            "forward", "backward", "mask"}
+        assert doc["machine"]["torch"]
+    except ImportError:
+        assert doc["machine"]["torch"] is None
+    assert doc["config"]["threads"] == 1 and doc["config"]["p"] == 0.1
+    assert capsys.readouterr().err.count("size") == 0  # --quiet
+
+
+def test_bench_plot_without_matplotlib(tmp_path, monkeypatch, capsys, no_torch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    assert bench.main(["--sizes", "8", "--plot", str(tmp_path / "x.png")]) == 2
+    assert "matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_cuda_clear_error():
+    """Without a GPU backend or a GPU, --device cuda stops with a message, no traceback."""
+    try:
+        from numba import cuda
+        has_gpu = cuda.is_available()
+    except Exception:
+        has_gpu = False
+    if has_gpu:
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--device", "cuda", "--sizes", "8", "--quiet"])
+    assert "cuda" in str(e.value)
+
+
+@pytest.mark.parametrize("argv, msg", [(["--p", "1.5"], "--p"), (["--dtype", "int8"], "--dtype"),
+                                       (["--repeats", "0"], "--repeats")])
+def test_bench_bad_arguments(argv, msg, no_torch):
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv + ["--sizes", "8", "--quiet"])
+    assert msg in str(e.value)
+
+
+def test_bench_cuda_path_under_the_simulator(tmp_path):
+    """--device cuda end to end on Numba's CUDA simulator (no GPU needed; the times mean
+    nothing there): the GPU contenders run and the JSON says device cuda."""
+    import os
+    import subprocess
+
+    pytest.importorskip("numba.cuda")
+    try:
+        from fastdrop import _cuda
+        _cuda.dispatch
+    except (ImportError, AttributeError):
+        pytest.skip("no fastdrop GPU backend")
+    js = tmp_path / "cu.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTDROP_BENCH_NO_TORCH="1")
+    r = subprocess.run([sys.executable, "-m", "fastdrop", "bench", "--device", "cuda",
+                        "--sizes", "6", "--repeats", "1", "--quiet", "--json", str(js)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "device-to-device copy" in r.stdout
+    doc = json.loads(js.read_text())
+    assert doc["config"]["device"] == "cuda"
+    assert {(x["op"], x["contender"]) for x in doc["results"]} == {
+        ("forward", "limit"), ("forward", "fastdrop"), ("backward", "limit"),
+        ("backward", "fastdrop")}
