@@ -85,6 +85,17 @@ def philox4x32(counter: Any, key: Any, rounds: int = 10, *, n_threads: int | Non
     return out.reshape(batch + (4,))
 
 
+def _float_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64, nothing else (no silent cast)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
 def _check_out(out: Any, dims: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """`out` must be a writeable, aligned NumPy array of exactly this shape and dtype
     (no silent cast), and C-contiguous (no hidden copy)."""
@@ -169,12 +180,7 @@ def uniform(shape: ShapeLike, *, seed: int, stream: int = 0, dtype: Any = np.flo
     dims = check_shape(shape)
     s = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    dt = _float_dtype(dtype)
     n = shape_size(dims)
     off = check_span(offset, n, 64 if dt.itemsize == 4 else 63)
     threads = check_n_threads(n_threads)
@@ -210,12 +216,7 @@ def standard_normal(shape: ShapeLike, *, seed: int, stream: int = 0,
     dims = check_shape(shape)
     s = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    dt = _float_dtype(dtype)
     n = shape_size(dims)
     off = check_span(offset, n, 64)
     threads = check_n_threads(n_threads)
