@@ -1,0 +1,14 @@
+"""The wheel must hold every subpackage (a non-editable install found fastdrop._cuda
+missing once): pyproject's package list equals the packages in the source tree."""
+import pathlib
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "fastdrop").rglob("__init__.py")}
+    assert listed == found
