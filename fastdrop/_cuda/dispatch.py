@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import reference as _ref
 from .._validation import (as_int, check_bits, check_bool, check_n_threads, check_shape,
                            check_span, check_uint64, shape_size)
 from ..functional import (_alpha_constants, _check_mask_format, _check_mode,
-                          _check_noise_shape, _check_seed, _scale, _threshold, check_p)
+                          _check_noise_shape, _check_seed, _scale, _threshold, check_p,
+                          gaussian_sigma)
+from ..rng import _float_dtype
 from . import _kernels as K
 from . import is_cuda_array
 from ._env import SIMULATOR, cuda
@@ -447,21 +448,13 @@ def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int |
 # ---- gaussian dropout ------------------------------------------------------------------------
 
 
-def _gaussian_p(p: Any) -> float:
-    """p in [0, 1): sigma = sqrt(p / (1 - p)) is infinite at p = 1."""
-    pf = check_p(p)
-    if pf == 1.0:
-        raise ValueError("p must be in [0, 1) for gaussian dropout, got 1.0")
-    return pf
-
-
-def _gaussian(X: Operand, Y: Operand, pf: float, seed: int, stream: int):
+def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int):
     n = X.size
     if n == 0:
         return
     ybuf = Y.output_buffer()
     K.launch(K.gaussian_kernel(X.name), (n + 3) // 4, X.stream, ybuf, X.flat(), _u64(n),
-             _u64(seed), _u64(stream), np.float64(_ref.gaussian_sigma(pf)))
+             _u64(seed), _u64(stream), np.float64(sigma))
     Y.commit(ybuf)
 
 
@@ -469,7 +462,7 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
                      training: bool = True, out: Any = None, n_threads: int | None = None):
     """Gaussian dropout of a CUDA array: ``y = x * (1 + sigma z)`` (fastdrop.reference)."""
     X = _float_operand(x, "x")
-    pf = _gaussian_p(p)
+    sigma = gaussian_sigma(p)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     training = check_bool(training, "training")
@@ -478,7 +471,7 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
         s = _check_seed(seed)
         if not training:
             return _identity(X, Y)
-        _gaussian(X, Y, pf, s, st)
+        _gaussian(X, Y, sigma, s, st)
     return Y.obj
 
 
@@ -486,13 +479,13 @@ def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0
                               out: Any = None, n_threads: int | None = None):
     """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise."""
     G = _float_operand(grad, "grad")
-    pf = _gaussian_p(p)
+    sigma = gaussian_sigma(p)
     s = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     with _device_ctx(G.device_id):
         Y = _prepare_out(out, G, {"grad": G}, may_alias=("grad",))
-        _gaussian(G, Y, pf, s, st)
+        _gaussian(G, Y, sigma, s, st)
     return Y.obj
 
 
@@ -523,16 +516,6 @@ def random_bits(shape: Any, *, seed: int, stream: int = 0, bits: int = 32, offse
     units = (off + n - 1) // per - off // per + 1 if n else 0
     return _rng_call(K.k_bits, units, dims, "uint32" if b == 32 else "uint16", out, device,
                      _u64(off), _u64(s), _u64(st), _u64(b))
-
-
-def _float_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def uniform(shape: Any, *, seed: int, stream: int = 0, dtype: Any = np.float32,
