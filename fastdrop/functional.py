@@ -524,7 +524,7 @@ def gaussian_sigma(p: float) -> float:
     """
     pf = check_p(p)
     if pf == 1.0:
-        raise ValueError("p must be < 1 for gaussian dropout (the noise's variance "
+        raise ValueError("p must be in [0, 1) for gaussian dropout (the noise's variance "
                          "p / (1 - p) is infinite at p = 1)")
     return math.sqrt(pf / (1.0 - pf))
 
