@@ -90,7 +90,7 @@ def extension(name):
         f"fastdrop.{name}",
         [f"fastdrop/{name}.pyx"],
         include_dirs=["fastdrop"],
-        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h", "fastdrop/fd_stream.h",
+        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h", "fastdrop/fd_stream.h", "fastdrop/fd_fused.h",
                  "fastdrop/fd_normal.h"],
     )
 

@@ -17,12 +17,17 @@ Work is split into chunks of CHUNK logical elements (a multiple of 8, so each ch
 whole bytes of a packed mask) spread over OpenMP threads; inside a chunk, SUB draws at a
 time go through a stack buffer and are consumed at once.  No temporary of the input's
 size exists.
+
+The common case, a contiguous float32/float64 dropout (or packed mask) with flags from the
+draws, takes a fused path when the AVX2 Philox kernel is in use (_chunk_fused,
+fd_fused.h): 256 draws at a time, flags kept in vector registers, y and the packed mask
+written in one pass.  It equals the general driver bit for bit; the tests run both.
 """
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from fastdrop._philox cimport draws_u16, draws_u32
+from fastdrop._philox cimport draws_u16, draws_u32, simd_level
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
@@ -41,6 +46,18 @@ cdef extern from "fd_half.h" nogil:
 cdef extern from "fd_normal.h" nogil:
     void fd_normal_block(const uint32_t* r, double* z, int64_t n)
     void fd_gauss_noise(const uint32_t* r, double* g, int64_t n, double sigma)
+
+cdef extern from "philox.h" nogil:
+    enum: FD_SIMD_AVX2
+
+cdef extern from "fd_fused.h" nogil:
+    enum: FD_HAVE_FUSED
+    void fd_fused_f32(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                      int none, const float* x, float* y, uint8_t* pk, int64_t m, float s,
+                      int stream)
+    void fd_fused_f64(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                      int none, const double* x, double* y, uint8_t* pk, int64_t m, double s,
+                      int stream)
 
 cdef extern from "fd_stream.h" nogil:
     enum: FD_HAVE_STREAM
@@ -63,6 +80,7 @@ ctypedef fused real_t:
 cdef enum:
     MAX_DIMS = 64
     SUB = 2048            # elements per draw buffer (a multiple of 8)
+    FAST_SUB = 256        # elements per draw buffer of the fused path: one 16-bit tile
     CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
 
 cpdef enum Op:
@@ -87,6 +105,7 @@ cdef struct Plan:
     int none_kept
     int stream_stores
     int gmap              # draws follow sg (a block of a larger array), not pos
+    int fused             # the fused AVX2 path (fd_fused.h): see _chunk_fused
     uint32_t t
     uint64_t n
     uint64_t seed
@@ -303,6 +322,36 @@ cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_
 
 # ---- the driver ---------------------------------------------------------------------
 
+cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
+    """Elements a .. b-1 of a contiguous float32/float64 dropout (or packed mask) whose
+    keep flags come from the draws: FAST_SUB draws into L1, then one fused pass
+    (fd_fused.h) writes y and the packed mask.  Equal to _chunk bit for bit."""
+    cdef uint32_t draws[FAST_SUB]
+    cdef uint16_t* d16 = <uint16_t*>draws
+    cdef uint64_t pos = a
+    cdef int64_t m
+    cdef real_t* y
+    cdef uint8_t* pk
+    while pos < b:
+        m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
+        if not P.none_kept:
+            if P.bits == 16:
+                draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, d16)
+            else:
+                draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+        y = <real_t*>P.y + pos if P.y != NULL else NULL
+        pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
+        if real_t is float:
+            fd_fused_f32(d16, draws, P.bits, P.t, P.none_kept, <const float*>P.x + pos,
+                         y, pk, m, <float>P.s, P.stream_stores)
+        elif real_t is double:
+            fd_fused_f64(d16, draws, P.bits, P.t, P.none_kept, <const double*>P.x + pos,
+                         y, pk, m, P.s, P.stream_stores)
+        pos += <uint64_t>m
+    if P.stream_stores:
+        fd_stream_fence()
+
+
 cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
     """Elements a .. b-1 (logical C order) of the plan."""
     cdef uint32_t draws[SUB]
@@ -315,6 +364,9 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, og
     cdef int64_t isz = sizeof(real_t)
     cdef uint64_t pos = a, rem = a
+    if P.fused and (real_t is float or real_t is double):
+        _chunk_fused(tag, P, a, b)
+        return
     for dd in range(nd - 1, -1, -1):
         idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
         rem = rem // <uint64_t>P.shape[dd]
@@ -397,7 +449,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     """Run one plan.  Pointers are integer addresses (arrays kept alive by the caller);
     shape and strides (bytes) are sequences of equal length 1..64; n > 0.  sg (elements),
     when given, maps each element to its draw index offset + sum(idx * sg): a block of a
-    larger logical array."""
+    larger logical array.  Returns True when the fused path (fd_fused.h) ran."""
     cdef Plan P
     cdef int dd, code = DTYPE_CODES[dtype_name]
     cdef uint64_t n = 1
@@ -416,6 +468,13 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     P.stream_stores = FD_HAVE_STREAM and op == OP_DROPOUT and n * (
         8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES
     P.none_kept = t >= (<uint64_t>1 << bits)
+    # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
+    # or the packed mask only, float32/float64, and the AVX2 level selected
+    isz = 8 if code == 1 else 4
+    P.fused = (FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+               and ks == KS_DRAWS and bool_out is None and code <= 1 and P.nd == 1
+               and (op == OP_MASK or (op == OP_DROPOUT and P.sx[0] == isz
+                                      and P.sy[0] == isz)))
     P.t = <uint32_t>t if not P.none_kept else 0
     P.seed, P.stream, P.offset = seed, stream, offset
     P.s, P.a, P.c, P.d = s, a, c, d
@@ -425,7 +484,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     P.packed_out = <uint8_t*>_ptr(packed_out)
     P.bool_out = <uint8_t*>_ptr(bool_out)
     if n == 0:
-        return
+        return False
     cdef Py_ssize_t ci, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
     cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
     cdef uint64_t lo, hi
@@ -442,6 +501,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
             _chunk(<fd_f16*>NULL, &P, lo, hi)
         else:
             _chunk(<fd_bf16*>NULL, &P, lo, hi)
+    return bool(P.fused)
 
 
 def normals_of_words(const uint32_t[::1] words, double[::1] out):

@@ -13,3 +13,5 @@ cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
 
 cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint16_t* dst) noexcept nogil
+
+cdef int simd_level() noexcept nogil

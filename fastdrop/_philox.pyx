@@ -58,6 +58,12 @@ def set_simd_level(name):
     raise ValueError(f"unknown simd level {name!r}; expected one of {list(_LEVEL_NAMES.values())}")
 
 
+cdef int simd_level() noexcept nogil:
+    """The Philox tile level in use (FD_SIMD_PORTABLE or FD_SIMD_AVX2): the dropout driver
+    takes its AVX2 fast path only at FD_SIMD_AVX2, so set_simd_level covers both."""
+    return _level
+
+
 cdef void philox_tile(uint64_t seed, uint64_t stream, uint64_t block0,
                       uint32_t* out) noexcept nogil:
     """FD_TILE_BLOCKS blocks from block0, 4*FD_TILE_BLOCKS words in stream order."""

@@ -83,8 +83,6 @@ static inline fd_bf16 fd_f32_to_bf16(float value)
 static inline fd_f16 fd_f16_zero(void) { fd_f16 r = {0}; return r; }
 static inline fd_bf16 fd_bf16_zero(void) { fd_bf16 r = {0}; return r; }
 
-#endif
-
 /* ---- branch-free selects: a dropped element is exactly +0.0 (all bits zero) --------- */
 
 /* v where k == 1, +0.0 where k == 0 (k is 0 or 1); NaN and Inf are cleared too. */
@@ -118,3 +116,5 @@ static inline double fd_select_f64(uint8_t k, double a, double b)
     memcpy(&a, &ua, 8);
     return a;
 }
+
+#endif /* FASTDROP_FD_HALF_H */
