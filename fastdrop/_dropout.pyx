@@ -31,9 +31,9 @@ from fastdrop._philox cimport draws_u16, draws_u32, simd_level
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
-        pass
+        uint16_t bits
     ctypedef struct fd_bf16:
-        pass
+        uint16_t bits
     float fd_f16_to_f32(fd_f16 v)
     fd_f16 fd_f32_to_f16(float v)
     float fd_bf16_to_f32(fd_bf16 v)
@@ -49,6 +49,7 @@ cdef extern from "fd_normal.h" nogil:
 
 cdef extern from "philox.h" nogil:
     enum: FD_SIMD_AVX2
+    int fd_simd_best()
 
 cdef extern from "fd_fused.h" nogil:
     enum: FD_HAVE_FUSED
@@ -58,6 +59,11 @@ cdef extern from "fd_fused.h" nogil:
     void fd_fused_f64(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
                       int none, const double* x, double* y, uint8_t* pk, int64_t m, double s,
                       int stream)
+    void fd_fused_h16(int bf16, const uint16_t* d16, const uint32_t* d32, int bits,
+                      uint32_t t, int none, const uint16_t* x, uint16_t* y, uint8_t* pk,
+                      int64_t m, float s, int stream)
+    int fd_cpu_has_f16c()
+    void fd_round_h16_vec(int bf16, const float* src, uint16_t* dst, int64_t n)
 
 cdef extern from "fd_stream.h" nogil:
     enum: FD_HAVE_STREAM
@@ -96,6 +102,8 @@ cpdef enum KeepSource:
     KS_PACKED = 1     # a packed mask, bit i for logical element i
     KS_FLAGS = 2      # a bool operand with (broadcast) strides
 DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+cdef int _HAS_F16C = fd_cpu_has_f16c()
+HAS_F16C = bool(_HAS_F16C)  # float16 takes the fused path only with F16C
 
 cdef struct Plan:
     int op
@@ -323,7 +331,7 @@ cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_
 # ---- the driver ---------------------------------------------------------------------
 
 cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
-    """Elements a .. b-1 of a contiguous float32/float64 dropout (or packed mask) whose
+    """Elements a .. b-1 of a contiguous dropout (or packed mask) whose
     keep flags come from the draws: FAST_SUB draws into L1, then one fused pass
     (fd_fused.h) writes y and the packed mask.  Equal to _chunk bit for bit."""
     cdef uint32_t draws[FAST_SUB]
@@ -347,6 +355,10 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         elif real_t is double:
             fd_fused_f64(d16, draws, P.bits, P.t, P.none_kept, <const double*>P.x + pos,
                          y, pk, m, P.s, P.stream_stores)
+        else:
+            fd_fused_h16(real_t is fd_bf16, d16, draws, P.bits, P.t, P.none_kept,
+                         <const uint16_t*>(<const real_t*>P.x + pos), <uint16_t*>y, pk, m,
+                         <float>P.s, P.stream_stores)
         pos += <uint64_t>m
     if P.stream_stores:
         fd_stream_fence()
@@ -364,7 +376,7 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, og
     cdef int64_t isz = sizeof(real_t)
     cdef uint64_t pos = a, rem = a
-    if P.fused and (real_t is float or real_t is double):
+    if P.fused:
         _chunk_fused(tag, P, a, b)
         return
     for dd in range(nd - 1, -1, -1):
@@ -469,10 +481,11 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES
     P.none_kept = t >= (<uint64_t>1 << bits)
     # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
-    # or the packed mask only, float32/float64, and the AVX2 level selected
-    isz = 8 if code == 1 else 4
+    # or the packed mask only, and the AVX2 level selected (float16 also needs F16C)
+    isz = 8 if code == 1 else 4 if code == 0 else 2
     P.fused = (FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
-               and ks == KS_DRAWS and bool_out is None and code <= 1 and P.nd == 1
+               and ks == KS_DRAWS and bool_out is None and (code != 2 or _HAS_F16C)
+               and P.nd == 1
                and (op == OP_MASK or (op == OP_DROPOUT and P.sx[0] == isz
                                       and P.sy[0] == isz)))
     P.t = <uint32_t>t if not P.none_kept else 0
@@ -512,3 +525,23 @@ def normals_of_words(const uint32_t[::1] words, double[::1] out):
     with nogil:
         fd_normal_block(&words[0] if words.shape[0] else NULL,
                         &out[0] if out.shape[0] else NULL, words.shape[0])
+
+
+def round_to_half_bits(const float[::1] src, uint16_t[::1] out, bint bf16, bint vector):
+    """out[k] = the float16 (or bfloat16) bits of src[k], rounded by the fused path's vector
+    code (vector=True; AVX2 and, for float16, F16C machines only) or by fd_half.h.  For the
+    tests, which check the two on every rounding tie and NaN."""
+    cdef Py_ssize_t k, n = src.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("src and out must have the same length")
+    if vector and not (FD_HAVE_FUSED and fd_simd_best() == FD_SIMD_AVX2
+                       and (bf16 or _HAS_F16C)):
+        raise RuntimeError("the vector conversions need AVX2 (and F16C for float16)")
+    if n == 0:
+        return
+    with nogil:
+        if vector:
+            fd_round_h16_vec(bf16, &src[0], &out[0], n)
+        else:
+            for k in range(n):
+                out[k] = fd_f32_to_bf16(src[k]).bits if bf16 else fd_f32_to_f16(src[k]).bits

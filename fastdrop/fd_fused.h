@@ -16,8 +16,14 @@
  *
  * Results equal the general driver bit for bit: the same IEEE multiply (no FMA), the
  * same select (a dropped element has all bits clear), the same packed layout.  Stores are
- * non-temporal (two 16-byte halves, so y needs only 16-byte alignment) when `stream` is
- * set and y is 16-byte aligned; plain unaligned stores otherwise.
+ * non-temporal (16-byte pieces, so y needs only 16-byte alignment) when `stream` is set
+ * and y is 16-byte aligned; plain unaligned stores otherwise.
+ *
+ * float16 and bfloat16 (fd_fused_h16) are computed in float32 and rounded once, as
+ * fd_half.h does element by element: bfloat16 with the same integer rounding, vectorised;
+ * float16 with the F16C conversions (exact widening; narrowing with round to nearest
+ * even, fixed by the immediate, not MXCSR), which give fd_half.h's bits for every value
+ * the kernel produces.  F16C is checked at run time (fd_cpu_has_f16c) apart from AVX2.
  */
 #ifndef FASTDROP_FD_FUSED_H
 #define FASTDROP_FD_FUSED_H
@@ -174,8 +180,140 @@ static void fd_fused_f64(const uint16_t *d16, const uint32_t *d32, int bits, uin
         fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
 }
 
+#include <cpuid.h>
+
+/* F16C (leaf 1, ECX bit 29): on every AVX2 processor made so far, but checked. */
+static inline int fd_cpu_has_f16c(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    return (c & (1u << 29)) ? 1 : 0;
+}
+
+/* 8 float32 -> 8 bfloat16 (low 16 bits of each 32-bit lane), as fd_f32_to_bf16. */
+__attribute__((target("avx2")))
+static inline __m256i fd_bf16_round8(__m256 v)
+{
+    const __m256i f = _mm256_castps_si256(v);
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(f, _mm256_set1_epi32(0x7FFFFFFF)),
+                                     _mm256_set1_epi32(0x7F800000));
+    __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7FFF),
+                                    _mm256_and_si256(_mm256_srli_epi32(f, 16), one));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(f, bias), 16);
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(f, 16), _mm256_set1_epi32(0x0040));
+    return _mm256_blendv_epi8(r, q, nan);
+}
+
+/* 16 half-type values: load (f16 or bf16 bits) -> y = keep ? x * s : +0 -> store. */
+__attribute__((target("avx2,f16c")))
+static inline void fd_fused16_h16(int bf16, const uint16_t *x, uint16_t *y, __m256i k,
+                                  __m256 S, int nt)
+{
+    __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    __m128i xh[2] = {_mm256_castsi256_si128(xv), _mm256_extracti128_si256(xv, 1)};
+    __m128i kh[2] = {_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1)};
+    __m128i out[2];
+    __m256i b32[2];
+    for (int h = 0; h < 2; h++) {
+        __m256 f = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(xh[h]), 16))
+                        : _mm256_cvtph_ps(xh[h]);
+        __m256 v = _mm256_and_ps(_mm256_mul_ps(f, S),
+                                 _mm256_castsi256_ps(_mm256_cvtepi16_epi32(kh[h])));
+        if (bf16)
+            b32[h] = fd_bf16_round8(v);
+        else
+            out[h] = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    if (bf16) {
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(b32[0], b32[1]), 0xD8);
+        out[0] = _mm256_castsi256_si128(packed);
+        out[1] = _mm256_extracti128_si256(packed, 1);
+    }
+    if (nt) {
+        _mm_stream_si128((__m128i *)y, out[0]);
+        _mm_stream_si128((__m128i *)(y + 8), out[1]);
+    } else {
+        _mm_storeu_si128((__m128i *)y, out[0]);
+        _mm_storeu_si128((__m128i *)(y + 8), out[1]);
+    }
+}
+
+/* float32 -> float16 (bf16 = 0) or bfloat16 (bf16 = 1) bits with the vector roundings
+ * of fd_fused16_h16, 8 at a time (the tail element by element with fd_half.h): a test
+ * hook, so that ties and NaNs can be checked exhaustively against fd_half.h. */
+__attribute__((target("avx2,f16c")))
+static void fd_round_h16_vec(int bf16, const float *src, uint16_t *dst, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(src + j);
+        __m128i h;
+        if (bf16) {
+            __m256i b = fd_bf16_round8(v);
+            h = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(b, b), 0xD8));
+        } else {
+            h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        }
+        _mm_storeu_si128((__m128i *)(dst + j), h);
+    }
+    for (; j < n; j++)
+        dst[j] = bf16 ? fd_f32_to_bf16(src[j]).bits : fd_f32_to_f16(src[j]).bits;
+}
+
+/* The fused row for float16 (bf16 = 0; needs F16C) or bfloat16 (bf16 = 1). */
+__attribute__((target("avx2,f16c")))
+static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int bits,
+                         uint32_t t, int none, const uint16_t *x, uint16_t *y, uint8_t *pk,
+                         int64_t m, float s, int stream)
+{
+    const __m256i T16 = _mm256_set1_epi16((short)(uint16_t)t);
+    const __m256i T32 = _mm256_set1_epi32((int)t);
+    const __m256 S = _mm256_set1_ps(s);
+    const int nt = stream && ((uintptr_t)y % 16 == 0);
+    const int64_t m32 = m - m % 32;
+    for (int64_t j = 0; j < m32; j += 32) {
+        __m256i k0 = fd_keep16(d16, d32, bits, T16, T32, none, j);
+        __m256i k1 = fd_keep16(d16, d32, bits, T16, T32, none, j + 16);
+        if (pk != NULL)
+            fd_store_bits32(k0, k1, pk + j / 8);
+        if (y != NULL) {
+            fd_fused16_h16(bf16, x + j, y + j, k0, S, nt);
+            fd_fused16_h16(bf16, x + j + 16, y + j + 16, k1, S, nt);
+        }
+    }
+    if (y != NULL) {
+        for (int64_t j = m32; j < m; j++) {
+            uint8_t k = fd_keep_at(d16, d32, bits, t, none, j);
+            if (bf16) {
+                fd_bf16 v = {x[j]};
+                y[j] = fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(v) * s, k)).bits;
+            } else {
+                fd_f16 v = {x[j]};
+                y[j] = fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(v) * s, k)).bits;
+            }
+        }
+    }
+    if (pk != NULL)
+        fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
+}
+
 #else
 #define FD_HAVE_FUSED 0
+static inline int fd_cpu_has_f16c(void) { return 0; }
+static void fd_round_h16_vec(int bf16, const float *src, uint16_t *dst, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = bf16 ? fd_f32_to_bf16(src[j]).bits : fd_f32_to_f16(src[j]).bits;
+}
+static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int bits,
+                         uint32_t t, int none, const uint16_t *x, uint16_t *y, uint8_t *pk,
+                         int64_t m, float s, int stream)
+{
+    (void)bf16; (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)y;
+    (void)pk; (void)m; (void)s; (void)stream;
+}
 static void fd_fused_f32(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
                          int none, const float *x, float *y, uint8_t *pk, int64_t m,
                          float s, int stream)

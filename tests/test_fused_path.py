@@ -1,7 +1,7 @@
 """The fused AVX2 path of the dropout driver (fastdrop/fd_fused.h) against the reference.
 
-Contiguous float32/float64 dropout, backward from the seed and packed masks take the
-fused path when the Philox level is avx2; the `simd_level` fixture runs every case on
+Contiguous dropout, backward from the seed and packed masks, in every float dtype, take
+the fused path when the Philox level is avx2 (float16 also needs F16C); the `simd_level` fixture runs every case on
 both levels, so the general driver (portable) and the fused path are held to the same
 reference.  Sizes straddle the 32-element vector step, the 256-element draw buffer and
 the 32768-element thread chunk; outputs straddle the 8 MiB streaming-store threshold.
@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 
 import fastdrop as fd
-from fastdrop import _operands, _philox
+from fastdrop import _dropout, _operands, _philox
 from fastdrop import reference as ref
-from _helpers import assert_bits_equal, make_x
+from _helpers import BFLOAT16, FLOAT_DTYPES, assert_bits_equal, make_x
 
 SIZES = [1, 7, 31, 32, 33, 255, 256, 257, 1000, 2 * 32768 + 37]
 PS = [0.0, 1e-7, 0.5, 1.0]
 DTYPES = [np.float32, np.float64]
+ALL = [d.type if d != BFLOAT16 else d for d in FLOAT_DTYPES]
+IDS = [np.dtype(d).name for d in ALL]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", ALL, ids=IDS)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("p", PS)
 @pytest.mark.parametrize("bits", [16, 32])
@@ -50,12 +52,12 @@ def test_masks_at_unaligned_offsets(simd_level, bits, offset):
         ref.pack_mask(keep))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shift", [0, 1, 2, 3, 4, 5])
-@pytest.mark.parametrize("n", [1000, (8 * 2**20) // 4 + 13])
+@pytest.mark.parametrize("dtype", ALL, ids=IDS)
+@pytest.mark.parametrize("shift,n", [(s, 1000) for s in range(9)]
+                         + [(s, (8 * 2**20) // 2 + 13) for s in (0, 1, 8)])
 def test_out_alignment(simd_level, dtype, shift, n):
-    """out at every element offset from a 64-byte boundary, below and above the
-    streaming-store size: 16-byte aligned rows stream, the others use plain stores."""
+    """out at element offsets from a 64-byte boundary, below and above 8 MiB (the
+    streaming-store size for 4-byte types): 16-byte aligned rows stream, others do not."""
     x = make_x((n,), dtype, seed=3)
     expected, keep = ref.dropout(x, 0.5, seed=9, stream=1)
     backing = np.zeros(n + 8, dtype)
@@ -66,7 +68,7 @@ def test_out_alignment(simd_level, dtype, shift, n):
     assert not backing[:shift].any() and not backing[shift + n:].any()  # nothing outside
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", ALL, ids=IDS)
 def test_in_place_and_two_dimensional(simd_level, dtype):
     x = make_x((300, 257), dtype, seed=2)
     expected, _ = ref.dropout(x, 0.25, seed=4, stream=6)
@@ -97,18 +99,69 @@ def _path(dtype, x_view=None, **kw):
 
 
 def test_which_path_runs():
-    """The fused path runs exactly where it may: at the avx2 level, on contiguous
-    float32/float64 rows; never for half types, strided rows or blocks."""
+    """The fused path runs exactly where it may: at the avx2 level, on contiguous rows
+    (float16 only with F16C); never for strided rows or blocks."""
     if "avx2" not in _philox.simd_levels():
         pytest.skip("no AVX2 on this machine: the fused path never runs")
     previous = _philox.set_simd_level("avx2")
     try:
         assert _path(np.float32) is True
         assert _path(np.float64) is True
-        assert _path(np.float16) is False
+        assert _path(np.float16) is _dropout.HAS_F16C
+        if BFLOAT16 is not None:
+            assert _path(BFLOAT16) is True
         assert _path(np.float32, x_view=np.ones(2000, np.float32)[::2]) is False
         assert _path(np.float32, block=((1,), 0)) is False
         _philox.set_simd_level("portable")
         assert _path(np.float32) is False
     finally:
         _philox.set_simd_level(previous)
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=IDS)
+def test_every_half_and_nan_payload_bit_for_bit(dtype):
+    """The fused path and the general driver agree on every bit pattern of the 16-bit
+    types, NaN payloads included (the reference leaves NaN payloads aside)."""
+    if np.dtype(dtype).itemsize != 2 or "avx2" not in _philox.simd_levels():
+        pytest.skip("16-bit types on an AVX2 machine only")
+    x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(dtype)
+    got = {}
+    previous = _philox.get_simd_level()
+    try:
+        for level in ("portable", "avx2"):
+            _philox.set_simd_level(level)
+            got[level] = np.stack([fd.dropout(x, p, seed=3, stream=1).view(np.uint16)
+                                   for p in (0.3, 0.5, 0.9)])
+    finally:
+        _philox.set_simd_level(previous)
+    np.testing.assert_array_equal(got["avx2"], got["portable"])
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float16", "bfloat16"])
+def test_vector_roundings_on_every_tie(bf16):
+    """The fused path's float32 -> half roundings (F16C for float16, integer AVX2 for
+    bfloat16) equal fd_half.h on 2^20 high-bit patterns times 8 low-bit patterns: every
+    rounding position's ties and near-ties, subnormal results, overflow, inf and NaN.
+    float16 leaves signaling NaNs out: F16C quiets them, fd_half.h keeps them, but the
+    kernels convert only products x * s, and a product is never a signaling NaN."""
+    if "avx2" not in _philox.simd_levels() or not (bf16 or _dropout.HAS_F16C):
+        pytest.skip("the vector conversions need AVX2 (and F16C for float16)")
+    hi = np.arange(2**20, dtype=np.uint32) << np.uint32(12)
+    lo = np.array([0, 1, 0x7FF, 0x800, 0x801, 0xFFE, 0xFFF, 0x555], np.uint32)
+    bits = (hi[:, None] | lo[None, :]).reshape(-1)
+    signaling = ((bits & 0x7F800000) == 0x7F800000) & ((bits & 0x7FFFFF) != 0) & (
+        (bits & 0x400000) == 0) & (not bf16)
+    src = bits[~signaling].view(np.float32)
+    vec, scalar = (np.empty(src.size, np.uint16) for _ in range(2))
+    _dropout.round_to_half_bits(src, vec, bf16, True)
+    _dropout.round_to_half_bits(src, scalar, bf16, False)
+    np.testing.assert_array_equal(vec, scalar)
+    # and fd_half.h itself against NumPy / ml_dtypes on the non-NaN values
+    with np.errstate(invalid="ignore"):
+        finite = ~np.isnan(src)
+    target = np.float16 if not bf16 else BFLOAT16
+    if target is None:
+        pytest.skip("ml_dtypes is not installed")
+    with np.errstate(over="ignore"):  # overflow to inf is one of the cases
+        expected = src[finite].astype(target).view(np.uint16)
+    np.testing.assert_array_equal(scalar[finite], expected)
