@@ -1,6 +1,7 @@
 """Operand preparation for the dropout kernels: dtype policy, layouts, kernel calls."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,15 @@ Op = _dropout.Op
 KS = _dropout.KeepSource
 
 SUPPORTED = ("float16", "bfloat16", "float32", "float64")
+_NAMES: dict[np.dtype, str] = {}  # dtype -> supported name (dtype.name costs microseconds)
+
+
+def dtype_name(dtype: np.dtype) -> str | None:
+    """The supported dtype's name, or None; cached per dtype object."""
+    name = _NAMES.get(dtype)
+    if name is None and dtype.name in SUPPORTED:
+        name = _NAMES[dtype] = dtype.name
+    return name
 
 
 def float_array(x: Any, name: str) -> np.ndarray:
@@ -21,7 +31,7 @@ def float_array(x: Any, name: str) -> np.ndarray:
         arr = np.asarray(x)
     except Exception as exc:  # objects NumPy cannot view
         raise TypeError(f"{name} must be a floating-point array: {exc}") from None
-    if arr.dtype.name not in SUPPORTED:
+    if dtype_name(arr.dtype) is None:
         raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, "
                         f"got {arr.dtype}")
     if not arr.flags.aligned:  # rare: views into byte buffers; the kernels need alignment
@@ -62,8 +72,7 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype,
     return out
 
 
-def _address(arr: np.ndarray | None) -> int | None:
-    return None if arr is None else arr.__array_interface__["data"][0]
+_address = _dropout.address  # the data pointer of an ndarray (None for None)
 
 
 def coalesce(shape: tuple[int, ...], strides: list[tuple[int, ...]]):
@@ -95,11 +104,12 @@ def run(op: int, ks: int, shape: tuple[int, ...], dtype: np.dtype, *,
     element idx draws ``base + sum(idx * strides)`` (`block_map`) instead of its position.
     Returns True when the driver took its fused path (for the tests).
     """
-    if int(np.prod(shape)) == 0:
+    if math.prod(shape) == 0:
         return False
     names = ["y", "x", "b", "r", "f"]
     arrays = [y, x, b, r, f]
-    present = [(nm, np.broadcast_to(a, shape)) for nm, a in zip(names, arrays) if a is not None]
+    present = [(nm, a if a.shape == shape else np.broadcast_to(a, shape))
+               for nm, a in zip(names, arrays) if a is not None]
     strides = [a.strides for _, a in present]
     if block is not None:
         strides.append(tuple(block[0]))
@@ -109,7 +119,7 @@ def run(op: int, ks: int, shape: tuple[int, ...], dtype: np.dtype, *,
     kwargs.update({f"s{nm}": st for (nm, _), st in zip(present, cstrides)})
     if block is not None:
         kwargs["sg"] = cstrides[-1]
-    return _dropout.run(int(op), int(ks), dtype.name, cshape,
+    return _dropout.run(int(op), int(ks), dtype_name(dtype), cshape,
                  packed_in=_address(packed_in), packed_out=_address(packed_out),
                  bool_out=_address(bool_out), **kwargs, **scalars)
 
