@@ -50,6 +50,7 @@ cdef extern from "fd_normal.h" nogil:
 
 cdef extern from "philox.h" nogil:
     enum: FD_SIMD_AVX2
+    enum: FD_LITTLE_ENDIAN
     int fd_simd_best()
 
 cdef extern from "fd_fused.h" nogil:
@@ -254,14 +255,21 @@ cdef inline void _seg_normal(real_t* y, int64_t sy, const double* g, int64_t m) 
 # ---- flags ------------------------------------------------------------------------
 
 cdef inline void _pack(const uint8_t* kb, uint64_t m, uint8_t* out) noexcept nogil:
-    """Pack m flags into ceil(m/8) bytes, least significant bit first, zero padding."""
-    cdef uint64_t q, i, nfull = m // 8
+    """Pack m flags into ceil(m/8) bytes, least significant bit first, zero padding.
+    8 flags (0/1 bytes) at a time: read as a little-endian word w, the product
+    w * 0x0102040810204080 gathers flag i into bit 56 + i (no carries: each column of
+    the product sums at most one 1)."""
+    cdef uint64_t q, i, nfull = m // 8, w
     cdef uint8_t v
     for q in range(nfull):
-        v = 0
-        for i in range(8):
-            v |= <uint8_t>(kb[8 * q + i] << i)
-        out[q] = v
+        if FD_LITTLE_ENDIAN:
+            memcpy(&w, kb + 8 * q, 8)
+            out[q] = <uint8_t>((w * <uint64_t>0x0102040810204080ULL) >> 56)
+        else:
+            v = 0
+            for i in range(8):
+                v |= <uint8_t>(kb[8 * q + i] << i)
+            out[q] = v
     if m % 8:
         v = 0
         for i in range(m % 8):
