@@ -65,6 +65,12 @@ cdef extern from "fd_fused.h" nogil:
                       uint32_t t, int none, const uint16_t* x, uint16_t* y, uint8_t* pk,
                       int64_t m, float s, int stream)
     int fd_cpu_has_f16c()
+    void fd_fused_bda_f32(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                          int none, const float* x, const float* b, const float* r, float* y,
+                          int64_t m, float s, int stream)
+    void fd_fused_bda_f64(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                          int none, const double* x, const double* b, const double* r,
+                          double* y, int64_t m, double s, int stream)
     void fd_round_h16_vec(int bf16, const float* src, uint16_t* dst, int64_t n)
 
 cdef extern from "fd_stream.h" nogil:
@@ -115,7 +121,7 @@ cdef struct Plan:
     int none_kept
     int stream_stores
     int gmap              # draws follow sg (a block of a larger array), not pos
-    int fused             # the fused AVX2 path (fd_fused.h): see _chunk_fused
+    int fused             # the fused AVX2 paths (fd_fused.h): 1 _chunk_fused, 2 _chunk_fused_bda
     uint32_t t
     uint64_t n
     uint64_t seed
@@ -373,6 +379,68 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         fd_stream_fence()
 
 
+cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
+    """Elements a .. b-1 of a float32/float64 bias-dropout-add with flags from the draws and
+    contiguous rows (x, r, y and the bias along the last axis): FAST_SUB draws into L1,
+    the packed mask of the run, then fd_fused_bda_* on each row segment of the run."""
+    cdef uint32_t draws[FAST_SUB]
+    cdef uint16_t* d16 = <uint16_t*>draws
+    cdef int64_t idx[MAX_DIMS]
+    cdef int nd = P.nd, dd
+    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr
+    cdef uint64_t pos = a, rem = a
+    for dd in range(nd - 1, -1, -1):
+        idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
+        rem = rem // <uint64_t>P.shape[dd]
+    while pos < b:
+        m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
+        if not P.none_kept:
+            if P.bits == 16:
+                draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, d16)
+            else:
+                draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+        if P.packed_out != NULL:  # the mask only (no x, no y)
+            fd_fused_f32(d16, draws, P.bits, P.t, P.none_kept, NULL, NULL,
+                         P.packed_out + pos // 8, m, 0.0, 0)
+        k = 0
+        while k < m:
+            seg = m - k
+            if cols - idx[nd - 1] < seg:
+                seg = cols - idx[nd - 1]
+            ox = oy = ob = orr = 0
+            for dd in range(nd):
+                ox += idx[dd] * P.sx[dd]
+                oy += idx[dd] * P.sy[dd]
+                ob += idx[dd] * P.sb[dd]
+                orr += idx[dd] * P.sr[dd]
+            if real_t is float:
+                fd_fused_bda_f32(d16 + k, draws + k, P.bits, P.t, P.none_kept,
+                                 <const float*>(P.x + ox),
+                                 <const float*>(P.b + ob) if P.b != NULL else NULL,
+                                 <const float*>(P.r + orr), <float*>(P.y + oy), seg,
+                                 <float>P.s, P.stream_stores)
+            elif real_t is double:
+                fd_fused_bda_f64(d16 + k, draws + k, P.bits, P.t, P.none_kept,
+                                 <const double*>(P.x + ox),
+                                 <const double*>(P.b + ob) if P.b != NULL else NULL,
+                                 <const double*>(P.r + orr), <double*>(P.y + oy), seg,
+                                 P.s, P.stream_stores)
+            k += seg
+            idx[nd - 1] += seg
+            if idx[nd - 1] == cols:
+                idx[nd - 1] = 0
+                dd = nd - 2
+                while dd >= 0:
+                    idx[dd] += 1
+                    if idx[dd] < P.shape[dd]:
+                        break
+                    idx[dd] = 0
+                    dd -= 1
+        pos += <uint64_t>m
+    if P.stream_stores:
+        fd_stream_fence()
+
+
 cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
     """Elements a .. b-1 (logical C order) of the plan."""
     cdef uint32_t draws[SUB]
@@ -385,8 +453,11 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, og
     cdef int64_t isz = sizeof(real_t)
     cdef uint64_t pos = a, rem = a
-    if P.fused:
+    if P.fused == 1:
         _chunk_fused(tag, P, a, b)
+        return
+    if P.fused == 2 and (real_t is float or real_t is double):
+        _chunk_fused_bda(tag, P, a, b)
         return
     for dd in range(nd - 1, -1, -1):
         idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
@@ -513,7 +584,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         P.sy[dd], P.sx[dd], P.sb[dd], P.sr[dd], P.sf[dd] = sy[dd], sx[dd], sb[dd], sr[dd], sf[dd]
         P.sg[dd] = sg[dd]
     P.n = n
-    P.stream_stores = FD_HAVE_STREAM and op == OP_DROPOUT and n * (
+    P.stream_stores = FD_HAVE_STREAM and (op == OP_DROPOUT or op == OP_BDA) and n * (
         8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES
     P.none_kept = t >= (<uint64_t>1 << bits)
     # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
@@ -524,6 +595,13 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
                and P.nd == 1
                and (op == OP_MASK or (op == OP_DROPOUT and P.sx[0] == isz
                                       and P.sy[0] == isz)))
+    # and bias-dropout-add of float32/float64 with contiguous rows (any number of rows)
+    nd = P.nd
+    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+            and op == OP_BDA and ks == KS_DRAWS and bool_out is None and code <= 1
+            and P.sx[nd - 1] == isz and P.sy[nd - 1] == isz and P.sr[nd - 1] == isz
+            and (b is None or P.sb[nd - 1] == isz)):
+        P.fused = 2
     P.t = <uint32_t>t if not P.none_kept else 0
     P.seed, P.stream, P.offset = seed, stream, offset
     P.s, P.a, P.c, P.d = s, a, c, d
@@ -550,7 +628,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
             _chunk(<fd_f16*>NULL, &P, lo, hi)
         else:
             _chunk(<fd_bf16*>NULL, &P, lo, hi)
-    return bool(P.fused)
+    return P.fused != 0
 
 
 def normals_of_words(const uint32_t[::1] words, double[::1] out):

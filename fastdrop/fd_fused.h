@@ -180,6 +180,69 @@ static void fd_fused_f64(const uint16_t *d16, const uint32_t *d32, int bits, uin
         fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
 }
 
+/* Bias-dropout-add over a contiguous run: y = r + (keep ? (x + b) * s : +0), b NULL (no
+ * bias) or contiguous; the keep flags as in fd_fused_f32, no mask output (the driver packs
+ * the mask of the whole run with fd_fused_f32 first).  The operation order is that of the
+ * general driver's _seg_bda: (x + b), times s, the select, then r + that. */
+__attribute__((target("avx2")))
+static void fd_fused_bda_f32(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
+                             int none, const float *x, const float *b, const float *r,
+                             float *y, int64_t m, float s, int stream)
+{
+    const __m256i T16 = _mm256_set1_epi16((short)(uint16_t)t);
+    const __m256i T32 = _mm256_set1_epi32((int)t);
+    const __m256 S = _mm256_set1_ps(s);
+    const int nt = stream && ((uintptr_t)y % 16 == 0);
+    const int64_t m16 = m - m % 16;
+    for (int64_t j = 0; j < m16; j += 16) {
+        __m256i k = fd_keep16(d16, d32, bits, T16, T32, none, j);
+        const __m256i w[2] = {_mm256_cvtepi16_epi32(_mm256_castsi256_si128(k)),
+                              _mm256_cvtepi16_epi32(_mm256_extracti128_si256(k, 1))};
+        for (int q = 0; q < 2; q++) {
+            int64_t e = j + 8 * q;
+            __m256 u = _mm256_loadu_ps(x + e);
+            if (b != NULL)
+                u = _mm256_add_ps(u, _mm256_loadu_ps(b + e));
+            __m256 v = _mm256_and_ps(_mm256_mul_ps(u, S), _mm256_castsi256_ps(w[q]));
+            fd_put_f32(y + e, _mm256_add_ps(_mm256_loadu_ps(r + e), v), nt);
+        }
+    }
+    for (int64_t j = m16; j < m; j++) {
+        float u = b != NULL ? x[j] + b[j] : x[j];
+        y[j] = r[j] + fd_keep_f32(u * s, fd_keep_at(d16, d32, bits, t, none, j));
+    }
+}
+
+__attribute__((target("avx2")))
+static void fd_fused_bda_f64(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
+                             int none, const double *x, const double *b, const double *r,
+                             double *y, int64_t m, double s, int stream)
+{
+    const __m256i T16 = _mm256_set1_epi16((short)(uint16_t)t);
+    const __m256i T32 = _mm256_set1_epi32((int)t);
+    const __m256d S = _mm256_set1_pd(s);
+    const int nt = stream && ((uintptr_t)y % 16 == 0);
+    const int64_t m16 = m - m % 16;
+    for (int64_t j = 0; j < m16; j += 16) {
+        __m256i k = fd_keep16(d16, d32, bits, T16, T32, none, j);
+        __m128i lo = _mm256_castsi256_si128(k), hi = _mm256_extracti128_si256(k, 1);
+        const __m256i w[4] = {_mm256_cvtepi16_epi64(lo), _mm256_cvtepi16_epi64(_mm_srli_si128(lo, 8)),
+                              _mm256_cvtepi16_epi64(hi), _mm256_cvtepi16_epi64(_mm_srli_si128(hi, 8))};
+        for (int q = 0; q < 4; q++) {
+            int64_t e = j + 4 * q;
+            __m256d u = _mm256_loadu_pd(x + e);
+            if (b != NULL)
+                u = _mm256_add_pd(u, _mm256_loadu_pd(b + e));
+            __m256d v = _mm256_and_pd(_mm256_mul_pd(u, S), _mm256_castsi256_pd(w[q]));
+            fd_put_f64(y + e, _mm256_add_pd(_mm256_loadu_pd(r + e), v), nt);
+        }
+    }
+    for (int64_t j = m16; j < m; j++) {
+        double u = b != NULL ? x[j] + b[j] : x[j];
+        y[j] = r[j] + fd_keep_f64(u * s, fd_keep_at(d16, d32, bits, t, none, j));
+    }
+}
+
 #include <cpuid.h>
 
 /* F16C (leaf 1, ECX bit 29): on every AVX2 processor made so far, but checked. */
@@ -302,6 +365,20 @@ static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int
 #else
 #define FD_HAVE_FUSED 0
 static inline int fd_cpu_has_f16c(void) { return 0; }
+static void fd_fused_bda_f32(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
+                             int none, const float *x, const float *b, const float *r,
+                             float *y, int64_t m, float s, int stream)
+{
+    (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)b; (void)r;
+    (void)y; (void)m; (void)s; (void)stream;
+}
+static void fd_fused_bda_f64(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
+                             int none, const double *x, const double *b, const double *r,
+                             double *y, int64_t m, double s, int stream)
+{
+    (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)b; (void)r;
+    (void)y; (void)m; (void)s; (void)stream;
+}
 static void fd_round_h16_vec(int bf16, const float *src, uint16_t *dst, int64_t n)
 {
     for (int64_t j = 0; j < n; j++)

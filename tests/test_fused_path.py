@@ -165,3 +165,60 @@ def test_vector_roundings_on_every_tie(bf16):
     with np.errstate(over="ignore"):  # overflow to inf is one of the cases
         expected = src[finite].astype(target).view(np.uint16)
     np.testing.assert_array_equal(scalar[finite], expected)
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=IDS)
+@pytest.mark.parametrize("shape", [(1,), (1000,), (37, 1), (9, 7), (5, 33), (3, 256),
+                                   (130, 300), (2, 3, 17)], ids=str)
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("bits,p", [(16, 0.0), (16, 1e-7), (16, 0.5), (32, 0.3), (16, 1.0)])
+def test_bias_dropout_add(simd_level, dtype, shape, with_bias, bits, p):
+    """Bias-dropout-add (fused path 2 for float32/float64: row segments inside each
+    256-draw run, the mask packed per run) against the reference."""
+    x, r = make_x(shape, dtype, seed=1), make_x(shape, dtype, seed=2)
+    b = make_x(shape[-1:], dtype, seed=3) if with_bias else None
+    exp_y, keep = ref.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits)
+    y, mask = fd.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits, return_mask=True)
+    assert_bits_equal(y, exp_y)
+    np.testing.assert_array_equal(mask, ref.pack_mask(keep))
+    assert_bits_equal(fd.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits), exp_y)
+    inplace = r.copy()  # out may be the residual itself
+    fd.bias_dropout_add(x, b, inplace, p, seed=6, stream=2, bits=bits, out=inplace)
+    assert_bits_equal(inplace, exp_y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift", [0, 1, 4])
+def test_bias_dropout_add_large_and_unaligned(simd_level, dtype, shift):
+    """Above 8 MiB (streaming stores when out is 16-byte aligned), with several threads."""
+    shape = ((8 * 2**20) // (np.dtype(dtype).itemsize * 1024) + 3, 1024)
+    x, r = make_x(shape, dtype, seed=4), make_x(shape, dtype, seed=5)
+    b = make_x((1024,), dtype, seed=6)
+    exp_y, keep = ref.bias_dropout_add(x, b, r, 0.5, seed=2, stream=9)
+    n = x.size
+    backing = np.zeros(n + 8, dtype)
+    out = backing[shift:shift + n].reshape(shape)
+    _, mask = fd.bias_dropout_add(x, b, r, 0.5, seed=2, stream=9, out=out, return_mask=True,
+                                  n_threads=2)
+    assert_bits_equal(out, exp_y)
+    np.testing.assert_array_equal(mask, ref.pack_mask(keep))
+
+
+def test_bias_dropout_add_path():
+    """Which path bias-dropout-add takes: fused for float32/float64 contiguous rows."""
+    if "avx2" not in _philox.simd_levels():
+        pytest.skip("no AVX2 on this machine: the fused path never runs")
+    previous = _philox.set_simd_level("avx2")
+    try:
+        def path(dtype, xs=None):
+            x = np.ones((40, 30), dtype) if xs is None else xs
+            r, y, b = np.ones_like(x), np.empty_like(x), np.ones(x.shape[-1], x.dtype)
+            return _operands.run(_operands.Op.OP_BDA, _operands.KS.KS_DRAWS, x.shape,
+                                 x.dtype, y=y, x=x, b=b, r=r, seed=1, stream=0, bits=16,
+                                 t=1 << 15, s=2.0, n_threads=1)
+        assert path(np.float32) is True
+        assert path(np.float64) is True
+        assert path(np.float16) is False
+        assert path(np.float32, np.ones((40, 60), np.float32)[:, ::2]) is False
+    finally:
+        _philox.set_simd_level(previous)
