@@ -16,10 +16,8 @@ __all__ = ["on_cuda_array", "on_cuda_device", "wants_cuda"]
 
 
 def _gpu(name: str, args: tuple, kwargs: dict) -> Any:
-    if kwargs.get("block") is not None:
-        raise NotImplementedError("block= (chunks of a larger array) runs on the CPU only "
-                                  "for now")
-    kwargs.pop("block", None)
+    """The GPU twin of `name`, called with the same arguments (block= included: the GPU
+    functions take it wherever the CPU ones do)."""
     return getattr(_cuda.dispatch, name)(*args, **kwargs)
 
 

@@ -142,7 +142,8 @@ cdef struct Plan:
     int64_t sb[MAX_DIMS]
     int64_t sr[MAX_DIMS]
     int64_t sf[MAX_DIMS]
-    int64_t sg[MAX_DIMS]  # draw-index strides (elements) of a block's axes in the global array
+    uint64_t sg[MAX_DIMS]  # draw-index strides (elements) of a block's axes in the global
+                           # array: up to 2^63 and more, so unsigned (arithmetic mod 2^64)
     const uint8_t* packed_in
     uint8_t* packed_out
     uint8_t* bool_out
@@ -304,7 +305,7 @@ cdef inline void _flags_from_draws(const Plan* P, uint64_t first, uint64_t m,
             kb[k] = draws[k] >= t
 
 
-cdef inline void _draw_values(const Plan* P, bint gauss, uint64_t first, int64_t step,
+cdef inline void _draw_values(const Plan* P, bint gauss, uint64_t first, uint64_t step,
                               int64_t m, uint32_t* draws, uint8_t* kb,
                               double* g) noexcept nogil:
     """Keep flags (kb) or gaussian values (g) of m elements whose draw indices are first,
@@ -321,7 +322,7 @@ cdef inline void _draw_values(const Plan* P, bint gauss, uint64_t first, int64_t
                 fd_normal_block(draws, g, m)
         return
     for j in range(m):
-        _draw_values(P, gauss, first + <uint64_t>(j * step), 1, 1, draws, kb + j, g + j)
+        _draw_values(P, gauss, first + <uint64_t>j * step, 1, 1, draws, kb + j, g + j)
 
 
 # _UNPACK[v] holds the 8 flags (0/1 bytes, least significant bit first) of mask byte v.
@@ -450,7 +451,8 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef bint seg_draws = P.gmap and (gauss or P.ks == KS_DRAWS)
     cdef int64_t idx[MAX_DIMS]
     cdef int nd = P.nd, dd
-    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of, og
+    cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of
+    cdef uint64_t og
     cdef int64_t isz = sizeof(real_t)
     cdef uint64_t pos = a, rem = a
     if P.fused == 1:
@@ -481,9 +483,9 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                     ob += idx[dd] * P.sb[dd]
                     orr += idx[dd] * P.sr[dd]
                     of += idx[dd] * P.sf[dd]
-                    og += idx[dd] * P.sg[dd]
+                    og += <uint64_t>idx[dd] * P.sg[dd]
                 if seg_draws:  # a row of a block: draws of its global indices
-                    _draw_values(P, gauss, P.offset + <uint64_t>og, P.sg[nd - 1], seg,
+                    _draw_values(P, gauss, P.offset + og, P.sg[nd - 1], seg,
                                  draws, kb + k, g + k)
                 if P.ks == KS_FLAGS:
                     for dd in range(seg):

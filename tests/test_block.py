@@ -140,3 +140,18 @@ def test_noise_shape_refers_to_the_global_array():
     y = fd.dropout(x, 0.5, seed=1, noise_shape=(4, 1), block=((2, 0), (4, 5)))
     whole = fd.dropout(np.ones((4, 5), np.float32), 0.5, seed=1, noise_shape=(4, 1))
     assert_bits_equal(y, whole[2:])
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+def test_draw_strides_beyond_int64(bits):
+    """A global array of 2 x 2^63 elements: axis 0's draw stride is 2^63, past int64
+    (the driver's strides are unsigned 64-bit)."""
+    from fastdrop import reference as ref
+    got = fd.dropout_mask((2, 1), 0.5, seed=3, stream=1, bits=bits, packed=False,
+                          block=((0, 5), (2, 2**63)))
+    expected = [ref.keep_mask((1,), 0.5, seed=3, stream=1, bits=bits, offset=5)[0],
+                ref.keep_mask((1,), 0.5, seed=3, stream=1, bits=bits, offset=2**63 + 5)[0]]
+    np.testing.assert_array_equal(got[:, 0], expected)
+    x = make_x((2, 1), np.float64, specials=False)
+    y = fd.dropout(x, 0.5, seed=3, stream=1, bits=bits, block=((0, 5), (2, 2**63)))
+    np.testing.assert_array_equal(y != 0, got)

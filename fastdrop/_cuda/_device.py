@@ -64,6 +64,27 @@ def pick4(w0, w1, w2, w3, k):
 
 
 @dev
+def cached_draw(seed, stream, d, bits, cur, w0, w1, w2, w3):
+    """Draw d (a word at bits=32, a half word, low half first, at bits=16) and the block
+    cache (cur: the index of the cached Philox block w0..w3, NONE for none): the block
+    holding d is generated only when it is not the cached one.  Returns
+    (r, cur, w0, w1, w2, w3)."""
+    if bits == U16:
+        blk = d >> U3
+        w = (d >> U1) & U3
+    else:
+        blk = d >> U2
+        w = d & U3
+    if blk != cur:
+        w0, w1, w2, w3 = stream_block(seed, stream, blk)
+        cur = blk
+    r = pick4(w0, w1, w2, w3, w)
+    if bits == U16:
+        r = (r >> (U16 * (d & U1))) & MASK16
+    return r, cur, w0, w1, w2, w3
+
+
+@dev
 def keep_byte(seed, stream, first, count, bits, t):
     """Keep flags of draws first .. first + count - 1 (count <= 8) as the bits of a byte
     (bit k: draw first + k kept, r >= t).  One Philox block serves 4 draws (bits=32) or 8
@@ -76,19 +97,30 @@ def keep_byte(seed, stream, first, count, bits, t):
     w3 = U0
     for kk in range(count):
         k = U(kk)
-        d = first + k
-        if bits == U16:
-            blk = d >> U3
-            w = (d >> U1) & U3
-        else:
-            blk = d >> U2
-            w = d & U3
-        if blk != cur:
-            w0, w1, w2, w3 = stream_block(seed, stream, blk)
-            cur = blk
-        r = pick4(w0, w1, w2, w3, w)
-        if bits == U16:
-            r = (r >> (U16 * (d & U1))) & MASK16
+        r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, first + k, bits, cur,
+                                             w0, w1, w2, w3)
+        if r >= t:
+            byte = byte | (U1 << k)
+    return byte
+
+
+@dev
+def block_keep_byte(seed, stream, first, count, bits, t, base, shape, gstrides):
+    """keep_byte for elements first .. first + count - 1 (C order) of a block of a larger
+    array (block=): element i takes draw `draw_index(i, ...)`, so consecutive elements
+    are consecutive draws only along a row.  Each element computes its own index (one
+    64-bit div/mod per axis: slower than keep_byte, see dispatch._block_map, which keeps
+    the axes few); the Philox block is still reused while the draws stay in it."""
+    byte = U0
+    cur = NONE
+    w0 = U0
+    w1 = U0
+    w2 = U0
+    w3 = U0
+    for kk in range(count):
+        k = U(kk)
+        d = draw_index(first + k, base, shape, gstrides)
+        r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, d, bits, cur, w0, w1, w2, w3)
         if r >= t:
             byte = byte | (U1 << k)
     return byte
@@ -280,6 +312,20 @@ def noise_index(i, xshape, nstrides):
         j = j + (rem % sh) * U(nstrides[kk])
         rem = rem // sh
     return j
+
+
+@dev
+def draw_index(i, base, shape, gstrides):
+    """Draw index of element i (C order over `shape`) of a block of a larger logical
+    array: ``base + sum(coord_k(i) * gstrides_k)`` (fastdrop._operands.block_map), in
+    uint64 (draw indices go up to 2**64 - 1; gstrides is a uint64 array)."""
+    d = base
+    rem = i
+    for kk in range(shape.size - 1, -1, -1):
+        sh = U(shape[kk])
+        d = d + (rem % sh) * gstrides[kk]
+        rem = rem // sh
+    return d
 
 
 @dev

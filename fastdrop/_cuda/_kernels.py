@@ -9,6 +9,11 @@ order, so the launch geometry never changes a result:
   packed mask (1 Philox block at bits=16, 2 at bits=32 when the first draw is a multiple
   of 8 -- always, except for dropout_mask with an unaligned offset).
 
+Blocks of a larger array (``block=``): the *block-map* variants (`k_mask_block`,
+``dropout_kernel(..., gmap=True)``, `gaussian_block_kernel`) keep the same units, but each
+element computes its own draw index from its logical index and the per-axis draw strides
+(`_device.draw_index`), since consecutive elements are consecutive draws only along a row.
+
 All index arithmetic is uint64.  The arrays a kernel sees are 1-D and C-contiguous (the
 dispatch layer gathers strided operands first); float16 and bfloat16 travel as their
 uint16 bit patterns.
@@ -19,10 +24,10 @@ import functools
 
 import numpy as np
 
-from ._device import (U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16, MASK32, bf16_to_f32,
-                      f16_to_f32, f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte,
-                      noise_index, normal_u32, philox_r, pick4, stream_block,
-                      strided_offset)
+from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16, MASK32,
+                      bf16_to_f32, block_keep_byte, cached_draw, draw_index, f16_to_f32,
+                      f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte, noise_index,
+                      normal_u32, philox_r, pick4, stream_block, strided_offset)
 from ._env import SIMULATOR, cuda
 from ._fp import dadd, dmul, fadd, fmul
 
@@ -251,6 +256,27 @@ def k_mask(pout, bout, n, offset, seed, stream, bits, t, want_p, want_b):
         u += step
 
 
+@cuda.jit
+def k_mask_block(pout, bout, n, base, shape, gstrides, seed, stream, bits, t, want_p, want_b):
+    """k_mask for a block of a larger array: element i (C order over `shape`) takes draw
+    base + sum(coord_k(i) * gstrides_k); the outputs are in the block's own C order."""
+    nunits = (n + U7) >> U3
+    u = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    while u < nunits:
+        i0 = u << U3
+        cnt = n - i0
+        if cnt > U8:
+            cnt = U8
+        byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, shape, gstrides)
+        if want_p:
+            pout[u] = np.uint8(byte)
+        if want_b:
+            for kk in range(cnt):
+                bout[i0 + U(kk)] = ((byte >> U(kk)) & U1) != U0
+        u += step
+
+
 # ---- layout kernels -----------------------------------------------------------------------------
 
 
@@ -278,9 +304,12 @@ def k_scatter(dst, src, n, base, shape, strides):
 
 
 @functools.lru_cache(maxsize=None)
-def dropout_kernel(dtype_name: str, op: int, ks: int):
+def dropout_kernel(dtype_name: str, op: int, ks: int, gmap: bool = False):
     """The fused elementwise kernel of dtype `dtype_name`, op and keep source (closure
-    constants, so each specialisation keeps only its own branches).
+    constants, so each specialisation keeps only its own branches).  gmap (KS_DRAWS
+    only): x is a block of a larger array, whose element i draws
+    ``draw_index(i, base, gshape, gstrides)`` instead of i (otherwise those three
+    arguments are unused).
 
     Per 8-element unit u: the keep flags come from the draws (and are written to the
     packed / bool mask outputs), from a packed or bool mask (indexed in the noise shape
@@ -293,7 +322,8 @@ def dropout_kernel(dtype_name: str, op: int, ks: int):
 
     @cuda.jit
     def kernel(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits, t,
-               s, a, c, d, full, want_p, want_b, has_bias, xshape, nstrides):
+               s, a, c, d, full, want_p, want_b, has_bias, xshape, nstrides, base, gshape,
+               gstrides):
         nunits = (n + U7) >> U3
         u = U(cuda.grid(1))
         step = U(cuda.gridsize(1))
@@ -304,7 +334,11 @@ def dropout_kernel(dtype_name: str, op: int, ks: int):
                 cnt = U8
             byte = U0
             if ks == KS_DRAWS:
-                byte = keep_byte(seed, stream, i0, cnt, bits, t)
+                if gmap:
+                    byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, gshape,
+                                           gstrides)
+                else:
+                    byte = keep_byte(seed, stream, i0, cnt, bits, t)
                 if want_p:
                     pout[u] = np.uint8(byte)
             elif ks == KS_ALL:
@@ -343,7 +377,7 @@ def dropout_kernel(dtype_name: str, op: int, ks: int):
 def gaussian_kernel(dtype_name: str):
     """y[i] = x[i] * ct(1 + sigma * z_i), z_i = normal_u32(word i); one Philox block
     (4 elements) per unit."""
-    load, store, mul, _, ct, _ = _CODECS[dtype_name]
+    gauss = _gauss_element(dtype_name)
 
     @cuda.jit
     def kernel(y, x, n, seed, stream, sigma):
@@ -355,12 +389,56 @@ def gaussian_kernel(dtype_name: str):
             for kk in range(4):
                 i = (b << U2) + U(kk)
                 if i < n:
-                    z = normal_u32(pick4(w0, w1, w2, w3, U(kk)))
-                    g = dadd(1.0, dmul(sigma, z))
-                    y[i] = store(mul(load(x[i]), ct(g)))
+                    y[i] = gauss(x[i], pick4(w0, w1, w2, w3, U(kk)), sigma)
             b += step
 
     return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def gaussian_block_kernel(dtype_name: str):
+    """gaussian_kernel for a block of a larger array: element i takes word
+    ``draw_index(i, base, gshape, gstrides)``; units of 4 consecutive elements, the
+    Philox block reused while their words stay in it (`cached_draw`)."""
+    gauss = _gauss_element(dtype_name)
+
+    @cuda.jit
+    def kernel(y, x, n, seed, stream, sigma, base, gshape, gstrides):
+        nunits = (n + U3) >> U2
+        u = U(cuda.grid(1))
+        step = U(cuda.gridsize(1))
+        while u < nunits:
+            cur = NONE
+            w0 = U0
+            w1 = U0
+            w2 = U0
+            w3 = U0
+            for kk in range(4):
+                i = (u << U2) + U(kk)
+                if i < n:
+                    d = draw_index(i, base, gshape, gstrides)
+                    r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, d, U32, cur,
+                                                         w0, w1, w2, w3)
+                    y[i] = gauss(x[i], r, sigma)
+            u += step
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def _gauss_element(dtype_name: str):
+    """Device function: the gaussian dropout of one stored element xs with word r,
+    ``x * ct(1 + sigma * normal_u32(r))`` (g in float64, the product in the compute
+    precision, each operation rounded once), stored."""
+    load, store, mul, _, ct, _ = _CODECS[dtype_name]
+
+    @dev
+    def gauss(xs, r, sigma):
+        z = normal_u32(r)
+        g = dadd(1.0, dmul(sigma, z))
+        return store(mul(load(xs), ct(g)))
+
+    return gauss
 
 
 @functools.lru_cache(maxsize=None)

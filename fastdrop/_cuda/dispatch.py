@@ -11,6 +11,10 @@ PyTorch for PyTorch) and returned as its type.  Functions that take no array
 (Numba device array on the current GPU), a GPU index or "cuda"/"cuda:N", or a CUDA array
 whose framework, device and stream the output should share.  ``n_threads`` is accepted
 and checked for parity with the CPU API, and ignored.
+
+``block=(origin, global_shape)`` works as on the CPU (checked and mapped by
+`fastdrop.functional._check_block`): the kernels then take the block map (`_block_map`)
+and each element draws its global index.
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ import numpy as np
 
 from .._validation import (as_int, check_bits, check_bool, check_n_threads, check_shape,
                            check_span, check_uint64, shape_size)
-from ..functional import (_alpha_constants, _check_mask_format, _check_mode,
-                          _check_noise_shape, _check_seed, _scale, _threshold, check_p,
-                          gaussian_sigma)
+from .._operands import coalesce
+from ..functional import (_alpha_constants, _check_block, _check_mask_format, _check_mode,
+                          _check_seed, _scale, _threshold, check_p, gaussian_sigma)
 from ..rng import _float_dtype
 from . import _kernels as K
 from . import is_cuda_array
@@ -118,11 +122,30 @@ def _noise_strides(noise: tuple, shape: tuple) -> np.ndarray:
 # ---- kernel runners -------------------------------------------------------------------------
 
 
+def _block_map(shape: tuple, block, strm):
+    """The kernel arguments (base, shape, draw strides) of a block map ``(strides, base)``
+    of `shape` (`functional._check_block`), or unused dummies when block is None.
+
+    The axes are coalesced as the CPU driver does (`_operands.coalesce`): length-1 axes
+    are dropped (their draw stride may even be 2**64, which no uint64 holds; their index
+    is always 0) and axes whose draws are contiguous are merged, so the kernels' per-element
+    div/mod chain (`_device.draw_index`) is as short as it can be -- one axis when the
+    block is a run of whole rows.  Call only for a non-empty shape: every axis of the
+    global array then has length >= 1, so a kept stride is at most 2**63."""
+    if block is None:
+        return _u64(0), _dummy(np.int64), _dummy(np.uint64)
+    strides, base = block
+    cshape, (cstrides,) = coalesce(shape, [tuple(strides)])
+    return (_u64(base), cuda.to_device(np.array(cshape, np.int64), stream=strm),
+            cuda.to_device(np.array(cstrides, np.uint64), stream=strm))
+
+
 def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16, t=0,
          s=1.0, a=0.0, c=0.0, d=0.0, bias: Operand | None = None,
          res: Operand | None = None, pin=None, fin=None, pout=None, bout=None,
-         noise: tuple | None = None):
-    """One launch of the fused dropout kernel over x's n elements (C order)."""
+         noise: tuple | None = None, block=None):
+    """One launch of the fused dropout kernel over x's n elements (C order); block: the
+    block map of x's draws (KS_DRAWS only, see `_block_map`)."""
     n = X.size
     if n == 0:
         return
@@ -136,7 +159,7 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
         xshape = cuda.to_device(np.array(X.shape, np.int64), stream=strm)
         nstr = cuda.to_device(_noise_strides(noise, X.shape), stream=strm)
     ybuf = Y.output_buffer()
-    kern = K.dropout_kernel(X.name, op, ks)
+    kern = K.dropout_kernel(X.name, op, ks, block is not None)
     K.launch(kern, (n + 7) // 8, strm,
              ybuf, X.flat(),
              bias.flat() if bias is not None else _dummy(sd),
@@ -147,25 +170,35 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
              bout if bout is not None else _dummy(np.bool_),
              _u64(n), _u64(X.shape[-1] if X.shape else 1), _u64(seed), _u64(stream),
              _u64(bits), _u64(t), ct(s), ct(a), ct(c), ct(d), full, pout is not None,
-             bout is not None, bias is not None, xshape, nstr)
+             bout is not None, bias is not None, xshape, nstr,
+             *_block_map(X.shape, block, strm))
     Y.commit(ybuf)
 
 
 def _run_mask(n: int, offset: int, seed: int, stream: int, bits: int, t: int, strm,
-              pout=None, bout=None):
+              pout=None, bout=None, block=None, shape: tuple | None = None):
+    """Keep flags of draws offset .. offset + n - 1 into the packed and/or bool outputs;
+    with block (a block map of `shape`, n elements), of the block's elements instead."""
     if n == 0:
         return
-    K.launch(K.k_mask, (n + 7) // 8, strm,
-             pout if pout is not None else _dummy(np.uint8),
-             bout if bout is not None else _dummy(np.bool_),
-             _u64(n), _u64(offset), _u64(seed), _u64(stream), _u64(bits), _u64(t),
-             pout is not None, bout is not None)
+    outs = (pout if pout is not None else _dummy(np.uint8),
+            bout if bout is not None else _dummy(np.bool_))
+    flags = (_u64(seed), _u64(stream), _u64(bits), _u64(t), pout is not None,
+             bout is not None)
+    if block is None:
+        K.launch(K.k_mask, (n + 7) // 8, strm, *outs, _u64(n), _u64(offset), *flags)
+    else:
+        K.launch(K.k_mask_block, (n + 7) // 8, strm, *outs, _u64(n),
+                 *_block_map(shape, block, strm), *flags)
 
 
 def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bits=16, t=0,
-           mask: Operand | None = None, return_mask=False, fmt="packed", **scalars):
+           mask: Operand | None = None, return_mask=False, fmt="packed", block=None,
+           **scalars):
     """fastdrop.functional._apply on the GPU: keep flags drawn (seed) or given (mask),
-    a noise-shaped mask broadcast to x's shape.  Returns the (packed, bool) mask outputs."""
+    a noise-shaped mask broadcast to x's shape; `block`: the noise's block map
+    (`functional._check_block`), which only the drawn flags use.  Returns the (packed,
+    bool) mask outputs."""
     full = noise == X.shape
     tgt = target_of(X)
     nn = math.prod(noise)
@@ -180,16 +213,17 @@ def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bit
         if full:
             _run(op, K.KS_DRAWS, X, Y, seed=seed, stream=stream, t=t,
                  pout=P.flat() if P is not None else None,
-                 bout=B.flat() if B is not None else None, **common)
+                 bout=B.flat() if B is not None else None, block=block, **common)
         else:
+            drawn = dict(block=block, shape=noise)
             if B is not None:
                 flags = B.flat()
-                _run_mask(nn, 0, seed, stream, bits, t, X.stream, bout=flags)
+                _run_mask(nn, 0, seed, stream, bits, t, X.stream, bout=flags, **drawn)
                 _run(op, K.KS_BOOL, X, Y, fin=flags, noise=noise, **common)
             else:
                 packed = P.flat() if P is not None else \
                     cuda.device_array((nn + 7) // 8, np.uint8, stream=X.stream)
-                _run_mask(nn, 0, seed, stream, bits, t, X.stream, pout=packed)
+                _run_mask(nn, 0, seed, stream, bits, t, X.stream, pout=packed, **drawn)
                 _run(op, K.KS_PACKED, X, Y, pin=packed, noise=noise, **common)
     elif mask.name == "uint8":
         _run(op, K.KS_PACKED, X, Y, pin=mask.flat(), noise=noise, **common)
@@ -220,14 +254,14 @@ def _masks_out(P, B, fmt):
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
-            out: Any = None, n_threads: int | None = None):
+            out: Any = None, n_threads: int | None = None, block: Any = None):
     """fastdrop.dropout for a CUDA array x (see its docstring)."""
     X = _float_operand(x, "x")
     pf = check_p(p)
     m = _check_mode(mode)
     b = check_bits(bits)
     fmt = _check_mask_format(mask_format)
-    noise = _check_noise_shape(noise_shape, X.shape)
+    noise, nblock = _check_block(block, X.shape, noise_shape)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     training = check_bool(training, "training")
@@ -245,7 +279,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             return (y, None) if return_mask else y
         t, scale = _scale(m, pf, b)
         P, B = _apply(K.OP_SCALE, X, Y, noise, seed=s, stream=st, bits=b, t=t,
-                      return_mask=return_mask, fmt=fmt, s=scale)
+                      return_mask=return_mask, fmt=fmt, block=nblock, s=scale)
     if return_mask:
         return Y.obj, _masks_out(P, B, fmt)
     return Y.obj
@@ -253,20 +287,22 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
-                     bits: int = 16, out: Any = None, n_threads: int | None = None):
+                     bits: int = 16, out: Any = None, n_threads: int | None = None,
+                     block: Any = None):
     """fastdrop.dropout_backward for a CUDA array grad (and a CUDA mask)."""
     G = _float_operand(grad, "grad")
     pf = check_p(p)
     m = _check_mode(mode)
     b = check_bits(bits)
-    noise = _check_noise_shape(noise_shape, G.shape)
+    noise, nblock = _check_block(block, G.shape, noise_shape)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     mk, s = _seed_or_mask(mask, seed, noise)
     with _device_ctx(G.device_id):
         Y = _prepare_out(out, G, {"grad": G, "mask": mk}, may_alias=("grad",))
         t, scale = _scale(m, pf, b)
-        _apply(K.OP_SCALE, G, Y, noise, seed=s, stream=st, bits=b, t=t, mask=mk, s=scale)
+        _apply(K.OP_SCALE, G, Y, noise, seed=s, stream=st, bits=b, t=t, mask=mk,
+               block=nblock, s=scale)
     return Y.obj
 
 
@@ -298,7 +334,7 @@ def _rng_out(out: Any, dims: tuple, name: str) -> Operand:
 
 def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
                  packed: bool = True, offset: int = 0, n_threads: int | None = None,
-                 device: Any = None):
+                 device: Any = None, block: Any = None):
     """fastdrop.dropout_mask on the GPU (output on `device`, see the module doc)."""
     dims = check_shape(shape)
     pf = check_p(p)
@@ -309,11 +345,15 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     off = check_span(offset, n)
     check_n_threads(n_threads)
     packed = check_bool(packed, "packed")
+    _, nblock = _check_block(block, dims)
+    if nblock is not None and off:
+        raise ValueError("give offset or block, not both")
     tgt = _target(device)
     with _device_ctx(tgt.device_id):
         R = allocate(tgt, ((n + 7) // 8,) if packed else dims, "uint8" if packed else "bool")
         _run_mask(n, off, s, st, b, _threshold(pf, b), tgt.stream,
-                  pout=R.flat() if packed else None, bout=None if packed else R.flat())
+                  pout=R.flat() if packed else None, bout=None if packed else R.flat(),
+                  block=nblock, shape=dims)
     return R.obj
 
 
@@ -322,7 +362,7 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
 
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
-                     out: Any = None, n_threads: int | None = None):
+                     out: Any = None, n_threads: int | None = None, block: Any = None):
     """fastdrop.bias_dropout_add for CUDA arrays."""
     X = _float_operand(x, "x")
     Bb = None if bias is None else _float_operand(bias, "bias")
@@ -345,10 +385,11 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
         Y = (allocate(target_of(X), X.shape, X.name) if out is None else
              check_out(out, X.shape, X.name, {"x": X, "residual": R, "bias": Bb},
                        may_alias=("x", "residual")))
+        _, nblock = _check_block(block, X.shape)
         t, scale = _scale("inverted", pf, b)
         P = allocate(target_of(X), ((X.size + 7) // 8,), "uint8") if return_mask else None
         _run(K.OP_BDA, K.KS_DRAWS, X, Y, seed=s, stream=st, bits=b, t=t, s=scale, bias=Bb,
-             res=R, pout=P.flat() if P is not None else None)
+             res=R, pout=P.flat() if P is not None else None, block=nblock)
     return (Y.obj, P.obj) if return_mask else Y.obj
 
 
@@ -365,7 +406,8 @@ def _convert(A: Operand, name: str) -> Operand:
 
 def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
                               seed: int | None = None, stream: int = 0, bits: int = 16,
-                              has_bias: bool = True, n_threads: int | None = None):
+                              has_bias: bool = True, n_threads: int | None = None,
+                              block: Any = None):
     """fastdrop.bias_dropout_add_backward for CUDA arrays: (dx, dbias, dresidual)."""
     G = _float_operand(grad, "grad")
     has_bias = check_bool(has_bias, "has_bias")
@@ -375,7 +417,7 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
     with _device_ctx(G.device_id):
         gc = grad if ct == G.name else _convert(G, ct).obj
         dx_c = dropout_backward(gc, p, mask=mask, seed=seed, stream=stream, bits=bits,
-                                n_threads=n_threads)
+                                n_threads=n_threads, block=block)
         DX = as_operand(dx_c, "dx")
         dbias = None
         if has_bias:
@@ -397,13 +439,13 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
-                  out: Any = None, n_threads: int | None = None):
+                  out: Any = None, n_threads: int | None = None, block: Any = None):
     """fastdrop.alpha_dropout for a CUDA array x."""
     X = _float_operand(x, "x")
     pf = check_p(p)
     b = check_bits(bits)
     fmt = _check_mask_format(mask_format)
-    noise = _check_noise_shape(noise_shape, X.shape)
+    noise, nblock = _check_block(block, X.shape, noise_shape)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     training = check_bool(training, "training")
@@ -417,10 +459,10 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
         t, a, c, d = _alpha_constants(pf, b)
         if t == 0 or t == 1 << b:  # nothing dropped: identity; everything: zeros
             P, B = _apply(K.OP_SCALE, X, Y, noise, seed=s, stream=st, bits=b, t=t,
-                          return_mask=return_mask, fmt=fmt, s=1.0)
+                          return_mask=return_mask, fmt=fmt, block=nblock, s=1.0)
         else:
             P, B = _apply(K.OP_ALPHA, X, Y, noise, seed=s, stream=st, bits=b, t=t,
-                          return_mask=return_mask, fmt=fmt, a=a, c=c, d=d)
+                          return_mask=return_mask, fmt=fmt, block=nblock, a=a, c=c, d=d)
     if return_mask:
         return Y.obj, _masks_out(P, B, fmt)
     return Y.obj
@@ -428,12 +470,13 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
 
 def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                            stream: int = 0, noise_shape: Any = None, bits: int = 16,
-                           out: Any = None, n_threads: int | None = None):
+                           out: Any = None, n_threads: int | None = None,
+                           block: Any = None):
     """fastdrop.alpha_dropout_backward for CUDA arrays: ``grad * a`` where kept, else +0."""
     G = _float_operand(grad, "grad")
     pf = check_p(p)
     b = check_bits(bits)
-    noise = _check_noise_shape(noise_shape, G.shape)
+    noise, nblock = _check_block(block, G.shape, noise_shape)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     mk, s = _seed_or_mask(mask, seed, noise)
@@ -441,51 +484,61 @@ def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int |
         Y = _prepare_out(out, G, {"grad": G, "mask": mk}, may_alias=("grad",))
         t, a, _, _ = _alpha_constants(pf, b)
         _apply(K.OP_SCALE, G, Y, noise, seed=s, stream=st, bits=b, t=t, mask=mk,
-               s=1.0 if t == 0 else a)
+               block=nblock, s=1.0 if t == 0 else a)
     return Y.obj
 
 
 # ---- gaussian dropout ------------------------------------------------------------------------
 
 
-def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int):
+def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int, block=None):
+    """y = x * (1 + sigma z) over x's elements; block: the block map of their words."""
     n = X.size
     if n == 0:
         return
     ybuf = Y.output_buffer()
-    K.launch(K.gaussian_kernel(X.name), (n + 3) // 4, X.stream, ybuf, X.flat(), _u64(n),
-             _u64(seed), _u64(stream), np.float64(sigma))
+    args = (ybuf, X.flat(), _u64(n), _u64(seed), _u64(stream), np.float64(sigma))
+    if block is None:
+        K.launch(K.gaussian_kernel(X.name), (n + 3) // 4, X.stream, *args)
+    else:
+        K.launch(K.gaussian_block_kernel(X.name), (n + 3) // 4, X.stream, *args,
+                 *_block_map(X.shape, block, X.stream))
     Y.commit(ybuf)
 
 
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
-                     training: bool = True, out: Any = None, n_threads: int | None = None):
+                     training: bool = True, out: Any = None, n_threads: int | None = None,
+                     block: Any = None):
     """Gaussian dropout of a CUDA array: ``y = x * (1 + sigma z)`` (fastdrop.reference)."""
     X = _float_operand(x, "x")
+    check_p(p)
+    training = check_bool(training, "training")
+    _, nblock = _check_block(block, X.shape)   # first, as on the CPU while training
     sigma = gaussian_sigma(p)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
-    training = check_bool(training, "training")
     with _device_ctx(X.device_id):
         Y = None if (out is None and not training) else _prepare_out(out, X, {"x": X})
         s = _check_seed(seed)
         if not training:
             return _identity(X, Y)
-        _gaussian(X, Y, sigma, s, st)
+        _gaussian(X, Y, sigma, s, st, nblock)
     return Y.obj
 
 
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
-                              out: Any = None, n_threads: int | None = None):
+                              out: Any = None, n_threads: int | None = None,
+                              block: Any = None):
     """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise."""
     G = _float_operand(grad, "grad")
     sigma = gaussian_sigma(p)
     s = check_uint64(seed, "seed")
+    _, nblock = _check_block(block, G.shape)
     st = check_uint64(stream, "stream")
     check_n_threads(n_threads)
     with _device_ctx(G.device_id):
         Y = _prepare_out(out, G, {"grad": G}, may_alias=("grad",))
-        _gaussian(G, Y, sigma, s, st)
+        _gaussian(G, Y, sigma, s, st, nblock)
     return Y.obj
 
 

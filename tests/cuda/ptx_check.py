@@ -54,6 +54,8 @@ def main() -> int:
         ("k_normal/f32", K.k_normal, (A(f32), u64, u64, u64, u64)),
         ("k_normal/f64", K.k_normal, (A(f64), u64, u64, u64, u64)),
         ("k_mask", K.k_mask, (A(u8), A(b1), u64, u64, u64, u64, u64, u64, b1, b1)),
+        ("k_mask_block", K.k_mask_block,
+         (A(u8), A(b1), u64, u64, A(i64), A(u64), u64, u64, u64, u64, b1, b1)),
         ("k_copy", K.k_copy, (A(u16), A(u16), u64)),
     ]
     for raw in (u8, u16, u32, f64, b1):
@@ -62,12 +64,17 @@ def main() -> int:
     for name, sd in storage.items():
         c = ct[name]
         for op in (K.OP_SCALE, K.OP_ALPHA, K.OP_BDA):
+            sig = (A(sd), A(sd), A(sd), A(sd), A(u8), A(b1), A(u8), A(b1), u64, u64, u64,
+                   u64, u64, u64, c, c, c, c, b1, b1, b1, b1, A(i64), A(i64), u64, A(i64),
+                   A(u64))
             for ks in (K.KS_DRAWS, K.KS_ALL, K.KS_PACKED, K.KS_BOOL):
-                sig = (A(sd), A(sd), A(sd), A(sd), A(u8), A(b1), A(u8), A(b1), u64, u64, u64,
-                       u64, u64, u64, c, c, c, c, b1, b1, b1, b1, A(i64), A(i64))
                 jobs.append((f"dropout/{name}/op{op}/ks{ks}", K.dropout_kernel(name, op, ks), sig))
+            jobs.append((f"dropout/{name}/op{op}/block", K.dropout_kernel(name, op, K.KS_DRAWS,
+                                                                          True), sig))
         jobs.append((f"gaussian/{name}", K.gaussian_kernel(name),
                      (A(sd), A(sd), u64, u64, u64, f64)))
+        jobs.append((f"gaussian_block/{name}", K.gaussian_block_kernel(name),
+                     (A(sd), A(sd), u64, u64, u64, f64, u64, A(i64), A(u64))))
         jobs.append((f"colsum/{name}", K.colsum_kernel(name), (A(sd), A(c), u64, u64)))
         if name in ("float16", "bfloat16"):
             jobs.append((f"convert/{name}->f32", K.convert_kernel(name, "float32"),

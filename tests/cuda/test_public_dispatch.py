@@ -58,6 +58,20 @@ def test_cuda_out_selects_the_gpu():
     np.testing.assert_array_equal(host(out), fd.random_bits(20, seed=3))
 
 
-def test_block_is_cpu_only():
-    with pytest.raises(NotImplementedError, match="block"):
-        fd.dropout(to_dev(np.ones(4, np.float32)), 0.5, seed=1, block=((0,), (8,)))
+def test_block_runs_on_the_gpu():
+    """block= reaches the GPU backend (it used to be CPU only): same bits as the CPU."""
+    x = make_x((3, 4), np.float32, seed=5)
+    blk = ((2, 5), (8, 9))
+    y, m = fd.dropout(to_dev(x), 0.5, seed=1, block=blk, return_mask=True)
+    assert is_cuda_array(y) and is_cuda_array(m)
+    ey, em = fd.dropout(x, 0.5, seed=1, block=blk, return_mask=True)
+    assert_bits_equal(host(y), ey)
+    np.testing.assert_array_equal(host(m), em)
+    got = fd.dropout_mask((3, 4), 0.5, seed=1, block=blk, device="cuda")
+    assert is_cuda_array(got)
+    np.testing.assert_array_equal(host(got), fd.dropout_mask((3, 4), 0.5, seed=1, block=blk))
+    # the generator functions take no block, on either backend
+    with pytest.raises(TypeError, match="block"):
+        fd.random_bits(4, seed=1, block=((0,), (8,)))
+    with pytest.raises(TypeError, match="block"):
+        fd.random_bits(4, seed=1, block=((0,), (8,)), device="cuda")
