@@ -346,6 +346,43 @@ cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_
 
 # ---- the driver ---------------------------------------------------------------------
 
+cdef inline void _unravel(const Plan* P, uint64_t a, int64_t* idx) noexcept nogil:
+    """idx = the multi-index of logical element a (C order over P.shape)."""
+    cdef int dd
+    cdef uint64_t rem = a
+    for dd in range(P.nd - 1, -1, -1):
+        idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
+        rem = rem // <uint64_t>P.shape[dd]
+
+
+cdef inline void _advance(const Plan* P, int64_t* idx, int64_t seg) noexcept nogil:
+    """Move idx seg elements on along its last axis (never past the row's end), carrying
+    into the leading axes at the end of a row."""
+    cdef int nd = P.nd, dd
+    idx[nd - 1] += seg
+    if idx[nd - 1] == P.shape[nd - 1]:
+        idx[nd - 1] = 0
+        dd = nd - 2
+        while dd >= 0:
+            idx[dd] += 1
+            if idx[dd] < P.shape[dd]:
+                break
+            idx[dd] = 0
+            dd -= 1
+
+
+cdef inline void _fused_draws(const Plan* P, uint64_t pos, int64_t m,
+                              uint32_t* draws) noexcept nogil:
+    """The m draws of elements pos .. pos+m-1 into draws (16-bit draws packed two to a
+    word at bits=16); nothing when no element can be kept."""
+    if P.none_kept:
+        return
+    if P.bits == 16:
+        draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint16_t*>draws)
+    else:
+        draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+
+
 cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
     """Elements a .. b-1 of a contiguous dropout (or packed mask) whose
     keep flags come from the draws: FAST_SUB draws into L1, then one fused pass
@@ -358,11 +395,7 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     cdef uint8_t* pk
     while pos < b:
         m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
-        if not P.none_kept:
-            if P.bits == 16:
-                draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, d16)
-            else:
-                draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+        _fused_draws(P, pos, m, draws)
         y = <real_t*>P.y + pos if P.y != NULL else NULL
         pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
         if real_t is float:
@@ -389,17 +422,11 @@ cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) n
     cdef int64_t idx[MAX_DIMS]
     cdef int nd = P.nd, dd
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr
-    cdef uint64_t pos = a, rem = a
-    for dd in range(nd - 1, -1, -1):
-        idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
-        rem = rem // <uint64_t>P.shape[dd]
+    cdef uint64_t pos = a
+    _unravel(P, a, idx)
     while pos < b:
         m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
-        if not P.none_kept:
-            if P.bits == 16:
-                draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, d16)
-            else:
-                draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+        _fused_draws(P, pos, m, draws)
         if P.packed_out != NULL:  # the mask only (no x, no y)
             fd_fused_f32(d16, draws, P.bits, P.t, P.none_kept, NULL, NULL,
                          P.packed_out + pos // 8, m, 0.0, 0)
@@ -427,16 +454,7 @@ cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) n
                                  <const double*>(P.r + orr), <double*>(P.y + oy), seg,
                                  P.s, P.stream_stores)
             k += seg
-            idx[nd - 1] += seg
-            if idx[nd - 1] == cols:
-                idx[nd - 1] = 0
-                dd = nd - 2
-                while dd >= 0:
-                    idx[dd] += 1
-                    if idx[dd] < P.shape[dd]:
-                        break
-                    idx[dd] = 0
-                    dd -= 1
+            _advance(P, idx, seg)
         pos += <uint64_t>m
     if P.stream_stores:
         fd_stream_fence()
@@ -454,16 +472,14 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr, of
     cdef uint64_t og
     cdef int64_t isz = sizeof(real_t)
-    cdef uint64_t pos = a, rem = a
+    cdef uint64_t pos = a
     if P.fused == 1:
         _chunk_fused(tag, P, a, b)
         return
     if P.fused == 2 and (real_t is float or real_t is double):
         _chunk_fused_bda(tag, P, a, b)
         return
-    for dd in range(nd - 1, -1, -1):
-        idx[dd] = <int64_t>(rem % <uint64_t>P.shape[dd])
-        rem = rem // <uint64_t>P.shape[dd]
+    _unravel(P, a, idx)
     while pos < b:
         m = <int64_t>(b - pos if b - pos < SUB else SUB)
         if not P.gmap and (gauss or P.ks == KS_DRAWS):  # one run of draws for the block
@@ -511,16 +527,7 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                                <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,
                                kb + k, seg, P.a, P.c, P.d)
                 k += seg
-                idx[nd - 1] += seg
-                if idx[nd - 1] == cols:
-                    idx[nd - 1] = 0
-                    dd = nd - 2
-                    while dd >= 0:
-                        idx[dd] += 1
-                        if idx[dd] < P.shape[dd]:
-                            break
-                        idx[dd] = 0
-                        dd -= 1
+                _advance(P, idx, seg)
         if P.ks == KS_DRAWS and not gauss:  # the mask outputs, in the block's C order
             if P.packed_out != NULL:
                 _pack(kb, m, P.packed_out + pos // 8)
