@@ -1,7 +1,7 @@
 """Build of fastdrop's Cython extensions.
 
 Portable by default: -O3 only, no -march=native, no -ffast-math.  The Philox kernel picks
-AVX2 at run time (fastdrop/philox.h).  Environment variables:
+AVX2 at run time (fastdrop/_cpu/src/philox.h).  Environment variables:
 
 FASTDROP_OPENMP=0     build without OpenMP (every loop then runs on one thread)
 FASTDROP_NATIVE=1     opt in to -march=native (a binary for this CPU only)
@@ -85,13 +85,16 @@ class build_ext(_build_ext):
         super().build_extensions()
 
 
+HEADERS = ["philox.h", "fd_openmp.h", "fd_half.h", "fd_stream.h", "fd_fused.h", "fd_normal.h"]
+
+
 def extension(name):
+    """fastdrop._cpu.<name> from fastdrop/_cpu/<name>.pyx; the C headers are in _cpu/src."""
     return Extension(
-        f"fastdrop.{name}",
-        [f"fastdrop/{name}.pyx"],
-        include_dirs=["fastdrop"],
-        depends=["fastdrop/philox.h", "fastdrop/fd_openmp.h", "fastdrop/fd_half.h", "fastdrop/fd_stream.h", "fastdrop/fd_fused.h",
-                 "fastdrop/fd_normal.h"],
+        f"fastdrop._cpu.{name}",
+        [f"fastdrop/_cpu/{name}.pyx"],
+        include_dirs=["fastdrop/_cpu/src"],
+        depends=[f"fastdrop/_cpu/src/{h}" for h in HEADERS],
     )
 
 

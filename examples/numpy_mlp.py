@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from fastdrop.mlp import MLP, SGD
+from fastdrop.apps.mlp import MLP, SGD
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 The random generator (Philox4x32-10, counter-based) and the stream layout are written in
 docs/contract.md; every backend gives bit-identical draws for the same (seed, stream).
 """
-from ._openmp_helpers import omp_max_threads, openmp_enabled
-from ._philox import get_simd_level, simd_levels
+from ._cpu._openmp_helpers import omp_max_threads, openmp_enabled
+from ._cpu._philox import get_simd_level, simd_levels
 from .functional import (alpha_dropout, alpha_dropout_backward, bias_dropout_add,
                       bias_dropout_add_backward, dropout, dropout_backward, dropout_mask,
                       dropout_scale, effective_p, gaussian_dropout, gaussian_dropout_backward,

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
     raise ImportError("fastdrop.dask needs dask: pip install 'fastdrop[dask]'") from exc
 
 from . import functional as _f
-from ._validation import check_uint64
+from ._core.args import check_noise_shape, check_shape, check_uint64
 
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "alpha_dropout", "alpha_dropout_backward",
@@ -66,7 +66,7 @@ def _validate_like_numpy(func, x: da.Array, *args: Any, **kwargs: Any) -> None:
 
 
 def _noise_of(noise_shape: Any, x: da.Array) -> tuple[int, ...]:
-    noise, _ = _f._check_block(None, x.shape, noise_shape)
+    noise = check_noise_shape(noise_shape, x.shape)
     return noise
 
 
@@ -76,9 +76,43 @@ def _mask_chunks(x: da.Array, noise: tuple[int, ...]):
 
 def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
                  chunks: Any = "auto") -> da.Array:
-    """Bool keep mask over `shape` as a Dask array (element i keeps iff its draw >= t);
-    equal to ``fastdrop.dropout_mask(shape, p, ..., packed=False)`` whatever `chunks`."""
-    dims = _f.check_shape(shape)
+    """Bool keep mask over `shape` as a Dask array (element i keeps iff its draw >= t).
+
+    Equal to ``fastdrop.dropout_mask(shape, p, ..., packed=False)`` whatever `chunks`.
+
+    Parameters
+    ----------
+    shape : int or tuple of ints
+        The shape of the array the mask is for.
+    p : float
+        Drop probability in [0, 1].
+    seed : int
+        Unsigned 64-bit key.
+    stream : int
+        Unsigned 64-bit stream number.
+    bits : {16, 32}
+        Bits per draw.
+    chunks : optional
+        Dask chunks (``"auto"`` by default).
+
+    Returns
+    -------
+    dask.array.Array of bool
+        Lazy, of `shape`, with NumPy chunks.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `fastdrop.dropout_mask`, when the graph is built.
+
+    Examples
+    --------
+    >>> import fastdrop.dask
+    >>> fastdrop.dask.dropout_mask((2, 4), 0.5, seed=42, chunks=2).compute()
+    array([[ True,  True, False, False],
+           [False, False,  True, False]])
+    """
+    dims = check_shape(shape)
     _f.dropout_mask(dims, p, seed=seed, stream=stream, bits=bits, packed=False)  # validate
     template = da.empty(dims, dtype=np.bool_, chunks=chunks)
 
@@ -92,10 +126,47 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False):
-    """fastdrop.dropout of a Dask array, chunk by chunk (lazy).
+    """`fastdrop.dropout` of a Dask array, chunk by chunk (lazy).
 
-    Returns y, or (y, mask) with `mask` a bool Dask array over the noise shape (the mask
-    `fastdrop.dropout(..., mask_format="bool")` returns), chunked like x.
+    Parameters
+    ----------
+    x : dask.array.Array of float16, bfloat16, float32 or float64
+        The input; any chunking.
+    p : float
+        Drop probability in [0, 1].
+    seed : int, optional
+        Unsigned 64-bit key; None draws one from the OS, once, when the graph is built.
+    stream, training, mode, noise_shape, bits
+        As in `fastdrop.dropout`.
+    return_mask : bool
+        Also return the bool mask.
+
+    Returns
+    -------
+    y : dask.array.Array, or (y, mask) when return_mask
+        y is a lazy Dask array chunked like x; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+        mask is a bool Dask array over the noise shape (the mask
+        ``fastdrop.dropout(..., mask_format="bool")`` returns); None at inference.
+
+    Raises
+    ------
+    TypeError
+        x is not a Dask array, or as `fastdrop.dropout`.
+    ValueError
+        As `fastdrop.dropout`. Arguments are checked when the graph is built.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> X = da.ones((2, 4), chunks=(1, 2), dtype=np.float32)
+    >>> Y = fastdrop.dask.dropout(X, 0.5, seed=42)
+    >>> Y.compute()
+    array([[2., 2., 0., 0.],
+           [0., 0., 2., 0.]], dtype=float32)
+    >>> bool((Y.compute() == fastdrop.dropout(X.compute(), 0.5, seed=42)).all())
+    True
     """
     x = _as_dask(x, "x")
     s = _seed(seed)
@@ -118,8 +189,44 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
                      bits: int = 16):
-    """Gradient of `dropout`: from a bool mask (Dask or NumPy array over the noise shape)
-    or regenerated from the forward call's (seed, stream)."""
+    """Gradient of `dropout`, chunk by chunk: from a bool mask, or regenerated.
+
+    Parameters
+    ----------
+    grad : dask.array.Array of float16, bfloat16, float32 or float64
+        The gradient of dropout's output.
+    p : float
+        The forward call's drop probability.
+    mask : dask.array.Array or numpy.ndarray of bool, optional
+        The forward call's mask, over the noise shape; or give seed (exactly one).
+    seed : int, optional
+        The forward call's seed: the mask is regenerated from (seed, stream).
+    stream, mode, noise_shape, bits
+        The forward call's.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like grad; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+
+    Raises
+    ------
+    TypeError
+        grad is not a Dask array, or as `fastdrop.dropout_backward`.
+    ValueError
+        Neither or both of mask and seed, a mask that is not bool of the noise shape, or
+        as `fastdrop.dropout_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> G = da.ones((2, 4), chunks=(1, 2), dtype=np.float32)
+    >>> fastdrop.dask.dropout_backward(G, 0.5, seed=42).compute()
+    array([[2., 2., 0., 0.],
+           [0., 0., 2., 0.]], dtype=float32)
+    """
     g = _as_dask(grad, "grad")
     if (mask is None) == (seed is None):
         raise ValueError("give exactly one of mask or seed")
@@ -146,7 +253,39 @@ def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None 
 
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16):
-    """fastdrop.alpha_dropout of a Dask array, chunk by chunk."""
+    """`fastdrop.alpha_dropout` of a Dask array, chunk by chunk (lazy).
+
+    Parameters
+    ----------
+    x : dask.array.Array of float16, bfloat16, float32 or float64
+        The input; any chunking.
+    p : float
+        Drop probability in [0, 1].
+    seed : int, optional
+        Unsigned 64-bit key; None draws one when the graph is built.
+    stream, training, noise_shape, bits
+        As in `fastdrop.alpha_dropout`.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like x; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+        x itself at inference.
+
+    Raises
+    ------
+    TypeError, ValueError
+        x is not a Dask array, or as `fastdrop.alpha_dropout`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> X = da.zeros(4, chunks=2, dtype=np.float32)
+    >>> fastdrop.dask.alpha_dropout(X, 0.5, seed=42).compute()
+    array([ 0.7791...,  0.7791..., -0.7791..., -0.7791...], dtype=float32)
+    """
     x = _as_dask(x, "x")
     s = _seed(seed)
     _validate_like_numpy(_f.alpha_dropout, x, p, seed=s, stream=stream, training=training,
@@ -159,7 +298,38 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
 
 def alpha_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
                            noise_shape: Any = None, bits: int = 16):
-    """Gradient of `alpha_dropout`, regenerated from (seed, stream)."""
+    """Gradient of `alpha_dropout`, chunk by chunk, regenerated from (seed, stream).
+
+    Parameters
+    ----------
+    grad : dask.array.Array of float16, bfloat16, float32 or float64
+        The gradient of alpha_dropout's output.
+    p : float
+        The forward call's drop probability.
+    seed : int
+        The forward call's seed.
+    stream, noise_shape, bits
+        The forward call's.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like grad; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+
+    Raises
+    ------
+    TypeError, ValueError
+        grad is not a Dask array, or as `fastdrop.alpha_dropout_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> G = da.ones(4, chunks=2, dtype=np.float32)
+    >>> fastdrop.dask.alpha_dropout_backward(G, 0.5, seed=42).compute()
+    array([0.8864..., 0.8864..., 0.       , 0.       ], dtype=float32)
+    """
     g = _as_dask(grad, "grad")
     _validate_like_numpy(_f.alpha_dropout_backward, g, p, seed=seed, stream=stream, bits=bits)
     return _map(_f.alpha_dropout_backward, g, p, seed=seed, stream=stream,
@@ -168,7 +338,38 @@ def alpha_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
 
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                      training: bool = True):
-    """fastdrop.gaussian_dropout of a Dask array, chunk by chunk."""
+    """`fastdrop.gaussian_dropout` of a Dask array, chunk by chunk (lazy).
+
+    Parameters
+    ----------
+    x : dask.array.Array of float16, bfloat16, float32 or float64
+        The input; any chunking.
+    p : float
+        Rate in [0, 1).
+    seed : int, optional
+        Unsigned 64-bit key; None draws one when the graph is built.
+    stream, training
+        As in `fastdrop.gaussian_dropout`.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like x; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+        x itself at inference.
+
+    Raises
+    ------
+    TypeError, ValueError
+        x is not a Dask array, or as `fastdrop.gaussian_dropout`.
+
+    Examples
+    --------
+    >>> import dask.array as da, fastdrop.dask
+    >>> fastdrop.dask.gaussian_dropout(da.ones(3, chunks=2), 0.5, seed=1).compute()
+    array([2.2279..., 2.2518..., 1.2165...])
+    """
     x = _as_dask(x, "x")
     s = _seed(seed)
     _validate_like_numpy(_f.gaussian_dropout, x, p, seed=s, stream=stream, training=training)
@@ -178,7 +379,37 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
 
 
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0):
-    """Gradient of `gaussian_dropout`, regenerated from (seed, stream)."""
+    """Gradient of `gaussian_dropout`, chunk by chunk, regenerated from (seed, stream).
+
+    Parameters
+    ----------
+    grad : dask.array.Array of float16, bfloat16, float32 or float64
+        The gradient of gaussian_dropout's output.
+    p : float
+        The forward call's rate.
+    seed : int
+        The forward call's seed.
+    stream : int
+        The forward call's stream.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like grad; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+
+    Raises
+    ------
+    TypeError, ValueError
+        grad is not a Dask array, or as `fastdrop.gaussian_dropout_backward`.
+
+    Examples
+    --------
+    >>> import dask.array as da, fastdrop.dask
+    >>> fastdrop.dask.gaussian_dropout_backward(da.ones(3, chunks=2), 0.5, seed=1).compute()
+    array([2.2279..., 2.2518..., 1.2165...])
+    """
     g = _as_dask(grad, "grad")
     _validate_like_numpy(_f.gaussian_dropout_backward, g, p, seed=seed, stream=stream)
     return _map(_f.gaussian_dropout_backward, g, p, seed=seed, stream=stream)
@@ -186,8 +417,46 @@ def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0
 
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16):
-    """``residual + dropout(x + bias)``, fused, chunk by chunk; bias (NumPy or Dask, shape
-    ``(x.shape[-1],)``, or None) is aligned with x's last-axis chunks."""
+    """``residual + dropout(x + bias)``, fused, chunk by chunk (lazy).
+
+    Parameters
+    ----------
+    x : dask.array.Array of float16, bfloat16, float32 or float64
+        The input of the dropout; any chunking.
+    bias : numpy.ndarray or dask.array.Array of shape ``(x.shape[-1],)``, or None
+        Aligned with x's last-axis chunks.
+    residual : dask.array.Array of x's shape
+        Rechunked like x.
+    p : float
+        Drop probability in [0, 1].
+    seed : int
+        Unsigned 64-bit key.
+    stream, bits
+        As in `fastdrop.bias_dropout_add`.
+
+    Returns
+    -------
+    dask.array.Array
+        A lazy Dask array chunked like x; each chunk is what the fastdrop function
+        returns for the chunk's array type (NumPy chunks give NumPy chunks), so
+        ``.compute()`` gives the result of the fastdrop function on the whole array.
+
+    Raises
+    ------
+    TypeError
+        x or residual is not a Dask array, or as `fastdrop.bias_dropout_add`.
+    ValueError
+        A residual or bias of the wrong shape, or as `fastdrop.bias_dropout_add`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> X = da.ones((2, 4), chunks=(1, 2), dtype=np.float32)
+    >>> bias = np.ones(4, np.float32)
+    >>> fastdrop.dask.bias_dropout_add(X, bias, da.zeros_like(X), 0.5, seed=42).compute()
+    array([[4., 4., 0., 0.],
+           [0., 0., 4., 0.]], dtype=float32)
+    """
     x = _as_dask(x, "x")
     r = _as_dask(residual, "residual")
     if r.shape != x.shape:
@@ -210,11 +479,49 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
 
 def bias_dropout_add_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
                               bits: int = 16, has_bias: bool = True):
-    """(dx, dbias, dresidual) of `bias_dropout_add`; dbias sums dx (compute precision,
-    accumulated in float64 by Dask's reduction) over all axes but the last."""
+    """``(dx, dbias, dresidual)`` of `bias_dropout_add`, chunk by chunk (lazy).
+
+    Parameters
+    ----------
+    grad : dask.array.Array of float16, bfloat16, float32 or float64
+        The gradient of bias_dropout_add's output.
+    p : float
+        The forward call's drop probability.
+    seed : int
+        The forward call's seed: the mask is regenerated.
+    stream, bits
+        The forward call's.
+    has_bias : bool
+        False: dbias is None.
+
+    Returns
+    -------
+    dx : dask.array.Array
+        Dropout's gradient, chunked like grad.
+    dbias : dask.array.Array of shape ``(grad.shape[-1],)``, or None
+        dx summed over all axes but the last (compute precision, accumulated in float64
+        by Dask's reduction).
+    dresidual : grad itself
+
+    Raises
+    ------
+    TypeError, ValueError
+        grad is not a Dask array, a 0-d grad with has_bias, or as
+        `fastdrop.bias_dropout_add_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastdrop.dask
+    >>> G = da.ones((2, 4), chunks=(1, 2), dtype=np.float32)
+    >>> dx, dbias, dres = fastdrop.dask.bias_dropout_add_backward(G, 0.5, seed=42)
+    >>> dbias.compute()
+    array([2., 2., 2., 0.], dtype=float32)
+    >>> dres is G
+    True
+    """
     g = _as_dask(grad, "grad")
     _validate_like_numpy(_f.dropout_backward, g, p, seed=seed, stream=stream, bits=bits)
-    ct = _f.compute_dtype(g.dtype)
+    ct = np.dtype(np.float32) if g.dtype.itemsize == 2 else g.dtype  # the compute dtype
     dx_c = _map(lambda gb, block: _f.dropout_backward(
         gb.astype(ct, copy=False), p, seed=seed, stream=stream, bits=bits, block=block),
         g, dtype=ct)

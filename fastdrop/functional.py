@@ -1,22 +1,26 @@
-"""Dropout: forward, backward, masks, bias-dropout-add, alpha and gaussian dropout (CPU).
+"""Dropout: forward, backward, masks, bias-dropout-add, alpha and gaussian dropout.
 
-Every function follows docs/contract.md sections 4-7 bit for bit, validates all its
-arguments before writing anything, and equals its twin in fastdrop.reference.
+Every function here is its docstring and one call of the router
+(`fastdrop._core.route.call`): the arguments are parsed once into a validated request
+(`fastdrop._core.parse`), before anything is written, and run by the backend the arrays
+belong to (the CPU kernels for NumPy, torch and JAX CPU arrays; the GPU kernels for CUDA
+arrays of any framework).  Results follow docs/contract.md sections 4-7 bit for bit and
+equal their twins in `fastdrop.reference`.
+
+Arrays (``x``, ``grad``, ``bias``, ``residual``, ``mask``) may be NumPy arrays, PyTorch or
+JAX CPU arrays (viewed without a copy; results come back in the caller's type) or CUDA
+arrays (the GPU backend, results on the same device and framework).
 """
 from __future__ import annotations
 
-import math
-import numbers
-import secrets
 from typing import Any
 
-import numpy as np
 
-from ._dispatch import on_cuda_array, on_cuda_device
-from ._interop import framework_arrays
-from ._operands import KS, Op, block_map, check_out, compute_dtype, float_array, run
-from ._validation import (as_int, check_bits, check_bool, check_choice, check_n_threads,
-                          check_shape, check_span, check_uint64)
+from ._core import parse
+from ._core.args import check_bits, check_p
+from ._core.contract import gaussian_sigma as _sigma
+from ._core.contract import inverted_scale, threshold
+from ._core.route import Spec, call
 
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "unpack_mask", "effective_p",
@@ -25,205 +29,126 @@ __all__ = [
     "gaussian_sigma",
 ]
 
-ALPHA_PRIME = 1.7580993408473766  # SELU scale * alpha (Klambauer et al. 2017)
+_DROPOUT = Spec("dropout", parse.dropout, ("x",), "out")
+_DROPOUT_BACKWARD = Spec("dropout_backward", parse.dropout_backward, ("grad", "mask"), "out")
+_DROPOUT_MASK = Spec("dropout_mask", parse.dropout_mask)
+_UNPACK_MASK = Spec("unpack_mask", parse.unpack_mask, ("mask",))
+_BDA = Spec("bias_dropout_add", parse.bias_dropout_add, ("x", "bias", "residual"), "out")
+_BDA_BACKWARD = Spec("bias_dropout_add_backward", parse.bias_dropout_add_backward,
+                     ("grad", "mask"))
+_ALPHA = Spec("alpha_dropout", parse.alpha_dropout, ("x",), "out")
+_ALPHA_BACKWARD = Spec("alpha_dropout_backward", parse.alpha_dropout_backward,
+                       ("grad", "mask"), "out")
+_GAUSSIAN = Spec("gaussian_dropout", parse.gaussian_dropout, ("x",), "out")
+_GAUSSIAN_BACKWARD = Spec("gaussian_dropout_backward", parse.gaussian_dropout_backward,
+                          ("grad",), "out")
+
 
 # ---- probabilities ---------------------------------------------------------------------
 
 
-def check_p(p: Any) -> float:
-    """A real drop probability in [0, 1]."""
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    pf = float(p)
-    if math.isnan(pf) or not 0.0 <= pf <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p!r}")
-    return pf
-
-
-def _threshold(p: float, bits: int) -> int:
-    """t = round_half_even(p * 2^bits), clamped to [0, 2^bits]."""
-    return min(max(int(np.rint(p * 2.0**bits)), 0), 1 << bits)
-
-
 def effective_p(p: float, bits: int = 16) -> float:
-    """The drop probability actually used: round_half_even(p * 2**bits) / 2**bits.
+    """The drop probability actually used: ``round_half_even(p * 2**bits) / 2**bits``.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1].
+    bits : {16, 32}
+        Bits per draw.
+
+    Returns
+    -------
+    float
+        A multiple of ``2**-bits``.
+
+    Raises
+    ------
+    TypeError
+        p is not a real number, or bits not an integer.
+    ValueError
+        p is outside [0, 1] or NaN, or bits is not 16 or 32.
 
     Examples
     --------
-    >>> effective_p(0.1)
+    >>> import fastdrop
+    >>> fastdrop.effective_p(0.1)
     0.100006103515625
+    >>> fastdrop.effective_p(0.1, bits=32)
+    0.10000000009313226
     """
     b = check_bits(bits)
-    return _threshold(check_p(p), b) / 2.0**b
+    return threshold(check_p(p), b) / 2.0**b
 
 
 def dropout_scale(p: float, bits: int = 16) -> float:
-    """The inverted-dropout scale 2**bits / (2**bits - t): 1 / P(keep) exactly (0 if p drops all)."""
-    b = check_bits(bits)
-    t = _threshold(check_p(p), b)
-    return 0.0 if t == 1 << b else 2.0**b / (2.0**b - t)
+    """The inverted-dropout scale ``2**bits / (2**bits - t)``: 1 / P(keep) exactly.
 
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1].
+    bits : {16, 32}
+        Bits per draw.
 
-# ---- argument checks -------------------------------------------------------------------
+    Returns
+    -------
+    float
+        The factor kept elements are multiplied by; 0.0 when p drops everything.
 
+    Raises
+    ------
+    TypeError, ValueError
+        As `effective_p`.
 
-def _check_mode(mode: Any) -> str:
-    return check_choice(mode, "mode", ("inverted", "classic"))
-
-
-def _check_mask_format(mask_format: Any) -> str:
-    return check_choice(mask_format, "mask_format", ("packed", "bool"))
-
-
-def _check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Keras noise_shape: same length as x.shape, each entry x's or 1 (None: x's)."""
-    if noise_shape is None:
-        return shape
-    if isinstance(noise_shape, (str, bytes)) or not hasattr(noise_shape, "__len__"):
-        raise TypeError(f"noise_shape must be a tuple of ints, got {noise_shape!r}")
-    if len(noise_shape) != len(shape):
-        raise ValueError(f"noise_shape {tuple(noise_shape)} must have one entry per axis "
-                         f"of x {shape}")
-    dims = tuple(s if d is None else as_int(d, "noise_shape") for d, s in zip(noise_shape, shape))
-    for d, s in zip(dims, shape):
-        if d != s and d != 1:
-            raise ValueError(f"noise_shape {dims} does not broadcast to x's shape {shape}")
-    return dims
-
-
-def _check_block(block: Any, shape: tuple[int, ...], noise_shape: Any = None):
-    """The noise shape of this array and the block map of its draws.
-
-    block=None: (noise over shape, None).  block=(origin, global_shape): the array is the
-    block at `origin` of a C-ordered logical array of `global_shape`; noise_shape then
-    refers to the global array, and the block's noise is the part of it the block covers.
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.dropout_scale(0.5)
+    2.0
+    >>> fastdrop.dropout_scale(1.0)
+    0.0
     """
-    if block is None:
-        return _check_noise_shape(noise_shape, shape), None
-    if isinstance(block, (str, bytes)) or not hasattr(block, "__len__") or len(block) != 2:
-        raise TypeError("block must be a pair (origin, global_shape) of tuples of ints")
-    origin = check_shape(block[0], "block origin")
-    gshape = check_shape(block[1], "block global_shape")
-    if not len(origin) == len(gshape) == len(shape):
-        raise ValueError(f"block origin {origin} and global_shape {gshape} must have one "
-                         f"entry per axis of the array, shape {shape}")
-    for o, n, g in zip(origin, shape, gshape):
-        if o + n > g:
-            raise ValueError(f"block at origin {origin} of shape {shape} does not fit in "
-                             f"global_shape {gshape}")
-    if math.prod(gshape) > 2**64:
-        raise ValueError(f"block global_shape {gshape} has more than 2**64 elements")
-    gnoise = _check_noise_shape(noise_shape, gshape)
-    noise = tuple(n if gn != 1 else 1 for n, gn in zip(shape, gnoise))
-    norigin = tuple(o if gn != 1 else 0 for o, gn in zip(origin, gnoise))
-    return noise, block_map(noise, norigin, gnoise)
+    b = check_bits(bits)
+    return inverted_scale(threshold(check_p(p), b), b)
 
 
-def _check_seed(seed: Any) -> int:
-    """seed=None draws 64 bits from the operating system's entropy."""
-    return secrets.randbits(64) if seed is None else check_uint64(seed, "seed")
+def gaussian_sigma(p: float) -> float:
+    """Standard deviation ``sqrt(p / (1 - p))`` of gaussian dropout's noise (float64).
+
+    Parameters
+    ----------
+    p : float
+        Drop rate in [0, 1).
+
+    Returns
+    -------
+    float
+        The noise's standard deviation; 0.0 for p = 0.
+
+    Raises
+    ------
+    TypeError
+        p is not a real number.
+    ValueError
+        p is outside [0, 1) or NaN (p = 1 has infinite variance).
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.gaussian_sigma(0.5)
+    1.0
+    """
+    return _sigma(check_p(p))
 
 
-def _scale(mode: str, p: float, bits: int) -> tuple[int, float]:
-    t = _threshold(p, bits)
-    if mode == "classic":
-        return t, 1.0
-    return t, (0.0 if t == 1 << bits else 2.0**bits / (2.0**bits - t))
+# ---- dropout -------------------------------------------------------------------------------
 
 
-def _mask_outputs(noise: tuple[int, ...], return_mask: bool, mask_format: str):
-    if not return_mask:
-        return None, None
-    if mask_format == "packed":
-        return np.empty((math.prod(noise) + 7) // 8, np.uint8), None
-    return None, np.empty(noise, np.bool_)
-
-
-def _keep_flags(noise, seed, stream, bits, t, threads, packed_out=None, flags=None,
-                block=None):
-    """Bool keep flags over the noise shape, into `flags` if given (and, optionally, the
-    packed mask)."""
-    flags = np.empty(noise, np.bool_) if flags is None else flags
-    shape = (flags.size,) if block is None else noise
-    run(Op.OP_MASK, KS.KS_DRAWS, shape, np.dtype(np.float32), bool_out=flags,
-        packed_out=packed_out, seed=seed, stream=stream, bits=bits, t=t, n_threads=threads,
-        block=block)
-    return flags
-
-
-def _apply(op, x, y, noise, *, seed=None, stream=0, bits=16, t=0, mask=None,
-           packed_out=None, bool_out=None, threads=1, block=None, **scalars):
-    """Run op over x -> y with keep flags drawn (seed) or given (mask), broadcasting a
-    noise-shaped mask to x's shape; `block`: the noise's block map (`_check_block`)."""
-    dtype = x.dtype
-    full = noise == x.shape
-    common = dict(y=y, x=x, n_threads=threads, bits=bits, **scalars)
-    if mask is None:
-        if full:
-            run(op, KS.KS_DRAWS, x.shape, dtype, packed_out=packed_out, bool_out=bool_out,
-                seed=seed, stream=stream, t=t, block=block, **common)
-            return
-        flags = _keep_flags(noise, seed, stream, bits, t, threads, packed_out, bool_out,
-                            block)
-        run(op, KS.KS_FLAGS, x.shape, dtype, f=flags, **common)
-    elif mask.dtype == np.uint8:  # packed
-        if full:
-            run(op, KS.KS_PACKED, x.shape, dtype, packed_in=mask, **common)
-        else:
-            flags = unpack_mask(mask, noise)
-            run(op, KS.KS_FLAGS, x.shape, dtype, f=flags, **common)
-    else:
-        run(op, KS.KS_FLAGS, x.shape, dtype, f=mask, **common)
-
-
-def _check_mask(mask: Any, noise: tuple[int, ...]) -> np.ndarray:
-    """A packed (uint8, ceil(n/8) bytes) or bool (noise shape) mask."""
-    if not isinstance(mask, np.ndarray):
-        mask = np.asarray(mask)
-    n = math.prod(noise)
-    if mask.dtype == np.uint8:
-        if mask.ndim != 1 or mask.size != (n + 7) // 8:
-            raise ValueError(f"packed mask must be 1-D with {(n + 7) // 8} bytes for "
-                             f"{n} elements, got shape {mask.shape}")
-        return mask
-    if mask.dtype == np.bool_:
-        if mask.shape != noise:
-            raise ValueError(f"bool mask must have shape {noise}, got {mask.shape}")
-        return mask
-    raise TypeError(f"mask must be a packed uint8 or a bool array, got dtype {mask.dtype}")
-
-
-def _prepare_out(out, x, inputs, may_alias=("x",)):
-    if out is None:
-        return np.empty_like(x)
-    return check_out(out, x.shape, x.dtype, inputs, may_alias)
-
-
-def _identity(xa, y):
-    """Inverted dropout at inference: x itself, or copied into out."""
-    if y is None:
-        return xa
-    if y is not xa:
-        np.copyto(y, xa)
-    return y
-
-
-def _seed_or_mask(mask, seed, noise):
-    if (mask is None) == (seed is None):
-        raise ValueError("give exactly one of mask or seed")
-    return (_check_mask(mask, noise), None) if mask is not None else (None, check_uint64(seed, "seed"))
-
-
-# ---- public API --------------------------------------------------------------------------
-
-
-@on_cuda_array
-@framework_arrays("x")
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
-            out: np.ndarray | None = None, n_threads: int | None = None,
-            block: Any = None):
+            out: Any = None, n_threads: int | None = None, block: Any = None):
     """Dropout of x with probability p (docs/contract.md section 4).
 
     Parameters
@@ -252,10 +177,11 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
         Also return the mask (over noise_shape) for the backward pass.
     mask_format : {"packed", "bool"}
         Packed: uint8, bit k of byte j keeps element 8j+k (LSB first). Bool: noise shape.
-    out : numpy.ndarray, optional
-        Output of x's shape and dtype; may be x itself (in place).
+    out : array, optional
+        Output of x's shape and dtype, of x's kind (a NumPy array or torch tensor on the
+        CPU, a CUDA array on the GPU); may be x itself (in place).
     n_threads : int, optional
-        Threads; None means OMP_NUM_THREADS, else all cores. Never changes the result.
+        CPU threads; None means OMP_NUM_THREADS, else all cores. Never changes the result.
     block : (origin, global_shape), optional
         x is the block at index `origin` of a larger C-ordered logical array of shape
         `global_shape` (a chunk, a shard): each element draws as its global index does, so
@@ -265,324 +191,470 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
 
     Returns
     -------
-    y : numpy.ndarray, or (y, mask) when return_mask
-        Dropped elements are exactly +0.0, whatever x holds (NaN, Inf); a kept NaN stays NaN.
+    y : array of x's type, or (y, mask) when return_mask
+        The caller's array type comes back: NumPy in, NumPy out; a torch CPU tensor gives
+        a torch tensor, a JAX CPU array a JAX array; a CUDA array (CuPy, torch, Numba)
+        gives an array of the same framework on the same GPU. The mask is of that type
+        too (None at inference). Dropped elements are exactly +0.0, whatever x holds
+        (NaN, Inf); a kept NaN stays NaN.
+
+    Raises
+    ------
+    TypeError
+        x is not a float array of a supported dtype; an argument has the wrong type.
+    ValueError
+        p outside [0, 1], a bad noise_shape, block, mode or mask_format, a wrong out
+        (shape, read-only, overlapping x but for x itself).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> x = np.ones(8, np.float32)
+    >>> fastdrop.dropout(x, 0.5, seed=42)
+    array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    >>> y, mask = fastdrop.dropout(x, 0.5, seed=42, return_mask=True)
+    >>> mask
+    array([67], dtype=uint8)
+    >>> fastdrop.dropout(x, 0.5, training=False) is x
+    True
     """
-    xa = float_array(x, "x")
-    pf = check_p(p)
-    m = _check_mode(mode)
-    b = check_bits(bits)
-    fmt = _check_mask_format(mask_format)
-    noise, nblock = _check_block(block, xa.shape, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    training = check_bool(training, "training")
-    return_mask = check_bool(return_mask, "return_mask")
-    y = None if (out is None and not training and m == "inverted") else _prepare_out(out, xa, {"x": xa})
-    s = _check_seed(seed)
-
-    if not training:
-        if m == "inverted":
-            y = _identity(xa, y)
-        else:
-            ct = compute_dtype(xa.dtype)
-            keep = ct.type(1.0 - _threshold(pf, b) / 2.0**b)
-            np.copyto(y, (xa.astype(ct) * keep).astype(xa.dtype))
-        return (y, None) if return_mask else y
-
-    t, scale = _scale(m, pf, b)
-    packed, boolm = _mask_outputs(noise, return_mask, fmt)
-    _apply(Op.OP_DROPOUT, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
-           packed_out=packed, bool_out=boolm, threads=threads, s=scale)
-    if return_mask:
-        return y, (packed if fmt == "packed" else boolm)
-    return y
+    return call(_DROPOUT, dict(x=x, p=p, seed=seed, stream=stream, training=training,
+                               mode=mode, noise_shape=noise_shape, bits=bits,
+                               return_mask=return_mask, mask_format=mask_format, out=out,
+                               n_threads=n_threads, block=block))
 
 
-@on_cuda_array
-@framework_arrays("grad", "mask")
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
                      stream: int = 0, mode: str = "inverted", noise_shape: Any = None,
-                     bits: int = 16, out: np.ndarray | None = None,
-                     n_threads: int | None = None,
-                     block: Any = None) -> np.ndarray:
+                     bits: int = 16, out: Any = None, n_threads: int | None = None,
+                     block: Any = None):
     """Gradient of dropout: ``grad * scale`` where kept, else +0 (classic: ``grad``).
 
-    Give exactly one of `mask` (packed uint8 or bool, as returned by the forward call) or
-    `seed` (with the forward call's stream, bits, p and noise_shape: the mask is
-    regenerated and never stored).
+    Parameters
+    ----------
+    grad : array_like of float16, bfloat16, float32 or float64
+        The gradient of dropout's output.
+    p : float
+        The forward call's drop probability.
+    mask : array, optional
+        The forward call's mask: packed uint8 (``ceil(n / 8)`` bytes over the noise shape)
+        or bool (the noise shape), any strides.
+    seed : int, optional
+        Instead of a mask: the forward call's seed; with its stream, bits and noise_shape
+        the mask is regenerated and never stored.  Give exactly one of mask and seed.
+    stream : int
+        The forward call's stream.
+    mode : {"inverted", "classic"}
+        The forward call's mode.
+    noise_shape : tuple, optional
+        The forward call's noise shape.
+    bits : {16, 32}
+        The forward call's bits per draw.
+    out : array, optional
+        Output of grad's shape and dtype; may be grad itself.
+    n_threads : int, optional
+        CPU threads (None: OMP_NUM_THREADS, else all cores).
+    block : (origin, global_shape), optional
+        As in `dropout`.
+
+    Returns
+    -------
+    dx : array of grad's type
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`; also neither or both of mask and seed, or a mask of the wrong dtype
+        or size.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> x = np.ones(8, np.float32)
+    >>> y, mask = fastdrop.dropout(x, 0.5, seed=42, return_mask=True)
+    >>> dy = np.full(8, 3.0, np.float32)
+    >>> fastdrop.dropout_backward(dy, 0.5, mask=mask)
+    array([6., 6., 0., 0., 0., 0., 6., 0.], dtype=float32)
+    >>> fastdrop.dropout_backward(dy, 0.5, seed=42)
+    array([6., 6., 0., 0., 0., 0., 6., 0.], dtype=float32)
     """
-    g = float_array(grad, "grad")
-    pf = check_p(p)
-    m = _check_mode(mode)
-    b = check_bits(bits)
-    noise, nblock = _check_block(block, g.shape, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    mk, s = _seed_or_mask(mask, seed, noise)
-    y = _prepare_out(out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
-    t, scale = _scale(m, pf, b)
-    _apply(Op.OP_DROPOUT, g, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t, mask=mk,
-           threads=threads, s=scale)
-    return y
+    return call(_DROPOUT_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
+                                        mode=mode, noise_shape=noise_shape, bits=bits,
+                                        out=out, n_threads=n_threads, block=block))
 
 
-@on_cuda_device
 def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int = 16,
                  packed: bool = True, offset: int = 0, n_threads: int | None = None,
-                 block: Any = None) -> np.ndarray:
-    """The keep mask dropout would draw over `shape`: packed uint8 bytes or bool array.
+                 device: Any = None, block: Any = None):
+    """The keep mask dropout would draw over `shape`: packed uint8 bytes or a bool array.
 
-    offset is the logical index of the first element (a 1-D run of a larger array);
-    block=(origin, global_shape) places an N-d block of `shape` in a larger array (the
-    mask is then that of the block's elements, in the block's own C order).
+    Parameters
+    ----------
+    shape : int or tuple of ints
+        The shape of the array the mask is for.
+    p : float
+        Drop probability in [0, 1].
+    seed : int
+        Unsigned 64-bit key.
+    stream : int
+        Unsigned 64-bit stream number.
+    bits : {16, 32}
+        Bits per draw.
+    packed : bool
+        True: uint8 bytes, LSB first, ``ceil(n / 8)`` of them; False: bool of `shape`.
+    offset : int
+        Logical index of the first element (a 1-D run of a larger array).
+    n_threads : int, optional
+        CPU threads (None: OMP_NUM_THREADS, else all cores).
+    device : optional
+        None or "cpu": a NumPy array; "cuda", "cuda:N", a GPU index or a CUDA array: on
+        that GPU (the CUDA array's framework and stream).
+    block : (origin, global_shape), optional
+        Place an N-d block of `shape` in a larger array (the mask is then that of the
+        block's elements, in the block's own C order); not together with offset.
+
+    Returns
+    -------
+    mask : array of uint8 or bool
+        A NumPy array, or with a GPU `device` an array on that GPU (of the given CUDA
+        array's framework; a Numba device array for "cuda").
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad shape, p, seed, stream, bits, offset (``offset + size`` past 2**64) or block.
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.dropout_mask(8, 0.5, seed=42)
+    array([67], dtype=uint8)
+    >>> fastdrop.dropout_mask(8, 0.5, seed=42, packed=False).astype(int)
+    array([1, 1, 0, 0, 0, 0, 1, 0])
     """
-    dims = check_shape(shape)
-    pf = check_p(p)
-    b = check_bits(bits)
-    s = check_uint64(seed, "seed")
-    st = check_uint64(stream, "stream")
-    n = math.prod(dims)
-    off = check_span(offset, n)
-    threads = check_n_threads(n_threads)
-    packed = check_bool(packed, "packed")
-    _, nblock = _check_block(block, dims)
-    if nblock is not None and off:
-        raise ValueError("give offset or block, not both")
-    packed_out = np.empty((n + 7) // 8, np.uint8) if packed else None
-    bool_out = None if packed else np.empty(dims, np.bool_)
-    run(Op.OP_MASK, KS.KS_DRAWS, (n,) if nblock is None else dims, np.dtype(np.float32),
-        packed_out=packed_out, bool_out=bool_out, seed=s, stream=st, bits=b,
-        t=_threshold(pf, b), offset=off, n_threads=threads, block=nblock)
-    res = packed_out if packed else bool_out
-    return res
+    return call(_DROPOUT_MASK, dict(shape=shape, p=p, seed=seed, stream=stream, bits=bits,
+                                    packed=packed, offset=offset, n_threads=n_threads,
+                                    device=device, block=block))
 
 
-@framework_arrays("mask")
-def unpack_mask(mask: Any, shape: Any) -> np.ndarray:
-    """A packed mask (uint8, LSB first) as a bool array of `shape`."""
-    dims = check_shape(shape)
-    arr = np.asarray(mask)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"mask must be a packed uint8 array, got dtype {arr.dtype}")
-    n = math.prod(dims)
-    if arr.ndim != 1 or arr.size != (n + 7) // 8:
-        raise ValueError(f"packed mask must be 1-D with {(n + 7) // 8} bytes for {n} elements, "
-                         f"got shape {arr.shape}")
-    return np.unpackbits(arr, count=n, bitorder="little").view(np.bool_).reshape(dims)
+def unpack_mask(mask: Any, shape: Any):
+    """A packed mask (uint8, LSB first) as a bool array of `shape`.
+
+    Parameters
+    ----------
+    mask : array_like of uint8
+        1-D, ``ceil(prod(shape) / 8)`` bytes.
+    shape : int or tuple of ints
+        The shape of the array the mask was drawn for.
+
+    Returns
+    -------
+    keep : array of bool, of `shape`
+        Of mask's type: NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA
+        array gives the same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError
+        mask is not uint8.
+    ValueError
+        mask has the wrong number of bytes, or shape is bad.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.unpack_mask(np.array([114], np.uint8), (2, 4)).astype(int)
+    array([[0, 1, 0, 0],
+           [1, 1, 1, 0]])
+    """
+    return call(_UNPACK_MASK, dict(mask=mask, shape=shape))
 
 
-@on_cuda_array
-@framework_arrays("x", "bias", "residual")
+# ---- bias-dropout-add ----------------------------------------------------------------------
+
+
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
-                     out: np.ndarray | None = None, n_threads: int | None = None,
-                     block: Any = None):
+                     out: Any = None, n_threads: int | None = None, block: Any = None):
     """Fused ``residual + dropout(x + bias)`` in one pass (docs/contract.md section 7).
 
-    bias has shape ``(x.shape[-1],)`` or is None; residual has x's shape; all share x's
-    dtype. The mask is the one ``dropout(x, p, seed=seed, stream=stream, bits=bits)`` draws.
-    out may be x or residual itself. Returns y, or (y, packed mask).
+    Parameters
+    ----------
+    x : array_like of float16, bfloat16, float32 or float64
+        The input of the dropout.
+    bias : array_like of x's dtype, shape ``(x.shape[-1],)``, or None
+        Added to every row of x before the dropout; None adds nothing.
+    residual : array_like of x's dtype and shape
+        Added after the dropout.
+    p : float
+        Drop probability in [0, 1].
+    seed : int
+        Unsigned 64-bit key; the mask is the one
+        ``dropout(x, p, seed=seed, stream=stream, bits=bits)`` draws.
+    stream : int
+        Unsigned 64-bit stream number.
+    bits : {16, 32}
+        Bits per draw.
+    return_mask : bool
+        Also return the packed mask.
+    out : array, optional
+        Output of x's shape and dtype; may be x or residual itself.
+    n_threads : int, optional
+        CPU threads (None: OMP_NUM_THREADS, else all cores).
+    block : (origin, global_shape), optional
+        As in `dropout`.
+
+    Returns
+    -------
+    y : array of x's type, or (y, packed mask) when return_mask
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError
+        Mixed dtypes, non-float arrays.
+    ValueError
+        A bias or residual of the wrong shape, and as `dropout`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> x = np.ones((2, 4), np.float32)
+    >>> fastdrop.bias_dropout_add(x, np.ones(4, np.float32), np.zeros_like(x), 0.5, seed=42)
+    array([[4., 4., 0., 0.],
+           [0., 0., 4., 0.]], dtype=float32)
     """
-    xa = float_array(x, "x")
-    ba = None if bias is None else float_array(bias, "bias")
-    ra = float_array(residual, "residual")
-    pf = check_p(p)
-    b = check_bits(bits)
-    s = check_uint64(seed, "seed")
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    return_mask = check_bool(return_mask, "return_mask")
-    for name, arr in (("bias", ba), ("residual", ra)):
-        if arr is not None and arr.dtype != xa.dtype:
-            raise TypeError(f"{name} must have x's dtype {xa.dtype}, got {arr.dtype}")
-    if ba is not None and (xa.ndim == 0 or ba.shape != (xa.shape[-1],)):
-        raise ValueError(f"bias must have shape (x.shape[-1],) = "
-                         f"{(xa.shape[-1],) if xa.ndim else '()'}, got {ba.shape}")
-    if ra.shape != xa.shape:
-        raise ValueError(f"residual must have x's shape {xa.shape}, got {ra.shape}")
-    y = (np.empty_like(xa) if out is None else
-         check_out(out, xa.shape, xa.dtype, {"x": xa, "residual": ra, "bias": ba},
-                   may_alias=("x", "residual")))
-    _, nblock = _check_block(block, xa.shape)
-    t, scale = _scale("inverted", pf, b)
-    packed = np.empty((xa.size + 7) // 8, np.uint8) if return_mask else None
-    run(Op.OP_BDA, KS.KS_DRAWS, xa.shape, xa.dtype, y=y, x=xa, b=ba, r=ra, packed_out=packed,
-        seed=s, stream=st, bits=b, t=t, s=scale, n_threads=threads, block=nblock)
-    return (y, packed) if return_mask else y
+    return call(_BDA, dict(x=x, bias=bias, residual=residual, p=p, seed=seed, stream=stream,
+                           bits=bits, return_mask=return_mask, out=out,
+                           n_threads=n_threads, block=block))
 
 
-@on_cuda_array
-@framework_arrays("grad", "mask")
-def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
-                              stream: int = 0, bits: int = 16, has_bias: bool = True,
-                              n_threads: int | None = None,
+def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
+                              seed: int | None = None, stream: int = 0, bits: int = 16,
+                              has_bias: bool = True, n_threads: int | None = None,
                               block: Any = None):
-    """Gradients of bias_dropout_add: (dx, dbias, dresidual).
+    """Gradients of bias_dropout_add: ``(dx, dbias, dresidual)``.
 
-    dx is dropout's gradient (from the mask or regenerated from seed); dbias sums it over
-    all axes but the last, from the compute-precision products (float32 for half types),
-    accumulated in float64; None when has_bias is False. dresidual is grad itself.
+    Parameters
+    ----------
+    grad : array_like of float16, bfloat16, float32 or float64
+        The gradient of bias_dropout_add's output.
+    p : float
+        The forward call's drop probability.
+    mask : array, optional
+        The forward call's packed mask; or give seed (exactly one of the two).
+    seed : int, optional
+        The forward call's seed: the mask is regenerated.
+    stream : int
+        The forward call's stream.
+    bits : {16, 32}
+        The forward call's bits per draw.
+    has_bias : bool
+        False: dbias is None.
+    n_threads : int, optional
+        CPU threads (None: OMP_NUM_THREADS, else all cores).
+    block : (origin, global_shape), optional
+        As in `dropout`.
+
+    Returns
+    -------
+    dx : array of grad's type
+        Dropout's gradient. NumPy in, NumPy out; torch or JAX CPU in, the same out; a
+        CUDA array gives the same framework's array on its GPU.
+    dbias : array of grad's type and dtype, shape ``(grad.shape[-1],)``, or None
+        dx summed over all axes but the last, from the compute-precision products
+        (float32 for half types), accumulated in float64.
+    dresidual : grad itself
+        The residual's gradient is grad, returned as the very object.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout_backward`; a 0-d grad with has_bias.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> g = np.ones((2, 4), np.float32)
+    >>> dx, dbias, dres = fastdrop.bias_dropout_add_backward(g, 0.5, seed=42)
+    >>> dx
+    array([[2., 2., 0., 0.],
+           [0., 0., 2., 0.]], dtype=float32)
+    >>> dbias
+    array([2., 2., 2., 0.], dtype=float32)
+    >>> dres is g
+    True
     """
-    g = float_array(grad, "grad")
-    has_bias = check_bool(has_bias, "has_bias")
-    if has_bias and g.ndim == 0:
-        raise ValueError("grad must have at least one axis when has_bias is True")
-    ct = compute_dtype(g.dtype)
-    # in the compute precision, so that dbias sums the unrounded products (half types)
-    dx_c = dropout_backward(g.astype(ct, copy=False), p, mask=mask, seed=seed, stream=stream,
-                            bits=bits, n_threads=n_threads, block=block)
-    dbias = None
-    if has_bias:
-        dbias = dx_c.astype(np.float64).reshape(-1, g.shape[-1]).sum(axis=0).astype(g.dtype)
-    dx = dx_c if ct == g.dtype else dx_c.astype(g.dtype)
-    return dx, dbias, g
+    return call(_BDA_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
+                                    bits=bits, has_bias=has_bias, n_threads=n_threads,
+                                    block=block))
 
 
-def _alpha_constants(p: float, bits: int) -> tuple[int, float, float, float]:
-    t = _threshold(p, bits)
-    q = t / 2.0**bits
-    a = ((1.0 - q) * (1.0 + q * ALPHA_PRIME**2)) ** -0.5 if t < 1 << bits else 0.0
-    return t, a, a * ALPHA_PRIME * q, -a * ALPHA_PRIME * (1.0 - q)
+# ---- alpha dropout -------------------------------------------------------------------------
 
 
-@on_cuda_array
-@framework_arrays("x")
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
-                  out: np.ndarray | None = None, n_threads: int | None = None,
-                  block: Any = None):
+                  out: Any = None, n_threads: int | None = None, block: Any = None):
     """Alpha dropout (SELU networks; PyTorch's and Keras' definition).
 
     With q = effective_p(p), alpha' = 1.7580993408473766 and
     a = ((1 - q) (1 + q alpha'^2))^-1/2: kept elements become ``x * a + a alpha' q``, dropped
     ones ``-a alpha' (1 - q)``, keeping zero mean and unit variance for SELU activations.
-    q = 0 returns x unchanged (a copy), q = 1 returns zeros. Inference returns x itself.
-    """
-    xa = float_array(x, "x")
-    pf = check_p(p)
-    b = check_bits(bits)
-    fmt = _check_mask_format(mask_format)
-    noise, nblock = _check_block(block, xa.shape, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    training = check_bool(training, "training")
-    return_mask = check_bool(return_mask, "return_mask")
-    y = None if (out is None and not training) else _prepare_out(out, xa, {"x": xa})
-    s = _check_seed(seed)
-    if not training:
-        y = _identity(xa, y)
-        return (y, None) if return_mask else y
-    t, a, c, d = _alpha_constants(pf, b)
-    packed, boolm = _mask_outputs(noise, return_mask, fmt)
-    if t == 0 or t == 1 << b:  # nothing dropped: identity; everything dropped: zeros
-        _apply(Op.OP_DROPOUT, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
-               packed_out=packed, bool_out=boolm, threads=threads, s=1.0)
-    else:
-        _apply(Op.OP_ALPHA, xa, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t,
-               packed_out=packed, bool_out=boolm, threads=threads, a=a, c=c, d=d)
-    if return_mask:
-        return y, (packed if fmt == "packed" else boolm)
-    return y
 
+    Parameters
+    ----------
+    x : array_like of float16, bfloat16, float32 or float64
+        The input (SELU activations).
+    p : float
+        Drop probability in [0, 1]; q = 0 returns a copy of x, q = 1 zeros.
+    seed, stream, training, noise_shape, bits, return_mask, mask_format, out, n_threads, block
+        As in `dropout` (there is no classic mode). Inference returns x itself.
 
-@on_cuda_array
-@framework_arrays("grad", "mask")
-def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
-                           stream: int = 0, noise_shape: Any = None, bits: int = 16,
-                           out: np.ndarray | None = None, n_threads: int | None = None,
-                           block: Any = None
-                           ) -> np.ndarray:
-    """Gradient of alpha_dropout: ``grad * a`` where kept, else +0 (mask or seed, as in
-    dropout_backward)."""
-    g = float_array(grad, "grad")
-    pf = check_p(p)
-    b = check_bits(bits)
-    noise, nblock = _check_block(block, g.shape, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    mk, s = _seed_or_mask(mask, seed, noise)
-    y = _prepare_out(out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
-    t, a, _, _ = _alpha_constants(pf, b)
-    scale = 1.0 if t == 0 else a
-    _apply(Op.OP_DROPOUT, g, y, noise, block=nblock, seed=s, stream=st, bits=b, t=t, mask=mk,
-           threads=threads, s=scale)
-    return y
+    Returns
+    -------
+    y : array of x's type, or (y, mask) when return_mask
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
 
-
-# ---- gaussian dropout ----------------------------------------------------------------
-
-
-def gaussian_sigma(p: float) -> float:
-    """Standard deviation ``sqrt(p / (1 - p))`` of gaussian dropout's noise (float64).
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`.
 
     Examples
     --------
-    >>> gaussian_sigma(0.5)
-    1.0
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.alpha_dropout(np.zeros(4, np.float32), 0.5, seed=42)
+    array([ 0.7791...,  0.7791..., -0.7791..., -0.7791...], dtype=float32)
     """
-    pf = check_p(p)
-    if pf == 1.0:
-        raise ValueError("p must be in [0, 1) for gaussian dropout (the noise's variance "
-                         "p / (1 - p) is infinite at p = 1)")
-    return math.sqrt(pf / (1.0 - pf))
+    return call(_ALPHA, dict(x=x, p=p, seed=seed, stream=stream, training=training,
+                             noise_shape=noise_shape, bits=bits, return_mask=return_mask,
+                             mask_format=mask_format, out=out, n_threads=n_threads,
+                             block=block))
 
 
-def _gauss(op_input, out, inputs, may_alias, p, seed, stream, n_threads, block):
-    g = op_input
-    _, nblock = _check_block(block, g.shape)
-    sigma = gaussian_sigma(p)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    y = _prepare_out(out, g, inputs, may_alias=may_alias)
-    s = _check_seed(seed)
-    _apply(Op.OP_GAUSS, g, y, g.shape, seed=s, stream=st, bits=32, threads=threads, s=sigma,
-           block=nblock)
-    return y
+def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
+                           stream: int = 0, noise_shape: Any = None, bits: int = 16,
+                           out: Any = None, n_threads: int | None = None, block: Any = None):
+    """Gradient of alpha_dropout: ``grad * a`` where kept, else +0.
+
+    Parameters
+    ----------
+    grad : array_like of float16, bfloat16, float32 or float64
+        The gradient of alpha_dropout's output.
+    p : float
+        The forward call's drop probability.
+    mask, seed, stream, noise_shape, bits, out, n_threads, block
+        As in `dropout_backward`.
+
+    Returns
+    -------
+    dx : array of grad's type
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.alpha_dropout_backward(np.ones(4, np.float32), 0.5, seed=42)
+    array([0.8864..., 0.8864..., 0.       , 0.       ], dtype=float32)
+    """
+    return call(_ALPHA_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
+                                      noise_shape=noise_shape, bits=bits, out=out,
+                                      n_threads=n_threads, block=block))
 
 
-@on_cuda_array
-@framework_arrays("x")
+# ---- gaussian dropout ----------------------------------------------------------------------
+
+
 def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
-                     training: bool = True, out: np.ndarray | None = None,
-                     n_threads: int | None = None,
-                     block: Any = None) -> np.ndarray:
+                     training: bool = True, out: Any = None, n_threads: int | None = None,
+                     block: Any = None):
     """Gaussian dropout (Keras ``GaussianDropout``): multiplicative N(1, p / (1 - p)) noise.
 
     ``y = x * g`` with ``g = 1 + gaussian_sigma(p) * z``, where z is the standard normal
     deviate of the 32-bit word of each element's logical index (`standard_normal`; the
     transform is exact and documented in docs/contract.md).  g is computed in float64 and
     the product in the compute precision (float32 for float16/bfloat16, rounded once).
-    E[y] = x and Var[y] = x**2 p / (1 - p).  p must be in [0, 1): p = 0 gives x unchanged
-    (a copy).  Inference (``training=False``) returns x itself, as Keras does.
-    There is no mask: the backward pass regenerates g from (seed, stream).
+    ``E[y] = x`` and ``Var[y] = x**2 p / (1 - p)``.  There is no mask: the backward pass
+    regenerates g from (seed, stream).
+
+    Parameters
+    ----------
+    x : array_like of float16, bfloat16, float32 or float64
+        The input.
+    p : float
+        In [0, 1): p = 0 gives x unchanged (a copy).
+    seed, stream
+        As in `dropout`.
+    training : bool
+        False returns x itself, as Keras does.
+    out, n_threads, block
+        As in `dropout`.
+
+    Returns
+    -------
+    y : array of x's type
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`; p = 1.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.gaussian_dropout(np.ones(3), 0.5, seed=1)
+    array([2.2279..., 2.2518..., 1.2165...])
     """
-    xa = float_array(x, "x")
-    check_p(p)
-    training = check_bool(training, "training")
-    if not training:
-        gaussian_sigma(p)
-        check_uint64(stream, "stream")
-        check_n_threads(n_threads)
-        y = None if out is None else _prepare_out(out, xa, {"x": xa})
-        _check_seed(seed)
-        _check_block(block, xa.shape)
-        return _identity(xa, y)
-    return _gauss(xa, out, {"x": xa}, ("x",), p, seed, stream, n_threads, block)
+    return call(_GAUSSIAN, dict(x=x, p=p, seed=seed, stream=stream, training=training,
+                                out=out, n_threads=n_threads, block=block))
 
 
-@on_cuda_array
-@framework_arrays("grad")
 def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0,
-                              out: np.ndarray | None = None,
-                              n_threads: int | None = None,
-                              block: Any = None) -> np.ndarray:
-    """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise, regenerated
-    from its (seed, stream, p); nothing is stored between the passes."""
-    g = float_array(grad, "grad")
-    check_p(p)
-    if seed is None:
-        raise ValueError("seed is required: give the forward call's seed and stream")
-    check_uint64(seed, "seed")
-    return _gauss(g, out, {"grad": g}, ("grad",), p, seed, stream, n_threads, block)
+                              out: Any = None, n_threads: int | None = None,
+                              block: Any = None):
+    """Gradient of gaussian_dropout: ``grad * g`` with the forward call's noise.
+
+    Parameters
+    ----------
+    grad : array_like of float16, bfloat16, float32 or float64
+        The gradient of gaussian_dropout's output.
+    p : float
+        The forward call's rate.
+    seed : int
+        The forward call's seed (required: the noise is regenerated, never stored).
+    stream, out, n_threads, block
+        As in `dropout_backward`.
+
+    Returns
+    -------
+    dx : array of grad's type
+        NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives the
+        same framework's array on its GPU.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `gaussian_dropout`; no seed.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.gaussian_dropout_backward(np.ones(3), 0.5, seed=1)
+    array([2.2279..., 2.2518..., 1.2165...])
+    """
+    return call(_GAUSSIAN_BACKWARD, dict(grad=grad, p=p, seed=seed, stream=stream, out=out,
+                                         n_threads=n_threads, block=block))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as _d
-from ._validation import UINT64_MAX, check_bits, check_uint64
+from ._core.args import UINT64_MAX, check_bits, check_mode, check_p, check_uint64
 from .rng import random_bits, standard_normal, uniform
 
 __all__ = ["Generator", "DropoutCall", "Dropout"]
@@ -24,14 +24,39 @@ __all__ = ["Generator", "DropoutCall", "Dropout"]
 class DropoutCall:
     """What a dropout call's backward needs: its stream and its arguments (no mask).
 
-    Attributes
+    `Generator`'s operations return one beside their output; it is a frozen dataclass
+    of a few numbers (no array is kept), so it can be stored, pickled or sent anywhere.
+
+    Parameters
     ----------
     kind : {"dropout", "alpha", "gaussian", "bias_dropout_add"}
+        The operation that made the call.
     seed, stream : int
+        The call's Philox key and stream.
     p : float
+        The call's drop probability (rate, for gaussian dropout).
     bits : int
-    mode : str
+        Bits per draw.
+    mode : {"inverted", "classic"}
+        The dropout mode (``"inverted"`` but for classic dropout).
     noise_shape : tuple of int or None
+        The mask's shape when it is not the input's.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From `backward` and `mask`, as the functions they call.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> y, call = fastdrop.Generator(1234).dropout(np.ones(8, np.float32), 0.5)
+    >>> call
+    DropoutCall(kind='dropout', seed=1234, stream=0, p=0.5, bits=16, mode='inverted', noise_shape=None)
+    >>> call.backward(np.ones(8, np.float32))
+    array([2., 0., 2., 2., 2., 0., 0., 2.], dtype=float32)
+    >>> call.mask(8)
+    array([157], dtype=uint8)
     """
 
     kind: str
@@ -44,9 +69,36 @@ class DropoutCall:
 
     def backward(self, grad: Any, *, out: np.ndarray | None = None,
                  n_threads: int | None = None):
-        """Gradient of the call's input, regenerating its mask.
+        """Gradient of the call's input, regenerating its mask (or noise).
 
-        For bias_dropout_add, returns (dx, dbias, dresidual)."""
+        Parameters
+        ----------
+        grad : array_like
+            Gradient of the call's output: its shape and dtype.
+        out : array, optional
+            Where to write the gradient (not for bias_dropout_add).
+        n_threads : int, optional
+            CPU threads (None: OMP_NUM_THREADS, else all cores).
+
+        Returns
+        -------
+        dx : array of grad's type, or (dx, dbias, dresidual) for bias_dropout_add
+            NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives
+            the same framework's array on its GPU.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.dropout_backward` (and its alpha, gaussian and bias-dropout-add
+            twins); `out` with bias_dropout_add.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> y, call = fastdrop.Generator(1234).dropout(np.ones(8, np.float32), 0.5)
+        >>> call.backward(np.full(8, 3.0, np.float32))
+        array([6., 0., 6., 6., 6., 0., 0., 6.], dtype=float32)
+        """
         common = dict(seed=self.seed, stream=self.stream, bits=self.bits, n_threads=n_threads)
         if self.kind == "alpha":
             return _d.alpha_dropout_backward(grad, self.p, noise_shape=self.noise_shape,
@@ -62,7 +114,31 @@ class DropoutCall:
                                    out=out, **common)
 
     def mask(self, shape: Any, *, packed: bool = True) -> np.ndarray:
-        """The keep mask of the call, over `shape` (its noise shape, or x's shape)."""
+        """The keep mask of the call, over `shape` (its noise shape, or x's shape).
+
+        Parameters
+        ----------
+        shape : int or tuple of ints
+            The call's noise shape, or its input's shape.
+        packed : bool
+            True: packed uint8 bytes (LSB first); False: a bool array of `shape`.
+
+        Returns
+        -------
+        numpy.ndarray of uint8 or bool
+
+        Raises
+        ------
+        ValueError
+            For a gaussian dropout call, which has no keep mask; a bad shape.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> y, call = fastdrop.Generator(1234).dropout(np.ones(8, np.float32), 0.5)
+        >>> call.mask(8, packed=False)
+        array([ True, False,  True,  True,  True, False, False,  True])
+        """
         if self.kind == "gaussian":
             raise ValueError("gaussian dropout has no keep mask (its noise is regenerated "
                              "by backward)")
@@ -73,6 +149,12 @@ class DropoutCall:
 class Generator:
     """A seed and the next stream number: every call takes a fresh stream.
 
+    Every operation is the stateless fastdrop function of the same name, called with the
+    generator's seed and its next stream (thread-safe), and returns what it returns:
+    arrays of the caller's type (NumPy in, NumPy out; torch or JAX CPU in, the same out;
+    a CUDA array gives the same framework's array on its GPU). The dropout operations
+    also return a `DropoutCall` for the backward pass.
+
     Parameters
     ----------
     seed : int, optional
@@ -80,12 +162,27 @@ class Generator:
     stream : int
         The first stream to hand out.
 
+    Raises
+    ------
+    TypeError
+        seed or stream is not an integer.
+    ValueError
+        seed or stream is outside [0, 2**64 - 1].
+
     Examples
     --------
+    >>> import numpy as np, fastdrop
     >>> gen = fastdrop.Generator(1234)
-    >>> y, call = gen.dropout(x, 0.1)        # stream 0
-    >>> dx = call.backward(dy)                # same mask, regenerated
-    >>> state = gen.get_state()               # save ... and later gen.set_state(state)
+    >>> x = np.ones(8, np.float32)
+    >>> y, call = gen.dropout(x, 0.5)            # stream 0
+    >>> y
+    array([2., 0., 2., 2., 2., 0., 0., 2.], dtype=float32)
+    >>> dx = call.backward(np.ones_like(x))      # the same mask, regenerated
+    >>> state = gen.get_state()                  # save ...
+    >>> y1, _ = gen.dropout(x, 0.5)              # stream 1
+    >>> gen.set_state(state)                     # ... and replay
+    >>> bool((gen.dropout(x, 0.5)[0] == y1).all())
+    True
     """
 
     def __init__(self, seed: int | None = None, stream: int = 0):
@@ -95,14 +192,33 @@ class Generator:
 
     @property
     def seed(self) -> int:
+        """The generator's seed (an unsigned 64-bit int)."""
         return self._seed
 
     @property
     def next_stream(self) -> int:
+        """The stream the next operation will take."""
         return self._next
 
     def take_stream(self) -> int:
-        """Reserve and return the next stream number (thread-safe)."""
+        """Reserve and return the next stream number (thread-safe).
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        OverflowError
+            All 2**64 streams have been used.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> gen = fastdrop.Generator(7, stream=5)
+        >>> gen.take_stream(), gen.take_stream(), gen.next_stream
+        (5, 6, 7)
+        """
         with self._lock:
             s = self._next
             if s > UINT64_MAX:
@@ -111,11 +227,45 @@ class Generator:
             return s
 
     def get_state(self) -> dict:
-        """{"seed": ..., "stream": ...}: everything needed to replay what follows."""
+        """Everything needed to replay what follows: the seed and the next stream.
+
+        Returns
+        -------
+        dict
+            ``{"seed": seed, "stream": next_stream}``, for `set_state`.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Generator(1234).get_state()
+        {'seed': 1234, 'stream': 0}
+        """
         return {"seed": self._seed, "stream": self._next}
 
     def set_state(self, state: dict) -> None:
-        """Restore a state from get_state()."""
+        """Restore a state from get_state().
+
+        Parameters
+        ----------
+        state : dict
+            ``{"seed": int, "stream": int}``.
+
+        Raises
+        ------
+        ValueError
+            state is not a dict with exactly those keys, or a value is outside
+            [0, 2**64 - 1].
+        TypeError
+            A value is not an integer.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> gen = fastdrop.Generator(1)
+        >>> gen.set_state({"seed": 1234, "stream": 3})
+        >>> gen
+        Generator(seed=1234, stream=3)
+        """
         if not isinstance(state, dict) or set(state) != {"seed", "stream"}:
             raise ValueError("state must be a dict with keys 'seed' and 'stream'")
         seed = check_uint64(state["seed"], "state['seed']")
@@ -131,7 +281,36 @@ class Generator:
     def dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
                 mode: str = "inverted", noise_shape: Any = None, bits: int = 16,
                 out: np.ndarray | None = None, n_threads: int | None = None):
-        """fastdrop.dropout on a fresh stream; returns (y, DropoutCall) (call None at inference)."""
+        """`fastdrop.dropout` on a fresh stream.
+
+        Parameters
+        ----------
+        x : array_like of float16, bfloat16, float32 or float64
+            The input.
+        p : float
+            Drop probability in [0, 1].
+        training, mode, noise_shape, bits, out, n_threads
+            As in `fastdrop.dropout`. Inference takes no stream.
+
+        Returns
+        -------
+        y : array of x's type
+            As `fastdrop.dropout` returns it.
+        call : DropoutCall or None
+            For the backward pass; None at inference.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.dropout`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> y, call = fastdrop.Generator(1234).dropout(np.ones(8, np.float32), 0.5)
+        >>> y, call.stream
+        (array([2., 0., 2., 2., 2., 0., 0., 2.], dtype=float32), 0)
+        """
         if not training:
             return _d.dropout(x, p, seed=0, training=False, mode=mode, noise_shape=noise_shape,
                               bits=bits, out=out), None
@@ -144,7 +323,36 @@ class Generator:
     def alpha_dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
                       noise_shape: Any = None, bits: int = 16, out: np.ndarray | None = None,
                       n_threads: int | None = None):
-        """fastdrop.alpha_dropout on a fresh stream; returns (y, DropoutCall)."""
+        """`fastdrop.alpha_dropout` on a fresh stream.
+
+        Parameters
+        ----------
+        x : array_like of float16, bfloat16, float32 or float64
+            The input.
+        p : float
+            Drop probability in [0, 1].
+        training, noise_shape, bits, out, n_threads
+            As in `fastdrop.alpha_dropout`.
+
+        Returns
+        -------
+        y : array of x's type
+            As `fastdrop.alpha_dropout` returns it.
+        call : DropoutCall or None
+            For the backward pass; None at inference.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.alpha_dropout`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> y, call = fastdrop.Generator(1234).alpha_dropout(np.zeros(4, np.float32), 0.5)
+        >>> call.kind, call.stream
+        ('alpha', 0)
+        """
         if not training:
             return _d.alpha_dropout(x, p, seed=0, training=False, out=out), None
         stream = self.take_stream()
@@ -155,7 +363,36 @@ class Generator:
 
     def gaussian_dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
                          out: np.ndarray | None = None, n_threads: int | None = None):
-        """fastdrop.gaussian_dropout on a fresh stream; returns (y, DropoutCall)."""
+        """`fastdrop.gaussian_dropout` on a fresh stream.
+
+        Parameters
+        ----------
+        x : array_like of float16, bfloat16, float32 or float64
+            The input.
+        p : float
+            Rate in [0, 1).
+        training, out, n_threads
+            As in `fastdrop.gaussian_dropout`.
+
+        Returns
+        -------
+        y : array of x's type
+            As `fastdrop.gaussian_dropout` returns it.
+        call : DropoutCall or None
+            For the backward pass (the noise is regenerated); None at inference.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.gaussian_dropout`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> y, call = fastdrop.Generator(1).gaussian_dropout(np.ones(3), 0.5)
+        >>> y
+        array([2.2279..., 2.2518..., 1.2165...])
+        """
         if not training:
             return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
         stream = self.take_stream()
@@ -165,27 +402,154 @@ class Generator:
 
     def bias_dropout_add(self, x: Any, bias: Any, residual: Any, p: float, *, bits: int = 16,
                          out: np.ndarray | None = None, n_threads: int | None = None):
-        """fastdrop.bias_dropout_add on a fresh stream; returns (y, DropoutCall)."""
+        """`fastdrop.bias_dropout_add` on a fresh stream.
+
+        Parameters
+        ----------
+        x, bias, residual : array_like
+            As in `fastdrop.bias_dropout_add`.
+        p : float
+            Drop probability in [0, 1].
+        bits, out, n_threads
+            As in `fastdrop.bias_dropout_add`.
+
+        Returns
+        -------
+        y : array of x's type
+            ``residual + dropout(x + bias)``.
+        call : DropoutCall
+            Its `backward` returns ``(dx, dbias, dresidual)``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.bias_dropout_add`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> x = np.ones((2, 4), np.float32)
+        >>> y, call = fastdrop.Generator(42).bias_dropout_add(x, None, np.zeros_like(x), 0.5)
+        >>> y
+        array([[2., 2., 0., 0.],
+               [0., 0., 2., 0.]], dtype=float32)
+        """
         stream = self.take_stream()
         y = _d.bias_dropout_add(x, bias, residual, p, seed=self._seed, stream=stream,
                                 bits=bits, out=out, n_threads=n_threads)
         return y, DropoutCall("bias_dropout_add", self._seed, stream, float(p), bits)
 
     def dropout_mask(self, shape: Any, p: float, *, bits: int = 16, packed: bool = True):
-        """A keep mask on a fresh stream."""
+        """`fastdrop.dropout_mask` on a fresh stream.
+
+        Parameters
+        ----------
+        shape : int or tuple of ints
+            The shape of the array the mask is for.
+        p : float
+            Drop probability in [0, 1].
+        bits : {16, 32}
+            Bits per draw.
+        packed : bool
+            True: packed uint8 bytes (LSB first); False: a bool array of `shape`.
+
+        Returns
+        -------
+        numpy.ndarray of uint8 or bool
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.dropout_mask`.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Generator(42).dropout_mask(8, 0.5)
+        array([67], dtype=uint8)
+        """
         return _d.dropout_mask(shape, p, seed=self._seed, stream=self.take_stream(), bits=bits,
                                packed=packed)
 
     def random_bits(self, shape: Any, *, bits: int = 32):
-        """Random draws on a fresh stream."""
+        """`fastdrop.random_bits` on a fresh stream.
+
+        Parameters
+        ----------
+        shape : int or tuple of ints
+            Output shape.
+        bits : {32, 16}
+            Bits per draw: uint32 or uint16 results.
+
+        Returns
+        -------
+        numpy.ndarray of uint32 or uint16
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.random_bits`.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Generator(42).random_bits(4)
+        array([2632642643, 2012563771,  314527917, 1463989207], dtype=uint32)
+        """
         return random_bits(shape, seed=self._seed, stream=self.take_stream(), bits=bits)
 
     def uniform(self, shape: Any, *, dtype: Any = np.float32):
-        """Uniform [0, 1) floats on a fresh stream."""
+        """`fastdrop.uniform` on a fresh stream: floats in [0, 1).
+
+        Parameters
+        ----------
+        shape : int or tuple of ints
+            Output shape.
+        dtype : {numpy.float32, numpy.float64}
+            The result's dtype.
+
+        Returns
+        -------
+        numpy.ndarray of `dtype`
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.uniform`.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Generator(42).uniform(3)
+        array([0.61295986, 0.4685865 , 0.0732317 ], dtype=float32)
+        """
         return uniform(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
 
     def standard_normal(self, shape: Any, *, dtype: Any = np.float64):
-        """Standard normal deviates on a fresh stream."""
+        """`fastdrop.standard_normal` on a fresh stream.
+
+        Parameters
+        ----------
+        shape : int or tuple of ints
+            Output shape.
+        dtype : {numpy.float64, numpy.float32}
+            The result's dtype.
+
+        Returns
+        -------
+        numpy.ndarray of `dtype`
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `fastdrop.standard_normal`.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Generator(1).standard_normal(3)
+        array([1.2279..., 1.2518..., 0.2165...])
+        """
         return standard_normal(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
 
 
@@ -208,18 +572,37 @@ class Dropout:
     seed : int or Generator, optional
         A seed, or a Generator to share with other layers; None: OS entropy.
     bits : {16, 32}
+        Bits per draw.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad rate, mode, bits or seed (as `fastdrop.dropout`).
+
+    Notes
+    -----
+    ``layer(x, training=True, *, out=None)`` returns ``fastdrop.dropout(x, rate, ...)``
+    on the generator's next stream, an array of x's type (NumPy in, NumPy out; torch or
+    JAX CPU in, the same out; a CUDA array gives the same framework's array on its GPU).
+    At inference (``training=False``) inverted mode returns x itself.
 
     Examples
     --------
-    >>> layer = fastdrop.Dropout(0.2, seed=0)
-    >>> y = layer(x, training=True)
-    >>> dx = layer.backward(dy)       # the mask of the last training call, regenerated
+    >>> import numpy as np, fastdrop
+    >>> layer = fastdrop.Dropout(0.5, seed=0)
+    >>> x = np.ones(8, np.float32)
+    >>> layer(x, training=True)
+    array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
+    >>> layer.backward(np.full(8, 3.0, np.float32))   # the last call's mask, regenerated
+    array([6., 0., 6., 6., 6., 6., 6., 6.], dtype=float32)
+    >>> layer(x, training=False) is x
+    True
     """
 
     def __init__(self, rate: float, *, noise_shape: Any = None, mode: str = "inverted",
                  seed: int | Generator | None = None, bits: int = 16):
-        self.rate = _d.check_p(rate)
-        self.mode = _d._check_mode(mode)
+        self.rate = check_p(rate)
+        self.mode = check_mode(mode)
         self.bits = check_bits(bits)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.generator = seed if isinstance(seed, Generator) else Generator(seed)
@@ -227,7 +610,7 @@ class Dropout:
 
     @property
     def effective_rate(self) -> float:
-        """The drop probability actually used (a multiple of 2**-bits)."""
+        """The drop probability actually used: ``effective_p(rate, bits)``."""
         return _d.effective_p(self.rate, self.bits)
 
     @property
@@ -243,12 +626,54 @@ class Dropout:
         return y
 
     def backward(self, grad: Any, *, out: np.ndarray | None = None) -> np.ndarray:
-        """Gradient for the last training call (its mask is regenerated, never stored)."""
+        """Gradient for the last training call (its mask is regenerated, never stored).
+
+        Parameters
+        ----------
+        grad : array_like
+            Gradient of the last training call's output.
+        out : array, optional
+            Where to write the gradient; may be grad itself.
+
+        Returns
+        -------
+        dx : array of grad's type
+            NumPy in, NumPy out; torch or JAX CPU in, the same out; a CUDA array gives
+            the same framework's array on its GPU.
+
+        Raises
+        ------
+        RuntimeError
+            The layer has not been called in training yet.
+        TypeError, ValueError
+            As `fastdrop.dropout_backward`.
+
+        Examples
+        --------
+        >>> import numpy as np, fastdrop
+        >>> layer = fastdrop.Dropout(0.5, seed=0)
+        >>> y = layer(np.ones(8, np.float32))
+        >>> layer.backward(np.ones(8, np.float32))
+        array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
+        """
         if self._last is None:
             raise RuntimeError("backward() needs a training call of the layer first")
         return self._last.backward(grad, out=out)
 
     def get_config(self) -> dict:
+        """The layer's arguments, Keras-style.
+
+        Returns
+        -------
+        dict
+            rate, noise_shape, mode, bits and the generator's seed.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> fastdrop.Dropout(0.1, seed=3).get_config()
+        {'rate': 0.1, 'noise_shape': None, 'mode': 'inverted', 'bits': 16, 'seed': 3}
+        """
         return {"rate": self.rate, "noise_shape": self.noise_shape, "mode": self.mode,
                 "bits": self.bits, "seed": self.generator.seed}
 

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import functional as _F
-from ._interop import _jax_device, aligned_empty
-from ._validation import check_bits, check_choice, check_uint64
+from ._core.args import check_bits, check_choice, check_noise_shape, check_p, check_uint64
+from ._core.interop import aligned_empty, jax_platform
 
 __all__ = ["dropout", "stream_words"]
 
@@ -63,7 +63,31 @@ def _int_words(v: Any, name: str):
 
 
 def stream_words(seed: Any, stream: Any = 0):
-    """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the callback's operand."""
+    """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the callback's operand.
+
+    Parameters
+    ----------
+    seed, stream : int or integer scalar array
+        Python ints (unsigned 64-bit) or integer JAX/NumPy scalars, traced or not
+        (32-bit ones give a zero high word).
+
+    Returns
+    -------
+    jax.Array of uint32, shape (4,)
+
+    Raises
+    ------
+    TypeError
+        seed or stream is neither an int nor an integer scalar array.
+    ValueError
+        An int outside [0, 2**64 - 1].
+
+    Examples
+    --------
+    >>> import fastdrop.jax
+    >>> fastdrop.jax.stream_words(2**40 + 5, 7)
+    Array([  5, 256,   7,   0], dtype=uint32)
+    """
     s_lo, s_hi = _int_words(seed, "seed")
     t_lo, t_hi = _int_words(stream, "stream")
     return jnp.stack([jnp.asarray(w, jnp.uint32) for w in (s_lo, s_hi, t_lo, t_hi)])
@@ -102,7 +126,7 @@ def _callback(kind: str, x, words, cfg: tuple):
     if not isinstance(x, jax.core.Tracer) and not isinstance(words, jax.core.Tracer):
         # eager call on concrete arrays: no callback. np.asarray views x's CPU buffer and
         # device_put aliases the aligned result: no copy either way
-        if _jax_device(x) == "cpu":
+        if jax_platform(x) == "cpu":
             return jax.device_put(_host(kind, cfg)(x, words))
     return jax.pure_callback(_host(kind, cfg), jax.ShapeDtypeStruct(x.shape, x.dtype), x, words,
                              vmap_method="broadcast_all")
@@ -161,26 +185,47 @@ def dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0, training: boo
         stream without recompiling).
     training : bool
         False: inverted mode returns x itself; classic mode ``x * P(keep)``.
-    mode, noise_shape, bits :
+    mode, noise_shape, bits
         As in ``fastdrop.dropout`` (static).
 
     Returns
     -------
     jax.Array
-        Equal to ``fastdrop.dropout(np.asarray(x), p, seed=seed, stream=stream, ...)`` bit
-        for bit.
+        Of x's dtype and shape, on the CPU; equal to
+        ``fastdrop.dropout(np.asarray(x), p, seed=seed, stream=stream, ...)`` bit for bit.
+
+    Raises
+    ------
+    TypeError
+        x has an unsupported dtype, training is not a bool, seed or stream is not an
+        integer.
+    ValueError
+        p outside [0, 1], a bad bits, mode or noise_shape, a seed or stream outside
+        [0, 2**64 - 1].
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, fastdrop.jax
+    >>> x = jnp.ones(8)
+    >>> fastdrop.jax.dropout(x, 0.5, seed=42)
+    Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    >>> step = jax.jit(lambda x, s: fastdrop.jax.dropout(x, 0.5, seed=42, stream=s))
+    >>> step(x, 0)                                      # the stream may be traced
+    Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    >>> jax.grad(lambda x: fastdrop.jax.dropout(x, 0.5, seed=42).sum())(x)
+    Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
     """
     x = jnp.asarray(x)
     if x.dtype.name not in _SUPPORTED:
         raise TypeError(f"x must have dtype float16, bfloat16, float32 or float64, got {x.dtype}")
-    pf = _F.check_p(p)
+    pf = check_p(p)
     b = check_bits(bits)
     m = check_choice(mode, "mode", ("inverted", "classic"))
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool (static), got {type(training).__name__}")
     ns = None
     if noise_shape is not None:
-        ns = _F._check_noise_shape(noise_shape, tuple(x.shape))
+        ns = check_noise_shape(noise_shape, tuple(x.shape))
     words = stream_words(seed, stream)
     if not training:
         if m == "inverted":

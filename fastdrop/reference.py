@@ -1,19 +1,41 @@
-"""Pure-NumPy reference of fastdrop: slow, obviously correct, the tests' oracle.
+"""Pure-NumPy twin of fastdrop: slow, obviously correct, the tests' oracle.
 
-A twin of every kernel, written straight from docs/contract.md with no attempt at speed
-(in the manner of bottleneck's ``slow`` module).  Only NumPy.
+A twin of every public kernel, written straight from docs/contract.md with no attempt at
+speed (in the manner of bottleneck's ``slow`` module).  Only NumPy; no other fastdrop
+module is imported.
+
+Each public function here has exactly the signature of its namesake in `fastdrop` (same
+parameter names, order, defaults and keyword-only markers), so ``fastdrop.reference.f``
+can replace ``fastdrop.f`` in any call on NumPy arrays and gives the same result, bit for
+bit.  The differences are deliberate and few:
+
+- the twin is deterministic: ``seed=None`` where a draw is needed raises ValueError
+  (fastdrop would draw a seed from the operating system);
+- ``n_threads`` and ``device`` are accepted and ignored (threads never change a result;
+  the twin always computes with NumPy on the host and returns NumPy arrays);
+- argument checking is only what the definitions need; fastdrop's own validation (the
+  exact exception types and messages) is not mirrored.
+
+The low-level pieces the public functions are built from (`stream_words`, `draws_at`,
+`draw_indices`, `keep_mask`, `pack_mask`, `threshold`, `compute_dtype`,
+`normal_from_words`, `gaussian_noise`, ...) are public too, for the tests.
 """
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
 __all__ = [
-    "philox4x32", "stream_words", "random_bits", "uniform",
-    "threshold", "effective_p", "dropout_scale", "keep_mask", "pack_mask", "unpack_mask",
-    "compute_dtype", "dropout", "dropout_backward", "bias_dropout_add",
-    "bias_dropout_add_backward", "alpha_dropout", "alpha_dropout_backward",
-    "normal_from_words", "standard_normal", "gaussian_sigma", "gaussian_noise",
-    "gaussian_dropout", "gaussian_dropout_backward",
+    # the twins of fastdrop's public functions
+    "dropout", "dropout_backward", "dropout_mask", "unpack_mask", "effective_p",
+    "dropout_scale", "bias_dropout_add", "bias_dropout_add_backward", "alpha_dropout",
+    "alpha_dropout_backward", "gaussian_dropout", "gaussian_dropout_backward",
+    "gaussian_sigma", "philox4x32", "random_bits", "uniform", "standard_normal",
+    # their building blocks
+    "ALPHA_PRIME", "stream_words", "words_at", "draws_at", "draw_indices", "noise_draws",
+    "threshold", "keep_mask", "pack_mask", "compute_dtype", "normal_from_words",
+    "gaussian_noise",
 ]
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57
@@ -22,10 +44,76 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
 
 
-def philox4x32(counter, key, rounds=10):
-    """Philox4x32-`rounds` of counter (..., 4) under key (..., 2), uint32 in and out."""
+# ---------------------------------------------------------------------------------------
+# Small argument helpers (only what the definitions need)
+# ---------------------------------------------------------------------------------------
+
+def _shape(shape):
+    """An int or a sequence of ints as a tuple."""
+    if np.ndim(shape) == 0:
+        return (operator.index(shape),)
+    return tuple(operator.index(d) for d in shape)
+
+
+def _size(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _need_seed(seed):
+    """The twin is deterministic: a draw needs a seed."""
+    if seed is None:
+        raise ValueError("fastdrop.reference is deterministic: give seed= (seed=None, "
+                         "an OS-drawn seed in fastdrop, is not supported by the twin)")
+    return operator.index(seed)
+
+
+def _check_p(p):
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # NaN fails too
+        raise ValueError(f"p must be in [0, 1], got {p!r}")
+    return p
+
+
+def _check_bits(bits):
+    if bits not in (16, 32):
+        raise ValueError(f"bits must be 16 or 32, got {bits!r}")
+    return int(bits)
+
+
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _into(y, out):
+    """Return y (as an array: NumPy's 0-d arithmetic gives scalars), or copy it into `out`
+    and return `out`."""
+    if out is None:
+        return np.asarray(y)
+    np.copyto(out, y)
+    return out
+
+
+def _pair(y, mask, return_mask):
+    return (y, mask) if return_mask else y
+
+
+# ---------------------------------------------------------------------------------------
+# Generator (docs/contract.md sections 1-3)
+# ---------------------------------------------------------------------------------------
+
+def philox4x32(counter, key, rounds=10, *, n_threads=None):
+    """Philox4x32-`rounds` of counter (..., 4) under key (2,) or (..., 2), uint32 in and
+    out; the leading axes of counter and key broadcast."""
     counter = np.asarray(counter, dtype=np.uint32)
     key = np.asarray(key, dtype=np.uint32)
+    batch = np.broadcast_shapes(counter.shape[:-1], key.shape[:-1])
+    counter = np.broadcast_to(counter, batch + (4,))
+    key = np.broadcast_to(key, batch + (2,))
     c0, c1, c2, c3 = (counter[..., j].astype(np.uint64) for j in range(4))
     k0, k1 = (key[..., j].astype(np.uint64) for j in range(2))
     for _ in range(rounds):
@@ -35,51 +123,134 @@ def philox4x32(counter, key, rounds=10):
                           (p0 >> _U32) ^ c3 ^ k1, p0 & _MASK32)
         k0 = (k0 + np.uint64(W0)) & _MASK32
         k1 = (k1 + np.uint64(W1)) & _MASK32
-    return np.stack(np.broadcast_arrays(c0, c1, c2, c3), axis=-1).astype(np.uint32)
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
 
 
-def stream_words(seed, stream, first_word, n):
-    """Words first_word .. first_word + n - 1 of stream `stream` under `seed` (uint32)."""
-    if n == 0:
-        return np.empty(0, dtype=np.uint32)
-    first_block, last_block = first_word // 4, (first_word + n - 1) // 4
-    blocks = np.uint64(first_block) + np.arange(last_block - first_block + 1, dtype=np.uint64)
+def words_at(seed, stream, w):
+    """Words ``w`` (an array of word indices) of stream `stream` under `seed` (uint32, w's
+    shape): word w is word ``w mod 4`` of Philox4x32-10 of the counter
+    ``(lo32(B), hi32(B), lo32(stream), hi32(stream))``, ``B = w div 4``, under the key
+    ``(lo32(seed), hi32(seed))`` (section 2)."""
+    w = np.asarray(w, dtype=np.uint64)
+    flat = w.ravel()
+    blocks, which = np.unique(flat >> np.uint64(2), return_inverse=True)
     counter = np.stack([blocks & _MASK32, blocks >> _U32,
                         np.full_like(blocks, stream & 0xFFFFFFFF),
                         np.full_like(blocks, stream >> 32)], axis=-1).astype(np.uint32)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
-    words = philox4x32(counter, key).reshape(-1)
-    start = first_word - 4 * first_block
-    return words[start:start + n]
+    out = philox4x32(counter, key)
+    return out[which.ravel(), (flat & np.uint64(3)).astype(np.intp)].reshape(w.shape)
 
 
-def random_bits(shape, seed, stream=0, bits=32, offset=0):
-    """Draw offset + i for element i (C order): a word (bits=32) or a half word (bits=16)."""
-    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+def stream_words(seed, stream, first_word, n):
+    """Words first_word .. first_word + n - 1 of stream `stream` under `seed` (uint32)."""
+    return words_at(seed, stream, np.uint64(first_word) + np.arange(n, dtype=np.uint64))
+
+
+def draws_at(seed, stream, bits, d):
+    """Draws ``d`` (an array of draw indices; section 3): bits=32, word d (uint32);
+    bits=16, the low (d even) or high (d odd) half of word ``d div 2`` (uint16)."""
+    d = np.asarray(d, dtype=np.uint64)
     if bits == 32:
-        return stream_words(seed, stream, offset, n).reshape(shape)
-    if n == 0:
-        return np.empty(shape, dtype=np.uint16)
-    first_word = offset // 2
-    words = stream_words(seed, stream, first_word, (offset + n - 1) // 2 - first_word + 1)
-    draw = np.uint64(offset) + np.arange(n, dtype=np.uint64)
-    word = words[(draw // np.uint64(2) - np.uint64(first_word)).astype(np.intp)]
-    half = (draw % np.uint64(2)).astype(np.uint32)
-    return ((word >> (np.uint32(16) * half)) & np.uint32(0xFFFF)).astype(np.uint16).reshape(shape)
+        return words_at(seed, stream, d)
+    word = words_at(seed, stream, d >> np.uint64(1))
+    half = (d & np.uint64(1)).astype(np.uint32)
+    return ((word >> (np.uint32(16) * half)) & np.uint32(0xFFFF)).astype(np.uint16)
 
 
-def uniform(shape, seed, stream=0, dtype=np.float32, offset=0):
-    """Uniform [0, 1) floats: float32 from the top 24 bits of one word, float64 from the
-    top 53 bits of two words (low word first)."""
-    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
+def draw_indices(shape, origin=None, global_shape=None, offset=0):
+    """The draw index of every element of an array of `shape` (uint64, that shape).
+
+    The array is the block at `origin` of a C-ordered logical array of `global_shape`
+    (default: the array itself), whose first element draws `offset`: element ``idx``
+    draws ``offset + sum((origin + idx) * C-strides of global_shape)``, i.e. the global
+    C-order index of ``origin + idx`` (docs/contract.md, "Blocks").
+    """
+    shape = tuple(shape)
+    origin = (0,) * len(shape) if origin is None else tuple(origin)
+    global_shape = shape if global_shape is None else tuple(global_shape)
+    strides, acc = [], 1
+    for g in reversed(global_shape):
+        strides.append(acc)
+        acc *= g
+    strides.reverse()
+    d = np.full(shape, offset, dtype=np.uint64)
+    for axis, (n, o, s) in enumerate(zip(shape, origin, strides)):
+        i = np.uint64(o) + np.arange(n, dtype=np.uint64)
+        along = [1] * len(shape)
+        along[axis] = n
+        # s may be 2**64 on an axis of length 1 (then o + i is 0): reduce it mod 2**64
+        d = d + (i * np.uint64(s % 2**64)).reshape(along)
+    return d
+
+
+def _resolve_noise(noise_shape, shape):
+    """Keras noise_shape: one entry per axis, each the array's or 1; None entries (or
+    None) mean the array's."""
+    if noise_shape is None:
+        return tuple(shape)
+    noise = tuple(s if d is None else operator.index(d) for d, s in zip(noise_shape, shape))
+    if len(noise_shape) != len(shape) or any(d not in (s, 1) for d, s in zip(noise, shape)):
+        raise ValueError(f"noise_shape {tuple(noise_shape)} does not broadcast to {shape}")
+    return noise
+
+
+def _placement(block, shape):
+    origin, global_shape = _shape(block[0]), _shape(block[1])
+    if not len(origin) == len(global_shape) == len(shape) or any(
+            o < 0 or o + n > g for o, n, g in zip(origin, shape, global_shape)):
+        raise ValueError(f"block at origin {origin} of shape {shape} does not fit in "
+                         f"global_shape {global_shape}")
+    return origin, global_shape
+
+
+def noise_draws(shape, noise_shape=None, block=None):
+    """(noise shape of an array of `shape`, the draw index of each of its noise elements).
+
+    Without a block the noise (noise_shape, default `shape`) is indexed in its own C
+    order.  With ``block=(origin, global_shape)``, noise_shape refers to the global array:
+    the global noise is drawn in its own C order and this array's noise is the part of it
+    the block covers: axis k has the block's length (from origin[k]) where the global
+    noise has the global length, and length 1 (from 0) where the global noise has 1.
+    """
+    shape = tuple(shape)
+    if block is None:
+        noise = _resolve_noise(noise_shape, shape)
+        return noise, draw_indices(noise)
+    origin, global_shape = _placement(block, shape)
+    global_noise = _resolve_noise(noise_shape, global_shape)
+    noise = tuple(1 if gn == 1 else n for n, gn in zip(shape, global_noise))
+    norigin = tuple(0 if gn == 1 else o for o, gn in zip(origin, global_noise))
+    return noise, draw_indices(noise, norigin, global_noise)
+
+
+def random_bits(shape, *, seed, stream=0, bits=32, offset=0, out=None, n_threads=None,
+                device=None):
+    """Element i (C order over `shape`) is draw ``offset + i``: a word (bits=32, uint32)
+    or a half word (bits=16, uint16)."""
+    shape = _shape(shape)
+    bits = _check_bits(bits)
+    d = draw_indices(shape, offset=offset)
+    return _into(draws_at(_need_seed(seed), stream, bits, d), out)
+
+
+def uniform(shape, *, seed, stream=0, dtype=np.float32, offset=0, out=None, n_threads=None,
+            device=None):
+    """Uniform [0, 1) floats: float32 from the top 24 bits of word ``offset + i``; float64
+    from the top 53 bits of words ``2(offset + i)`` (low) and ``2(offset + i) + 1`` (high)."""
+    shape = _shape(shape)
+    seed = _need_seed(seed)
+    d = draw_indices(shape, offset=offset)
     if np.dtype(dtype) == np.float32:
-        w = stream_words(seed, stream, offset, n)
-        return ((w >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)).reshape(shape)
-    w = stream_words(seed, stream, 2 * offset, 2 * n).astype(np.uint64)
-    u = (w[1::2] << _U32) | w[0::2]
-    return ((u >> np.uint64(11)).astype(np.float64) * 2.0 ** -53).reshape(shape)
+        w = words_at(seed, stream, d)
+        u = (w >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)
+    elif np.dtype(dtype) == np.float64:
+        lo = words_at(seed, stream, np.uint64(2) * d).astype(np.uint64)
+        hi = words_at(seed, stream, np.uint64(2) * d + np.uint64(1)).astype(np.uint64)
+        u = (((hi << _U32) | lo) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    else:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return _into(u.reshape(shape), out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -93,18 +264,8 @@ ALPHA_PRIME = 1.7580993408473766
 def threshold(p, bits=16):
     """Keep threshold of drop probability `p`: element i is kept iff ``r_i >= t``.
 
-    Parameters
-    ----------
-    p : float
-        Drop probability in [0, 1].
-    bits : {16, 32}
-        Width of a draw.
-
-    Returns
-    -------
-    int
-        ``t = round_half_even(p * 2**bits)`` clamped to ``[0, 2**bits]`` (the product is
-        exact: a float64 times a power of two).
+    ``t = round_half_even(p * 2**bits)`` clamped to ``[0, 2**bits]`` (an int; the product
+    is exact: a float64 times a power of two).
     """
     t = int(np.rint(np.float64(p) * 2.0 ** bits))
     return min(max(t, 0), 2 ** bits)
@@ -112,35 +273,89 @@ def threshold(p, bits=16):
 
 def effective_p(p, bits=16):
     """Effective drop probability ``t / 2**bits`` (a float, exact)."""
-    return threshold(p, bits) / 2 ** bits
+    bits = _check_bits(bits)
+    return threshold(_check_p(p), bits) / 2 ** bits
 
 
 def dropout_scale(p, bits=16):
     """Inverted-mode scale ``2**bits / (2**bits - t)`` (float64), 0.0 when all is dropped."""
-    kept = 2 ** bits - threshold(p, bits)
+    bits = _check_bits(bits)
+    kept = 2 ** bits - threshold(_check_p(p), bits)
     return 2 ** bits / kept if kept else 0.0
 
 
-def keep_mask(shape, p, seed, stream=0, bits=16, offset=0):
-    """Bool keep flags over `shape` (C order): draw ``offset + i`` kept iff ``r >= t``.
+def _keep_of_draws(draws, p, bits):
+    """Keep flags of draws: ``r >= t``, compared in uint64 (so t = 2**32 keeps nothing)."""
+    return np.asarray(draws.astype(np.uint64) >= np.uint64(threshold(p, bits)))
 
-    The comparison is in uint64, so ``t = 2**32`` (bits=32, p=1) keeps nothing.
-    """
-    draws = random_bits(shape, seed, stream, bits, offset)
-    return draws.astype(np.uint64) >= np.uint64(threshold(p, bits))
+
+def keep_mask(shape, p, seed, stream=0, bits=16, offset=0):
+    """Bool keep flags over `shape` (C order): draw ``offset + i`` kept iff ``r >= t``."""
+    d = draw_indices(_shape(shape), offset=offset)
+    return _keep_of_draws(draws_at(seed, stream, bits, d), p, bits)
 
 
 def pack_mask(keep):
-    """Packed mask: bit k (least significant first) of byte j is element 8j + k's flag."""
+    """Packed mask: bit k (least significant first) of byte j is element 8j + k's flag
+    (elements in C order), the padding bits 0."""
     return np.packbits(np.asarray(keep, dtype=bool).ravel(), bitorder="little")
 
 
-def unpack_mask(packed, shape):
+def unpack_mask(mask, shape):
     """Inverse of `pack_mask`: the first ``prod(shape)`` bits as a bool array of `shape`."""
-    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-    n = int(np.prod(shape, dtype=np.int64))
-    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n, bitorder="little")
+    shape = _shape(shape)
+    n = _size(shape)
+    mask = np.asarray(mask)
+    if mask.dtype != np.uint8:
+        raise TypeError(f"mask must be a packed uint8 array, got dtype {mask.dtype}")
+    if mask.shape != (-(-n // 8),):
+        raise ValueError(f"packed mask must be 1-D with {-(-n // 8)} bytes for {n} elements, "
+                         f"got shape {mask.shape}")
+    bits = np.unpackbits(mask, count=n, bitorder="little")
     return bits.astype(bool).reshape(shape)
+
+
+def _mask_as_keep(mask, noise):
+    """A backward pass's mask= argument: packed uint8 bytes or bool flags over `noise`."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8:
+        return unpack_mask(mask, noise)
+    if mask.dtype == np.bool_:
+        if mask.shape != noise:
+            raise ValueError(f"bool mask must have shape {noise}, got {mask.shape}")
+        return mask
+    raise TypeError(f"mask must be a packed uint8 or a bool array, got dtype {mask.dtype}")
+
+
+def _backward_keep(mask, seed, stream, p, bits, noise, draws):
+    """Keep flags of a backward pass: the forward's mask, or regenerated from its seed."""
+    if (mask is None) == (seed is None):
+        raise ValueError("give exactly one of mask or seed")
+    if mask is not None:
+        return _mask_as_keep(mask, noise)
+    return _keep_of_draws(draws_at(operator.index(seed), stream, bits, draws), p, bits)
+
+
+def _returned_mask(keep, mask_format):
+    return pack_mask(keep) if mask_format == "packed" else keep
+
+
+def dropout_mask(shape, p, *, seed, stream=0, bits=16, packed=True, offset=0,
+                 n_threads=None, device=None, block=None):
+    """The keep mask dropout draws over `shape`: packed uint8 bytes (``packed=True``) or
+    bool flags of `shape`.  Element i draws ``offset + i``; with ``block=(origin,
+    global_shape)`` (not together with offset) element idx draws the global C-order index
+    of ``origin + idx``, and the mask lists the block's elements in its own C order."""
+    shape = _shape(shape)
+    p, bits = _check_p(p), _check_bits(bits)
+    if block is not None:
+        if offset:
+            raise ValueError("give offset or block, not both")
+        _, d = noise_draws(shape, None, block)
+    else:
+        d = draw_indices(shape, offset=offset)
+    keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, d), p, bits)
+    return pack_mask(keep) if packed else keep
 
 
 def compute_dtype(dtype):
@@ -162,49 +377,6 @@ def _masked(values, keep, factor):
     return np.where(keep, scaled, _zero(cd)).astype(values.dtype)
 
 
-def dropout(x, p, seed, stream=0, training=True, mode="inverted", noise_shape=None, bits=16):
-    """Dropout of `x` as docs/contract.md section 4 and 5 define it.
-
-    Parameters
-    ----------
-    x : ndarray
-        float16, bfloat16, float32 or float64 input.
-    p : float
-        Drop probability in [0, 1].
-    seed, stream : int
-        Unsigned 64-bit key and stream of the draws.
-    training : bool
-        False: inference (inverted: `x` unchanged; classic: ``x * P(keep)``).
-    mode : {"inverted", "classic"}
-    noise_shape : tuple of int, optional
-        Shape the mask is drawn over (each dim x's or 1), broadcast to ``x.shape``;
-        None means ``x.shape``.
-    bits : {16, 32}
-
-    Returns
-    -------
-    y : ndarray
-        Same shape and dtype as `x`; dropped elements are exactly +0.0.
-    keep : ndarray of bool or None
-        The keep mask over the noise shape (None at inference).
-    """
-    x = np.asarray(x)
-    if not training:
-        if mode == "inverted":
-            return x.copy(), None
-        t = threshold(p, bits)
-        return _masked(x, True, (2 ** bits - t) / 2 ** bits), None
-    keep = keep_mask(x.shape if noise_shape is None else tuple(noise_shape),
-                     p, seed, stream, bits)
-    return _apply_mask(x, keep, p, mode, bits), keep
-
-
-def dropout_backward(grad, p, keep, mode="inverted", bits=16):
-    """Gradient of `dropout` (section 6): ``grad * scale`` where kept (classic: ``grad``),
-    +0.0 where dropped, with the forward's arithmetic. `keep` broadcasts to ``grad.shape``."""
-    return _apply_mask(np.asarray(grad), keep, p, mode, bits)
-
-
 def _apply_mask(values, keep, p, mode, bits):
     """The training map shared by forward and backward: ``values * scale`` where kept
     (classic: ``values``), +0.0 where dropped."""
@@ -213,50 +385,93 @@ def _apply_mask(values, keep, p, mode, bits):
     return _masked(values, keep, dropout_scale(p, bits))
 
 
+def dropout(x, p=0.5, *, seed=None, stream=0, training=True, mode="inverted",
+            noise_shape=None, bits=16, return_mask=False, mask_format="packed", out=None,
+            n_threads=None, block=None):
+    """Dropout of `x` (sections 4 and 5), the twin of `fastdrop.dropout`.
+
+    Training: the keep mask is drawn over the noise shape (`noise_draws`) and broadcast
+    to x; inverted mode gives ``x * scale`` where kept, classic mode ``x``; dropped
+    elements are +0.0.  Inference: inverted mode returns x itself (or copies it into
+    out), classic mode ``x * P(keep)`` in the compute precision.
+
+    Returns y, or ``(y, mask)`` with return_mask (the mask over the block's noise shape,
+    packed or bool; None at inference).  seed=None raises ValueError while training.
+    """
+    x = np.asarray(x)
+    p, bits = _check_p(p), _check_bits(bits)
+    _check_choice(mode, "mode", ("inverted", "classic"))
+    _check_choice(mask_format, "mask_format", ("packed", "bool"))
+    if not training:
+        if mode == "inverted":
+            return _pair(x if out is None else _into(x, out), None, return_mask)
+        keep_probability = (2 ** bits - threshold(p, bits)) / 2 ** bits
+        return _pair(_into(_masked(x, True, keep_probability), out), None, return_mask)
+    noise, draws = noise_draws(x.shape, noise_shape, block)
+    keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
+    y = _into(_apply_mask(x, keep, p, mode, bits), out)
+    return _pair(y, _returned_mask(keep, mask_format), return_mask)
+
+
+def dropout_backward(grad, p, *, mask=None, seed=None, stream=0, mode="inverted",
+                     noise_shape=None, bits=16, out=None, n_threads=None, block=None):
+    """Gradient of `dropout` (section 6): ``grad * scale`` where kept (classic: ``grad``),
+    +0.0 where dropped, with the forward's arithmetic.  The keep flags come from the
+    forward's mask (packed or bool, over the noise shape) or its seed (exactly one)."""
+    grad = np.asarray(grad)
+    p, bits = _check_p(p), _check_bits(bits)
+    _check_choice(mode, "mode", ("inverted", "classic"))
+    noise, draws = noise_draws(grad.shape, noise_shape, block)
+    keep = _backward_keep(mask, seed, stream, p, bits, noise, draws)
+    return _into(_apply_mask(grad, keep, p, mode, bits), out)
+
+
 @np.errstate(invalid="ignore", over="ignore")
-def bias_dropout_add(x, bias, residual, p, seed, stream=0, bits=16):
+def bias_dropout_add(x, bias, residual, p, *, seed, stream=0, bits=16, return_mask=False,
+                     out=None, n_threads=None, block=None):
     """Fused ``residual + dropout(x + bias)`` (section 7, inverted mode).
 
     In the compute precision: ``u = x + bias``; ``v = u * scale`` if kept else +0.0;
-    ``y = residual + v``; rounded once to ``x.dtype``. `bias` has shape
-    ``(x.shape[-1],)`` or is None. The mask is the one ``dropout(x)`` draws for the same
-    (seed, stream, bits, p).
-
-    Returns
-    -------
-    y : ndarray
-    keep : ndarray of bool, shape ``x.shape``
+    ``y = residual + v``; rounded once to ``x.dtype``.  `bias` has shape
+    ``(x.shape[-1],)`` or is None.  The mask is the one ``dropout(x)`` draws for the same
+    (seed, stream, bits, p, block).  Returns y, or ``(y, packed mask)`` with return_mask.
     """
     x, residual = np.asarray(x), np.asarray(residual)
+    p, bits = _check_p(p), _check_bits(bits)
+    _, draws = noise_draws(x.shape, None, block)
+    keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
     cd = compute_dtype(x.dtype)
-    keep = keep_mask(x.shape, p, seed, stream, bits)
     u = x.astype(cd) if bias is None else x.astype(cd) + np.asarray(bias).astype(cd)
     v = np.where(keep, u * cd.type(dropout_scale(p, bits)), _zero(cd))
-    return (residual.astype(cd) + v).astype(x.dtype), keep
+    y = _into((residual.astype(cd) + v).astype(x.dtype), out)
+    return _pair(y, pack_mask(keep), return_mask)
 
 
-def bias_dropout_add_backward(grad, keep, p, bits=16, has_bias=True):
-    """Gradients of `bias_dropout_add`.
+def bias_dropout_add_backward(grad, p, *, mask=None, seed=None, stream=0, bits=16,
+                              has_bias=True, n_threads=None, block=None):
+    """Gradients ``(dx, dbias, dresidual)`` of `bias_dropout_add`.
 
-    Returns
-    -------
-    dx : ndarray
-        ``dropout_backward(grad, p, keep)``.
-    dbias : ndarray or None
-        ``where(keep, grad_c * scale_c, 0)`` (compute precision, not rounded) summed over
-        every axis but the last in float64, then cast to ``grad.dtype``; None without bias.
-    dresidual : ndarray
-        A copy of `grad`.
+    dx: ``dropout_backward(grad, p, ...)``.  dbias (None without bias):
+    ``v = where(keep, grad_c * scale_c, 0)`` in the compute precision (not rounded to
+    grad's dtype), in float64, summed over every axis but the last (the rows of
+    ``v.reshape(-1, grad.shape[-1])`` added in C order), cast to ``grad.dtype``.
+    dresidual: grad itself.
     """
     grad = np.asarray(grad)
-    dx = dropout_backward(grad, p, keep, bits=bits)
+    p, bits = _check_p(p), _check_bits(bits)
+    if has_bias and grad.ndim == 0:
+        raise ValueError("grad must have at least one axis when has_bias is True")
+    noise, draws = noise_draws(grad.shape, None, block)
+    keep = _backward_keep(mask, seed, stream, p, bits, noise, draws)
+    cd = compute_dtype(grad.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.where(keep, grad.astype(cd) * cd.type(dropout_scale(p, bits)), _zero(cd))
     dbias = None
     if has_bias:
-        cd = compute_dtype(grad.dtype)
-        with np.errstate(invalid="ignore", over="ignore"):
-            v = np.where(keep, grad.astype(cd) * cd.type(dropout_scale(p, bits)), _zero(cd))
-        dbias = v.astype(np.float64).sum(axis=tuple(range(grad.ndim - 1))).astype(grad.dtype)
-    return dx, dbias, grad.copy()
+        rows = np.ascontiguousarray(v, dtype=np.float64).reshape(-1, grad.shape[-1]) \
+            if grad.shape[-1] else np.zeros((0, 0))
+        dbias = rows.sum(axis=0).astype(grad.dtype)
+    return np.asarray(v.astype(grad.dtype)), dbias, grad
 
 
 def _alpha_coefficients(q):
@@ -269,46 +484,49 @@ def _alpha_coefficients(q):
 
 
 @np.errstate(invalid="ignore", over="ignore")
-def alpha_dropout(x, p, seed, stream=0, training=True, bits=16, noise_shape=None):
-    """Alpha dropout (Klambauer et al. 2017; PyTorch ``alpha_dropout``, Keras ``AlphaDropout``)
-    with the contract's keep mask.
+def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=None,
+                  bits=16, return_mask=False, mask_format="packed", out=None,
+                  n_threads=None, block=None):
+    """Alpha dropout (Klambauer et al. 2017; PyTorch ``alpha_dropout``, Keras
+    ``AlphaDropout``) with the contract's keep mask.
 
     With q = ``effective_p(p, bits)``, ``alpha' = ALPHA_PRIME`` and
     ``a = ((1 - q) * (1 + q * alpha'**2)) ** -0.5``: a kept element becomes
     ``(x * a) + c`` with ``c = a * alpha' * q``, a dropped one ``d = -a * alpha' * (1 - q)``
     (a, c, d in float64, cast to the compute precision; one rounding to ``x.dtype``).
-    This keeps zero mean and unit variance for standardised inputs.
-    q == 0: `x` unchanged. q == 1: all +0.0 (as PyTorch; a would be infinite).
-    Inference: `x` unchanged (a copy).
-
-    Returns
-    -------
-    y : ndarray
-    keep : ndarray of bool or None
-        Keep mask over the noise shape (None at inference).
+    q == 0: `x` unchanged (a copy). q == 1: all +0.0 (as PyTorch; a would be infinite).
+    Inference: x itself (or copied into out).  Returns y, or ``(y, mask)``.
     """
     x = np.asarray(x)
+    p, bits = _check_p(p), _check_bits(bits)
+    _check_choice(mask_format, "mask_format", ("packed", "bool"))
     if not training:
-        return x.copy(), None
-    keep = keep_mask(x.shape if noise_shape is None else tuple(noise_shape),
-                     p, seed, stream, bits)
+        return _pair(x if out is None else _into(x, out), None, return_mask)
+    noise, draws = noise_draws(x.shape, noise_shape, block)
+    keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
     q = effective_p(p, bits)
     if q == 0:
-        return x.copy(), keep
-    cd = compute_dtype(x.dtype)
-    a, c, d = (cd.type(v) for v in _alpha_coefficients(q))
-    y = np.where(keep, x.astype(cd) * a + c, d)
-    return y.astype(x.dtype), keep
+        y = x.copy()
+    else:
+        cd = compute_dtype(x.dtype)
+        a, c, d = (cd.type(v) for v in _alpha_coefficients(q))
+        y = np.where(keep, x.astype(cd) * a + c, d).astype(x.dtype)
+    return _pair(_into(y, out), _returned_mask(keep, mask_format), return_mask)
 
 
-def alpha_dropout_backward(grad, p, keep, bits=16):
+def alpha_dropout_backward(grad, p, *, mask=None, seed=None, stream=0, noise_shape=None,
+                           bits=16, out=None, n_threads=None, block=None):
     """Gradient of `alpha_dropout`: ``grad * a`` where kept, +0.0 where dropped."""
     grad = np.asarray(grad)
-    return _masked(grad, keep, _alpha_coefficients(effective_p(p, bits))[0])
+    p, bits = _check_p(p), _check_bits(bits)
+    noise, draws = noise_draws(grad.shape, noise_shape, block)
+    keep = _backward_keep(mask, seed, stream, p, bits, noise, draws)
+    a = _alpha_coefficients(effective_p(p, bits))[0]
+    return _into(_masked(grad, keep, a), out)
 
 
 # ---------------------------------------------------------------------------------------
-# Normal deviates and gaussian dropout (docs/contract.md, "Normal deviates")
+# Normal deviates and gaussian dropout (docs/contract.md, "Normal deviates", section 8)
 # ---------------------------------------------------------------------------------------
 
 # Wichura (1988), AS241 PPND16: central region |q| <= 0.425 (a: numerator, b: denominator,
@@ -378,25 +596,36 @@ def normal_from_words(words):
     return np.where(np.abs(q) <= 0.425, central, tail).reshape(shape)
 
 
-def standard_normal(shape, seed, stream=0, dtype=np.float64, offset=0):
+def standard_normal(shape, *, seed, stream=0, dtype=np.float64, offset=0, out=None,
+                    n_threads=None, device=None):
     """Element i is `normal_from_words` of word ``offset + i`` (bits=32 layout), rounded
     once to `dtype` (float32 or float64)."""
-    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-    words = random_bits(shape, seed, stream, 32, offset)
-    return normal_from_words(words).astype(dtype)
+    shape = _shape(shape)
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    words = words_at(_need_seed(seed), stream, draw_indices(shape, offset=offset))
+    return _into(normal_from_words(words).astype(dtype), out)
 
 
 def gaussian_sigma(p):
     """Standard deviation of gaussian dropout's noise, ``sqrt(p / (1 - p))`` in float64
-    (Keras ``GaussianDropout``); p in [0, 1)."""
-    p = float(p)
+    (Keras ``GaussianDropout``); p in [0, 1) (p = 1 has infinite variance: ValueError)."""
+    p = _check_p(p)
+    if p == 1.0:
+        raise ValueError("p must be in [0, 1) for gaussian dropout")
     return float(np.sqrt(np.float64(p) / (np.float64(1.0) - np.float64(p))))
 
 
+def _noise_of_words(words, p):
+    """``g = 1 + sigma * z`` in float64, z the normal deviates of `words`."""
+    return 1.0 + gaussian_sigma(p) * normal_from_words(words)
+
+
 def gaussian_noise(shape, p, seed, stream=0, offset=0):
-    """Multiplicative noise ``g = 1 + sigma * z`` in float64, z = `standard_normal`."""
-    z = standard_normal(shape, seed, stream, np.float64, offset)
-    return 1.0 + gaussian_sigma(p) * z
+    """Multiplicative noise ``g = 1 + sigma * z`` in float64 over `shape`, element i using
+    word ``offset + i`` (z = `standard_normal`)."""
+    d = draw_indices(_shape(shape), offset=offset)
+    return _noise_of_words(words_at(seed, stream, d), p)
 
 
 @np.errstate(invalid="ignore", over="ignore")
@@ -405,19 +634,29 @@ def _times_noise(values, g):
     return (values.astype(cd) * g.astype(cd)).astype(values.dtype)
 
 
-def gaussian_dropout(x, p, seed, stream=0, training=True):
+def gaussian_dropout(x, p=0.5, *, seed=None, stream=0, training=True, out=None,
+                     n_threads=None, block=None):
     """Gaussian dropout (Keras ``GaussianDropout``; Srivastava et al. 2014, section 10):
-    ``y = x * g``, g = `gaussian_noise` over x's shape (element i uses word i), in the
-    compute precision: float64 for float64, ``x * float32(g)`` for float32, and
-    ``float32(x) * float32(g)`` rounded once for float16 and bfloat16.  E[y] = x and
-    Var[y] = x**2 p / (1 - p).  Inference: `x` unchanged (a copy)."""
+    ``y = x * g``, g = 1 + sigma * z with z the normal deviate of each element's word
+    (its draw index: its C-order index, or its global one in a block), in the compute
+    precision: float64 for float64, ``x * float32(g)`` for float32, and
+    ``float32(x) * float32(g)`` rounded once for float16 and bfloat16.
+    Inference: x itself (or copied into out)."""
     x = np.asarray(x)
+    p = _check_p(p)
+    gaussian_sigma(p)  # p = 1 is an error even at inference
     if not training:
-        return x.copy()
-    return _times_noise(x, gaussian_noise(x.shape, p, seed, stream))
+        return x if out is None else _into(x, out)
+    _, draws = noise_draws(x.shape, None, block)
+    g = _noise_of_words(words_at(_need_seed(seed), stream, draws), p)
+    return _into(_times_noise(x, g), out)
 
 
-def gaussian_dropout_backward(grad, p, seed, stream=0):
+def gaussian_dropout_backward(grad, p, *, seed, stream=0, out=None, n_threads=None,
+                              block=None):
     """Gradient of `gaussian_dropout`: ``grad * g`` with the forward call's noise."""
     grad = np.asarray(grad)
-    return _times_noise(grad, gaussian_noise(grad.shape, p, seed, stream))
+    p = _check_p(p)
+    _, draws = noise_draws(grad.shape, None, block)
+    g = _noise_of_words(words_at(_need_seed(seed), stream, draws), p)
+    return _into(_times_noise(grad, g), out)

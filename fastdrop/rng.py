@@ -1,7 +1,8 @@
 """The random generator: Philox4x32 blocks, per-element draws, uniform and normal floats.
 
 Every function follows docs/contract.md sections 1-3 and equals its pure-NumPy twin in
-fastdrop.reference bit for bit, whatever the thread count or the CPU's SIMD level.
+fastdrop.reference bit for bit, whatever the thread count, the CPU's SIMD level or the
+device.  Each is its docstring and one call of the router (`fastdrop._core.route`).
 """
 from __future__ import annotations
 
@@ -9,44 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from . import _philox
-from ._dispatch import on_cuda_array, on_cuda_device
-from ._operands import KS, Op, check_out, run
-from ._validation import (as_int, check_bits, check_n_threads, check_shape, check_span,
-                          check_uint64, shape_size)
+from ._core import parse
+from ._core.route import Spec, call
 
 __all__ = ["philox4x32", "random_bits", "uniform", "standard_normal"]
 
 ShapeLike = Any  # int or sequence of ints
 
-
-def _uint32_array(value: Any, name: str, last: int) -> np.ndarray:
-    """An array of uint32 words whose last axis has length `last`.
-
-    NumPy arrays (and objects exporting __array__) must already be uint32: no silent cast.
-    Python sequences of ints are accepted when every value fits in 32 bits.
-    """
-    if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
-        arr = np.asarray(value)
-        if arr.dtype != np.uint32:
-            raise TypeError(f"{name} must have dtype uint32, got {arr.dtype}")
-    else:
-        try:
-            raw = np.asarray(value, dtype=object)
-            arr = np.asarray(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array of uint32 words: {exc}") from None
-        if arr.dtype.kind not in "iu" and arr.size:
-            raise TypeError(f"{name} must hold integers, got {arr.dtype}")
-        if arr.size and any(not 0 <= int(v) <= 0xFFFFFFFF for v in raw.ravel()):
-            raise ValueError(f"{name} values must be in [0, 2**32 - 1]")
-        arr = arr.astype(np.uint32)
-    if arr.ndim == 0 or arr.shape[-1] != last:
-        raise ValueError(f"{name} must have shape (..., {last}), got {arr.shape}")
-    return arr
+_PHILOX = Spec("philox4x32", parse.philox4x32, ("counter", "key"), convert=False)
+_RANDOM_BITS = Spec("random_bits", parse.random_bits)
+_UNIFORM = Spec("uniform", parse.uniform)
+_STANDARD_NORMAL = Spec("standard_normal", parse.standard_normal)
 
 
-@on_cuda_array
 def philox4x32(counter: Any, key: Any, rounds: int = 10, *, n_threads: int | None = None
                ) -> np.ndarray:
     """Philox4x32 blocks of counters under keys.
@@ -65,50 +41,32 @@ def philox4x32(counter: Any, key: Any, rounds: int = 10, *, n_threads: int | Non
     Returns
     -------
     numpy.ndarray of uint32, shape (..., 4)
-        The output blocks, in the broadcast shape of counter and key.
+        The output blocks, in the broadcast shape of counter and key. The words are read
+        with NumPy, so CPU inputs of any framework give a NumPy array; CUDA arrays are
+        computed on their GPU and give an array of their framework there.
+
+    Raises
+    ------
+    TypeError
+        counter or key is not uint32, or rounds is not an integer.
+    ValueError
+        A last axis that is not 4 (counter) or 2 (key), leading axes that do not
+        broadcast, or rounds outside [0, 16].
+
+    Examples
+    --------
+    The Random123 known-answer test (zero counter, zero key):
+
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.philox4x32(np.zeros(4, np.uint32), np.zeros(2, np.uint32))
+    array([1713891541, 3781805453, 3159862348, 2600524760], dtype=uint32)
     """
-    ctr = _uint32_array(counter, "counter", 4)
-    k = _uint32_array(key, "key", 2)
-    r = as_int(rounds, "rounds")
-    if not 0 <= r <= 16:
-        raise ValueError(f"rounds must be in [0, 16], got {r}")
-    threads = check_n_threads(n_threads)
-    try:
-        batch = np.broadcast_shapes(ctr.shape[:-1], k.shape[:-1])
-    except ValueError:
-        raise ValueError(f"counter shape {ctr.shape} and key shape {k.shape} do not broadcast "
-                         f"over their leading axes") from None
-    ctr2 = np.ascontiguousarray(np.broadcast_to(ctr, batch + (4,))).reshape(-1, 4)
-    key2 = np.broadcast_to(k, batch + (2,)).reshape(-1, 2)
-    out = np.empty(ctr2.shape, dtype=np.uint32)
-    _philox.philox4x32(ctr2, key2, out, r, threads)
-    return out.reshape(batch + (4,))
+    return call(_PHILOX, dict(counter=counter, key=key, rounds=rounds, n_threads=n_threads))
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
-    """float32 or float64, nothing else (no silent cast)."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
-def _check_out(out: Any, dims: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """`out` must be a writeable, aligned NumPy array of exactly this shape and dtype
-    (no silent cast), and C-contiguous (no hidden copy)."""
-    check_out(out, dims, dtype, {})
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    return out
-
-
-@on_cuda_device
 def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
                 offset: int = 0, out: np.ndarray | None = None,
-                n_threads: int | None = None) -> np.ndarray:
+                n_threads: int | None = None, device: Any = None):
     """Per-element random draws of a (seed, stream) stream.
 
     Element i (C order over `shape`) gets draw ``offset + i``: for ``bits=32`` word
@@ -130,29 +88,45 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
         C-contiguous array of the result's shape and dtype to write into.
     n_threads : int, optional
         Threads to use; None means OMP_NUM_THREADS, else all cores.  Never changes the result.
+    device : optional
+        None or "cpu": a NumPy array. "cuda", "cuda:N", a GPU index or a CUDA array: drawn
+        on that GPU (the CUDA array's framework and stream; a Numba device array
+        otherwise), bit-identical to the CPU.
 
     Returns
     -------
     numpy.ndarray of uint32 or uint16
-        `out` when given.
+        `out` itself when given; on the GPU, an array of the `device` array's framework
+        (or of `out`'s).
+
+    Raises
+    ------
+    TypeError
+        A shape, seed, stream, bits or offset that is not an integer (or a sequence of
+        them), or an `out` that is not a NumPy array (on the CPU) or has the wrong dtype.
+    ValueError
+        A negative dimension, seed or stream outside [0, 2**64 - 1], bits not 16 or 32,
+        ``offset + size`` past 2**64, or an `out` of the wrong shape or not C-contiguous.
+    ImportError
+        A GPU `device` without numba-cuda (``pip install fastdrop[cuda]``).
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.random_bits(4, seed=42)
+    array([2632642643, 2012563771,  314527917, 1463989207], dtype=uint32)
+    >>> fastdrop.random_bits(2, seed=42, offset=2)       # the same stream, from draw 2
+    array([ 314527917, 1463989207], dtype=uint32)
+    >>> fastdrop.random_bits(4, seed=42, bits=16)
+    array([61523, 40170, 18747, 30709], dtype=uint16)
     """
-    dims = check_shape(shape)
-    s = check_uint64(seed, "seed")
-    st = check_uint64(stream, "stream")
-    b = check_bits(bits)
-    n = shape_size(dims)
-    off = check_span(offset, n)
-    threads = check_n_threads(n_threads)
-    dt = np.dtype(np.uint32 if b == 32 else np.uint16)
-    out = np.empty(dims, dtype=dt) if out is None else _check_out(out, dims, dt)
-    _philox.fill_draws(s, st, off, b, out, threads)
-    return out
+    return call(_RANDOM_BITS, dict(shape=shape, seed=seed, stream=stream, bits=bits, offset=offset,
+                             out=out, n_threads=n_threads, device=device))
 
 
-@on_cuda_device
 def uniform(shape: ShapeLike, *, seed: int, stream: int = 0, dtype: Any = np.float32,
             offset: int = 0, out: np.ndarray | None = None,
-            n_threads: int | None = None) -> np.ndarray:
+            n_threads: int | None = None, device: Any = None):
     """Uniform floats in [0, 1) from a (seed, stream) stream.
 
     float32: element i is ``(w >> 8) * 2**-24`` with w = word ``offset + i``.
@@ -163,36 +137,48 @@ def uniform(shape: ShapeLike, *, seed: int, stream: int = 0, dtype: Any = np.flo
     Parameters
     ----------
     shape : int or tuple of ints
+        Output shape.
     seed, stream : int
         Unsigned 64-bit integers.
     dtype : {numpy.float32, numpy.float64}
+        The result's dtype (float64 takes two words per element).
     offset : int, optional
         Index of the first element (2**64 elements at most for float32, 2**63 for float64).
     out : numpy.ndarray, optional
         C-contiguous array of the result's shape and dtype to write into.
     n_threads : int, optional
         Threads to use; None means OMP_NUM_THREADS, else all cores.
+    device : optional
+        As in `random_bits`: None or "cpu" for NumPy, else a GPU.
 
     Returns
     -------
     numpy.ndarray of the requested dtype
+        `out` itself when given; on the GPU, an array of the `device` array's framework
+        (or of `out`'s).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `random_bits`; a dtype other than float32 or float64 is a TypeError.
+    ImportError
+        A GPU `device` without numba-cuda (``pip install fastdrop[cuda]``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.uniform(3, seed=42)
+    array([0.61295986, 0.4685865 , 0.0732317 ], dtype=float32)
+    >>> fastdrop.uniform(3, seed=42, dtype=np.float64)
+    array([0.4685865..., 0.3408615..., 0.3270633...])
     """
-    dims = check_shape(shape)
-    s = check_uint64(seed, "seed")
-    st = check_uint64(stream, "stream")
-    dt = _float_dtype(dtype)
-    n = shape_size(dims)
-    off = check_span(offset, n, 64 if dt.itemsize == 4 else 63)
-    threads = check_n_threads(n_threads)
-    out = np.empty(dims, dtype=dt) if out is None else _check_out(out, dims, dt)
-    _philox.fill_uniform(s, st, off, out, threads)
-    return out
+    return call(_UNIFORM, dict(shape=shape, seed=seed, stream=stream, dtype=dtype, offset=offset,
+                             out=out, n_threads=n_threads, device=device))
 
 
-@on_cuda_device
 def standard_normal(shape: ShapeLike, *, seed: int, stream: int = 0,
                     dtype: Any = np.float64, offset: int = 0, out: np.ndarray | None = None,
-                    n_threads: int | None = None) -> np.ndarray:
+                    n_threads: int | None = None, device: Any = None):
     """Standard normal deviates from a (seed, stream) stream, one 32-bit word each.
 
     Element i is ``Phi^-1((w + 1/2) / 2**32)`` with w = word ``offset + i``, computed by
@@ -203,24 +189,40 @@ def standard_normal(shape: ShapeLike, *, seed: int, stream: int = 0,
     Parameters
     ----------
     shape : int or tuple of ints
+        Output shape.
     seed, stream : int
         Unsigned 64-bit integers.
     dtype : {numpy.float64, numpy.float32}
+        The result's dtype.
     offset : int, optional
         Index of the first element.
     out : numpy.ndarray, optional
         C-contiguous array of the result's shape and dtype to write into.
     n_threads : int, optional
         Threads to use; None means OMP_NUM_THREADS, else all cores.
+    device : optional
+        As in `random_bits`: None or "cpu" for NumPy, else a GPU.
+
+    Returns
+    -------
+    numpy.ndarray of the requested dtype
+        `out` itself when given; on the GPU, an array of the `device` array's framework
+        (or of `out`'s).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `uniform`.
+    ImportError
+        A GPU `device` without numba-cuda (``pip install fastdrop[cuda]``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdrop
+    >>> fastdrop.standard_normal(3, seed=1)
+    array([1.2279..., 1.2518..., 0.2165...])
+    >>> fastdrop.standard_normal(3, seed=1, dtype=np.float32)
+    array([1.2279..., 1.2518..., 0.2165...], dtype=float32)
     """
-    dims = check_shape(shape)
-    s = check_uint64(seed, "seed")
-    st = check_uint64(stream, "stream")
-    dt = _float_dtype(dtype)
-    n = shape_size(dims)
-    off = check_span(offset, n, 64)
-    threads = check_n_threads(n_threads)
-    out = np.empty(dims, dtype=dt) if out is None else _check_out(out, dims, dt)
-    run(Op.OP_NORMAL, KS.KS_DRAWS, (n,), dt, y=out.reshape(-1), seed=s, stream=st,
-        offset=off, bits=32, n_threads=threads)
-    return out
+    return call(_STANDARD_NORMAL, dict(shape=shape, seed=seed, stream=stream, dtype=dtype, offset=offset,
+                             out=out, n_threads=n_threads, device=device))

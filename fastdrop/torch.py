@@ -16,8 +16,8 @@ the generator's next stream.
 
 The tensors are handed to the CPU kernels as NumPy views of their memory, and the outputs
 come back through ``torch.from_numpy``: nothing is copied. CUDA tensors go to
-``fastdrop._interop.device_implementation`` ("dropout" and "dropout_backward": a registered
-function, else fastdrop's GPU backend ``fastdrop._cuda.dispatch`` when it is there); with
+``fastdrop._core.route.device_implementation`` ("dropout" and "dropout_backward": a registered
+function, else fastdrop's GPU backend ``fastdrop._cuda.backend`` when it is there); with
 neither, NotImplementedError. Only the CPU path is tested here.
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from . import functional as _F
-from ._interop import DeviceArrayError, _numpy_to_torch, device_implementation, to_host_array
-from ._validation import check_bits, check_choice, check_n_threads, check_uint64
+from ._core.args import check_bits, check_choice, check_n_threads, check_p, check_uint64
+from ._core.interop import DeviceArrayError, numpy_to_torch, to_host_array
+from ._core.route import device_implementation
 from .generator import Generator
 
 __all__ = ["Dropout", "dropout", "draw_seed"]
@@ -38,7 +39,34 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
-    """A 64-bit seed drawn from torch's generator (the default one if None)."""
+    """A 64-bit seed drawn from torch's generator (the default one if None).
+
+    This is how `Dropout` and `dropout` pick a seed when given none, so
+    ``torch.manual_seed`` makes them reproducible.
+
+    Parameters
+    ----------
+    generator : torch.Generator, optional
+        Where to draw from; None: ``torch.default_generator``.
+
+    Returns
+    -------
+    int
+        In [0, 2**64 - 1], from two 32-bit draws.
+
+    Raises
+    ------
+    TypeError
+        generator is not a torch.Generator.
+
+    Examples
+    --------
+    >>> import torch, fastdrop.torch
+    >>> a = fastdrop.torch.draw_seed(torch.Generator().manual_seed(0))
+    >>> b = fastdrop.torch.draw_seed(torch.Generator().manual_seed(0))
+    >>> a == b, 0 <= a < 2**64
+    (True, True)
+    """
     w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator)
     return int(w[0]) | (int(w[1]) << 32)
 
@@ -73,7 +101,7 @@ def _forward(x: torch.Tensor, cfg: tuple, seed: int, stream: int, inplace: bool)
         return res if keep == "mask" else (res, None)
     res = _F.dropout(xa, p, out=xa if inplace else None, n_threads=_threads(cfg), **kw)
     y, mask = res if keep == "mask" else (res, None)
-    yt = x if inplace else _numpy_to_torch(y)
+    yt = x if inplace else numpy_to_torch(y)
     return yt, (None if mask is None else torch.from_numpy(mask))
 
 
@@ -90,7 +118,7 @@ def _backward(g: torch.Tensor, cfg: tuple, seed: int, stream: int, mask):
         return _device_impl("dropout_backward", g)(g, p, **kw)
     if keep == "mask":
         kw["mask"] = mask.numpy()
-    return _numpy_to_torch(_F.dropout_backward(ga, p, n_threads=_threads(cfg), **kw))
+    return numpy_to_torch(_F.dropout_backward(ga, p, n_threads=_threads(cfg), **kw))
 
 
 class _DropoutFunction(torch.autograd.Function):
@@ -137,7 +165,7 @@ def _check_input(input: Any) -> None:
 
 
 def _config(p, bits, mode, noise_shape, keep, n_threads=None) -> tuple:
-    pf = _F.check_p(p)
+    pf = check_p(p)
     nt = None if n_threads is None else check_n_threads(n_threads)
     b = check_bits(bits)
     m = check_choice(mode, "mode", ("inverted", "classic"))
@@ -179,16 +207,30 @@ def dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace:
             mode: str = "inverted", noise_shape: Any = None, keep: str = "seed",
             generator: torch.Generator | None = None, n_threads: int | None = None
             ) -> torch.Tensor:
-    """Dropout of a CPU tensor through fastdrop's kernels, differentiable.
+    """Dropout of a tensor through fastdrop's kernels, differentiable.
 
-    Like ``torch.nn.functional.dropout(input, p, training, inplace)``, plus:
+    Like ``torch.nn.functional.dropout(input, p, training, inplace)``, with fastdrop's
+    counter-based masks: the result equals
+    ``fastdrop.dropout(input.numpy(), p, seed=seed, stream=stream, ...)`` bit for bit.
+    The backward pass (itself differentiable) regenerates the mask from the seed or
+    reads the packed mask (``keep="mask"``).
 
+    Parameters
+    ----------
+    input : torch.Tensor of float16, bfloat16, float32 or float64
+        A CPU tensor (a CUDA tensor goes to fastdrop's GPU backend when it is there).
+    p : float
+        Drop probability in [0, 1]; the one used is ``fastdrop.effective_p(p, bits)``.
+    training : bool
+        False: inverted mode returns input itself; classic mode ``input * P(keep)``.
+    inplace : bool
+        Overwrite input (as ``nn.functional.dropout(inplace=True)``).
     seed : int, optional
         Unsigned 64-bit key; None draws one from torch's generator (reproducible under
         ``torch.manual_seed``).
     stream : int, optional
         Unsigned 64-bit stream; None means 0.
-    bits, mode, noise_shape :
+    bits, mode, noise_shape
         As in ``fastdrop.dropout`` (noise_shape entries may be None: input's size).
     keep : {"seed", "mask"}
         What the backward pass keeps: the seed and stream (the mask is regenerated) or the
@@ -198,8 +240,34 @@ def dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace:
     n_threads : int, optional
         Kernel threads; None follows ``torch.get_num_threads()``. Never changes the result.
 
-    The result equals ``fastdrop.dropout(input.numpy(), p, seed=seed, stream=stream, ...)``
-    bit for bit.
+    Returns
+    -------
+    torch.Tensor
+        Of input's dtype, shape and device (input itself when inplace, or at inference in
+        inverted mode); part of the autograd graph when input requires grad.
+
+    Raises
+    ------
+    TypeError
+        input is not a tensor of a supported dtype; an argument has the wrong type.
+    ValueError
+        p outside [0, 1], a bad bits, mode, keep or noise_shape, a seed or stream outside
+        [0, 2**64 - 1].
+    RuntimeError
+        inplace on a leaf tensor that requires grad.
+    NotImplementedError
+        A tensor on a device fastdrop has no implementation for.
+
+    Examples
+    --------
+    >>> import torch, fastdrop.torch
+    >>> x = torch.ones(8, requires_grad=True)
+    >>> y = fastdrop.torch.dropout(x, 0.5, seed=42)
+    >>> y
+    tensor([2., 2., 0., 0., 0., 0., 2., 0.], grad_fn=<_DropoutFunctionBackward>)
+    >>> y.sum().backward()
+    >>> x.grad
+    tensor([2., 2., 0., 0., 0., 0., 2., 0.])
     """
     _check_input(input)
     cfg = _config(p, bits, mode, noise_shape, keep, n_threads)
@@ -240,9 +308,40 @@ class Dropout(nn.Module):
     n_threads : int, optional
         Kernel threads; None follows ``torch.get_num_threads()``. Never changes the result.
 
+    Returns
+    -------
+    torch.Tensor
+        Calling the layer on a tensor returns a tensor of its dtype, shape and device
+        (see `dropout`); in eval mode (inverted) the input itself.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as `dropout` (at construction), or an input that is not a float
+        tensor (at the call).
+    RuntimeError
+        inplace on a leaf tensor that requires grad (at the call).
+
     Examples
     --------
-    >>> model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), fastdrop.torch.Dropout(0.1))
+    >>> import torch, fastdrop.torch
+    >>> layer = fastdrop.torch.Dropout(0.5, seed=42)    # a fixed seed: stream 0, 1, ...
+    >>> layer(torch.ones(8))
+    tensor([2., 2., 0., 0., 0., 0., 2., 0.])
+    >>> layer.last_call
+    (42, 0)
+    >>> _ = layer.eval()
+    >>> layer(torch.ones(8))
+    tensor([1., 1., 1., 1., 1., 1., 1., 1.])
+
+    With no seed, seeds come from torch's generator:
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), fastdrop.torch.Dropout(0.1))
+    >>> x = torch.ones(2, 4)
+    >>> _ = torch.manual_seed(0); a = model(x)
+    >>> _ = torch.manual_seed(0); b = model(x)
+    >>> torch.equal(a, b)
+    True
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
@@ -279,7 +378,7 @@ class Dropout(nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         _check_input(input)
         if self.p != self._cfg[0]:  # someone set .p, as one may on nn.Dropout
-            self._cfg = (_F.check_p(self.p),) + self._cfg[1:]
+            self._cfg = (check_p(self.p),) + self._cfg[1:]
         if not self.training:
             return _eval(input, self._cfg, self.inplace)
         if self.fd_generator is None:
@@ -290,10 +389,46 @@ class Dropout(nn.Module):
         return _apply(input, self._cfg, seed, stream, self.inplace)
 
     def get_state(self) -> dict | None:
-        """The fastdrop generator's state (None when seeds come from torch)."""
+        """The fastdrop generator's state (None when seeds come from torch).
+
+        Returns
+        -------
+        dict or None
+            ``{"seed": ..., "stream": ...}``, for `set_state`.
+
+        Examples
+        --------
+        >>> import torch, fastdrop.torch
+        >>> fastdrop.torch.Dropout(0.5, seed=42).get_state()
+        {'seed': 42, 'stream': 0}
+        """
         return None if self.fd_generator is None else self.fd_generator.get_state()
 
     def set_state(self, state: dict) -> None:
+        """Restore a state from `get_state` (replays the calls that followed it).
+
+        Parameters
+        ----------
+        state : dict
+            ``{"seed": int, "stream": int}``.
+
+        Raises
+        ------
+        RuntimeError
+            The layer draws its seeds from torch's generator (no fastdrop state).
+        TypeError, ValueError
+            A bad state, as `fastdrop.Generator.set_state`.
+
+        Examples
+        --------
+        >>> import torch, fastdrop.torch
+        >>> layer = fastdrop.torch.Dropout(0.5, seed=42)
+        >>> state = layer.get_state()
+        >>> a = layer(torch.ones(8))
+        >>> layer.set_state(state)
+        >>> torch.equal(layer(torch.ones(8)), a)
+        True
+        """
         if self.fd_generator is None:
             raise RuntimeError("this layer draws its seeds from torch's generator: use "
                                "torch.manual_seed / torch.set_rng_state")

@@ -55,3 +55,76 @@ def layouts(x):
         t = np.ascontiguousarray(np.swapaxes(x, 0, 1))
         out["transposed"] = np.swapaxes(t, 0, 1)
     return out
+
+
+_SHIMS = []
+
+
+def shims():
+    """tests/_shims.pyx, compiled on first use into tests/.shims_build (cached until the
+    .pyx or a C header changes) with fastdrop's own flags; skips without Cython or a C
+    compiler."""
+    if _SHIMS:
+        return _SHIMS[0]
+    import importlib.util
+    import os
+    import pathlib
+    import sys
+
+    import pytest
+
+    here = pathlib.Path(__file__).resolve().parent
+    src = here.parent / "fastdrop" / "_cpu" / "src"
+    build = here / ".shims_build"
+    pyx = here / "_shims.pyx"
+    inputs = [pyx, *src.glob("*.h")]
+    stamp = str(max(p.stat().st_mtime_ns for p in inputs))
+    built = sorted(build.glob("_shims*.so")) + sorted(build.glob("_shims*.pyd"))
+    if not (built and (build / "stamp").exists() and (build / "stamp").read_text() == stamp):
+        try:
+            from Cython.Build import cythonize
+            from setuptools import Distribution, Extension
+        except ImportError:
+            pytest.skip("the test shims need Cython (pip install cython)")
+        build.mkdir(exist_ok=True)
+        ext = Extension("_shims", [str(pyx)], include_dirs=[str(src)],
+                        extra_compile_args=["-O2", "-ffp-contract=off", "-fno-strict-aliasing",
+                                            "-Wno-unused-function"])
+        dist = Distribution({"ext_modules": cythonize([ext], build_dir=str(build), quiet=True,
+                                                      compiler_directives={"language_level": "3"})})
+        cmd = dist.get_command_obj("build_ext")
+        cmd.build_lib, cmd.build_temp = str(build), str(build / "tmp")
+        cmd.ensure_finalized()
+        cwd = os.getcwd()
+        try:
+            os.chdir(build)
+            cmd.run()
+        except Exception as exc:  # no compiler
+            pytest.skip(f"the test shims could not be built: {exc}")
+        finally:
+            os.chdir(cwd)
+        (build / "stamp").write_text(stamp)
+        built = sorted(build.glob("_shims*.so")) + sorted(build.glob("_shims*.pyd"))
+    spec = importlib.util.spec_from_file_location("_shims", built[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules.setdefault("_shims", mod)
+    _SHIMS.append(mod)
+    return mod
+
+
+def kat_vectors(generator: str = "philox4x32", rounds: int = 10):
+    """(counter, key, expected) word lists of tests/data/kat_vectors.txt (Random123's
+    format), for `generator` with `rounds` rounds."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent / "data" / "kat_vectors.txt"
+    rows = []
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if not f or f[0].startswith("#") or f[0] != generator or int(f[1]) != rounds:
+            continue
+        w = [int(v, 16) for v in f[2:]]
+        rows.append((w[0:4], w[4:6], w[6:10]))
+    assert rows, f"no {generator}-{rounds} vectors in {path}"
+    return rows

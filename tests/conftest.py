@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import fastdrop
-from fastdrop import _philox
+from fastdrop._cpu import _philox
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastdrop import bench
-from fastdrop.__main__ import main as cli_main
+from fastdrop.apps import bench
+from fastdrop.apps.cli import main as cli_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -112,7 +112,7 @@ def test_bench_cuda_path_under_the_simulator(tmp_path):
     pytest.importorskip("numba.cuda")
     try:
         from fastdrop import _cuda
-        _cuda.dispatch
+        _cuda.backend
     except (ImportError, AttributeError):
         pytest.skip("no fastdrop GPU backend")
     js = tmp_path / "cu.json"

@@ -12,6 +12,7 @@ from _helpers import FLOAT_DTYPES, assert_bits_equal, layouts, make_x
 DTYPE_IDS = [d.name for d in FLOAT_DTYPES]
 SHAPES = [(), (0,), (1,), (7,), (1023,), (3, 0, 2), (3, 5, 7), (2, 3, 4, 5), (2**16 + 3,)]
 PS = [0.0, 1e-7, 0.3, 0.5, 1.0]
+BOOL = dict(return_mask=True, mask_format="bool")  # the twin returns (y, bool keep mask)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -20,7 +21,7 @@ PS = [0.0, 1e-7, 0.3, 0.5, 1.0]
 def test_forward_equals_reference(dtype, shape, p):
     x = make_x(shape, dtype, seed=len(shape))
     for bits in (16, 32):
-        exp_y, exp_keep = ref.dropout(x, p, seed=11, stream=3, bits=bits)
+        exp_y, exp_keep = ref.dropout(x, p, seed=11, stream=3, bits=bits, **BOOL)
         y, mask = fd.dropout(x, p, seed=11, stream=3, bits=bits, return_mask=True)
         assert_bits_equal(y, exp_y)
         np.testing.assert_array_equal(mask, ref.pack_mask(exp_keep))
@@ -33,7 +34,7 @@ def test_forward_equals_reference(dtype, shape, p):
 @pytest.mark.parametrize("shape", [(5,), (33, 17), (4, 6, 10), (3, 1, 5, 2)], ids=str)
 def test_layouts_do_not_change_the_mask(dtype, shape):
     x = make_x(shape, dtype, seed=3)
-    exp_y, _ = ref.dropout(x, 0.4, seed=5, stream=6)
+    exp_y = ref.dropout(x, 0.4, seed=5, stream=6)
     for name, xl in layouts(x).items():
         y = fd.dropout(xl, 0.4, seed=5, stream=6)
         assert_bits_equal(y, exp_y)
@@ -47,7 +48,7 @@ def test_layouts_do_not_change_the_mask(dtype, shape):
 def test_modes_training_and_inference(mode, dtype):
     x = make_x((6, 50), dtype)
     for training in (True, False):
-        exp_y, _ = ref.dropout(x, 0.25, seed=1, stream=2, training=training, mode=mode)
+        exp_y = ref.dropout(x, 0.25, seed=1, stream=2, training=training, mode=mode)
         y = fd.dropout(x, 0.25, seed=1, stream=2, training=training, mode=mode)
         assert_bits_equal(y, exp_y)
     assert fd.dropout(x, 0.25, training=False) is x  # inverted inference: x itself
@@ -59,7 +60,7 @@ def test_modes_training_and_inference(mode, dtype):
 def test_noise_shape(dtype, noise):
     x = make_x((4, 3, 5, 6), dtype, seed=9)
     resolved = tuple(s if d is None else d for d, s in zip(noise, x.shape))
-    exp_y, exp_keep = ref.dropout(x, 0.5, seed=2, stream=8, noise_shape=resolved)
+    exp_y, exp_keep = ref.dropout(x, 0.5, seed=2, stream=8, noise_shape=resolved, **BOOL)
     for xl in layouts(x).values():
         y, mask = fd.dropout(xl, 0.5, seed=2, stream=8, noise_shape=noise, return_mask=True)
         assert_bits_equal(y, exp_y)
@@ -78,8 +79,8 @@ def test_backward_from_packed_bool_and_seed(dtype, mode, noise):
     x = make_x(shape, dtype, seed=1)
     g = make_x(shape, dtype, seed=2)
     resolved = noise or shape
-    _, keep = ref.dropout(x, 0.35, seed=4, stream=9, mode=mode, noise_shape=resolved)
-    expected = ref.dropout_backward(g, 0.35, keep, mode=mode)
+    _, keep = ref.dropout(x, 0.35, seed=4, stream=9, mode=mode, noise_shape=resolved, **BOOL)
+    expected = ref.dropout_backward(g, 0.35, mask=keep, mode=mode, noise_shape=resolved)
     _, packed = fd.dropout(x, 0.35, seed=4, stream=9, mode=mode, noise_shape=noise,
                            return_mask=True)
     for gl in layouts(g).values():
@@ -100,7 +101,7 @@ def test_property_any_layout_any_noise(data, dtype, bits, mode, p, seed, stream)
     x = make_x(shape, dtype, seed=data.draw(st.integers(0, 100)))
     noise = tuple(data.draw(st.sampled_from([s, 1])) for s in shape)
     exp_y, exp_keep = ref.dropout(x, p, seed=seed, stream=stream, mode=mode,
-                                  noise_shape=noise, bits=bits)
+                                  noise_shape=noise, bits=bits, **BOOL)
     xl = x
     if x.ndim:
         perm = data.draw(st.permutations(range(x.ndim)))
@@ -114,7 +115,8 @@ def test_property_any_layout_any_noise(data, dtype, bits, mode, p, seed, stream)
     g = make_x(shape, dtype, seed=7)
     assert_bits_equal(fd.dropout_backward(g, p, mask=mask, mode=mode, noise_shape=noise,
                                           bits=bits),
-                      ref.dropout_backward(g, p, exp_keep, mode=mode, bits=bits))
+                      ref.dropout_backward(g, p, mask=exp_keep, mode=mode, noise_shape=noise,
+                                           bits=bits))
 
 
 def test_threads_do_not_change_results():
@@ -131,7 +133,7 @@ def test_threads_do_not_change_results():
 
 def test_in_place():
     x = make_x((1000,), np.float32)
-    expected, _ = ref.dropout(x, 0.5, seed=3)
+    expected = ref.dropout(x, 0.5, seed=3)
     x_view = x[::-1][::-1]  # the same memory, seen through another view object
     res = fd.dropout(x, 0.5, seed=3, out=x_view)
     assert res is x_view
@@ -181,7 +183,8 @@ def test_bias_dropout_add(dtype, with_bias):
     shape = (6, 5, 33)
     x, r = make_x(shape, dtype, seed=1), make_x(shape, dtype, seed=2)
     b = make_x((33,), dtype, seed=3, specials=False) if with_bias else None
-    exp_y, keep = ref.bias_dropout_add(x, b, r, 0.4, seed=6, stream=2)
+    exp_y, exp_mask = ref.bias_dropout_add(x, b, r, 0.4, seed=6, stream=2, return_mask=True)
+    keep = ref.unpack_mask(exp_mask, shape)
     y, mask = fd.bias_dropout_add(x, b, r, 0.4, seed=6, stream=2, return_mask=True)
     assert_bits_equal(y, exp_y)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
@@ -195,7 +198,7 @@ def test_bias_dropout_add(dtype, with_bias):
     assert_bits_equal(out, exp_y)
     g = make_x(shape, dtype, seed=4, specials=False)
     dx, db, dr = fd.bias_dropout_add_backward(g, 0.4, mask=mask, has_bias=with_bias)
-    edx, edb, edr = ref.bias_dropout_add_backward(g, keep, 0.4, has_bias=with_bias)
+    edx, edb, edr = ref.bias_dropout_add_backward(g, 0.4, mask=keep, has_bias=with_bias)
     assert_bits_equal(dx, edx)
     assert_bits_equal(dr, edr)
     if with_bias:
@@ -211,13 +214,13 @@ def test_bias_dropout_add(dtype, with_bias):
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 1.0])
 def test_alpha_dropout(dtype, p):
     x = make_x((7, 301), dtype)
-    exp_y, keep = ref.alpha_dropout(x, p, seed=3, stream=4)
+    exp_y, keep = ref.alpha_dropout(x, p, seed=3, stream=4, **BOOL)
     y, mask = fd.alpha_dropout(x, p, seed=3, stream=4, return_mask=True)
     assert_bits_equal(y, exp_y)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
     assert_bits_equal(fd.alpha_dropout(np.asfortranarray(x), p, seed=3, stream=4), exp_y)
     g = make_x(x.shape, dtype, seed=5)
-    expected = ref.alpha_dropout_backward(g, p, keep)
+    expected = ref.alpha_dropout_backward(g, p, mask=keep)
     assert_bits_equal(fd.alpha_dropout_backward(g, p, mask=mask), expected)
     assert_bits_equal(fd.alpha_dropout_backward(g, p, seed=3, stream=4), expected)
     assert fd.alpha_dropout(x, p, training=False) is x
@@ -225,7 +228,7 @@ def test_alpha_dropout(dtype, p):
 
 def test_alpha_dropout_noise_shape():
     x = make_x((4, 3, 10), np.float32)
-    exp_y, _ = ref.alpha_dropout(x, 0.3, seed=1, noise_shape=(4, 3, 1))
+    exp_y = ref.alpha_dropout(x, 0.3, seed=1, noise_shape=(4, 3, 1))
     assert_bits_equal(fd.alpha_dropout(x, 0.3, seed=1, noise_shape=(4, 3, 1)), exp_y)
 
 
@@ -235,7 +238,7 @@ def test_large_outputs_take_the_streaming_store_path(dtype):
     in place or not."""
     n = (8 * 2**20) // np.dtype(dtype).itemsize + 13
     x = make_x((n,), dtype, seed=4)
-    expected, keep = ref.dropout(x, 0.3, seed=9, stream=1)
+    expected, keep = ref.dropout(x, 0.3, seed=9, stream=1, **BOOL)
     assert_bits_equal(fd.dropout(x, 0.3, seed=9, stream=1), expected)
     backing = np.zeros(n + 1, dtype)
     misaligned = backing[1:]  # 4 or 8 bytes off a 16-byte boundary: the plain loop
@@ -243,7 +246,7 @@ def test_large_outputs_take_the_streaming_store_path(dtype):
     assert_bits_equal(misaligned, expected)
     g = make_x((n,), dtype, seed=5)
     assert_bits_equal(fd.dropout_backward(g, 0.3, mask=ref.pack_mask(keep)),
-                      ref.dropout_backward(g, 0.3, keep))
+                      ref.dropout_backward(g, 0.3, mask=keep))
     inplace = x.copy()
     fd.dropout(inplace, 0.3, seed=9, stream=1, out=inplace)
     assert_bits_equal(inplace, expected)

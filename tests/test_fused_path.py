@@ -10,15 +10,19 @@ import numpy as np
 import pytest
 
 import fastdrop as fd
-from fastdrop import _dropout, _operands, _philox
+from fastdrop._core.contract import DrawMap
+from fastdrop._core.ops import Keep, Op
+from fastdrop._cpu import _dropout, _philox
+from fastdrop._cpu.backend import run_kernel
 from fastdrop import reference as ref
-from _helpers import BFLOAT16, FLOAT_DTYPES, assert_bits_equal, make_x
+from _helpers import BFLOAT16, FLOAT_DTYPES, assert_bits_equal, make_x, shims
 
 SIZES = [1, 7, 31, 32, 33, 255, 256, 257, 1000, 2 * 32768 + 37]
 PS = [0.0, 1e-7, 0.5, 1.0]
 DTYPES = [np.float32, np.float64]
 ALL = [d.type if d != BFLOAT16 else d for d in FLOAT_DTYPES]
 IDS = [np.dtype(d).name for d in ALL]
+BOOL = dict(return_mask=True, mask_format="bool")  # the twin returns (y, bool keep mask)
 
 
 @pytest.mark.parametrize("dtype", ALL, ids=IDS)
@@ -27,16 +31,16 @@ IDS = [np.dtype(d).name for d in ALL]
 @pytest.mark.parametrize("bits", [16, 32])
 def test_forward_backward_and_masks(simd_level, dtype, n, p, bits):
     x = make_x((n,), dtype, seed=n)
-    exp_y, keep = ref.dropout(x, p, seed=5, stream=2, bits=bits)
+    exp_y, keep = ref.dropout(x, p, seed=5, stream=2, bits=bits, **BOOL)
     y, mask = fd.dropout(x, p, seed=5, stream=2, bits=bits, return_mask=True)
     assert_bits_equal(y, exp_y)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
     assert_bits_equal(fd.dropout(x, p, seed=5, stream=2, bits=bits), exp_y)
     assert_bits_equal(fd.dropout(x, p, seed=5, stream=2, bits=bits, mode="classic"),
-                      ref.dropout(x, p, seed=5, stream=2, bits=bits, mode="classic")[0])
+                      ref.dropout(x, p, seed=5, stream=2, bits=bits, mode="classic"))
     g = make_x((n,), dtype, seed=n + 1)
     assert_bits_equal(fd.dropout_backward(g, p, seed=5, stream=2, bits=bits),
-                      ref.dropout_backward(g, p, keep, bits=bits))
+                      ref.dropout_backward(g, p, mask=keep, bits=bits))
     np.testing.assert_array_equal(fd.dropout_mask((n,), p, seed=5, stream=2, bits=bits),
                                   ref.pack_mask(keep))
 
@@ -59,7 +63,7 @@ def test_out_alignment(simd_level, dtype, shift, n):
     """out at element offsets from a 64-byte boundary, below and above 8 MiB (the
     streaming-store size for 4-byte types): 16-byte aligned rows stream, others do not."""
     x = make_x((n,), dtype, seed=3)
-    expected, keep = ref.dropout(x, 0.5, seed=9, stream=1)
+    expected, keep = ref.dropout(x, 0.5, seed=9, stream=1, **BOOL)
     backing = np.zeros(n + 8, dtype)
     out = backing[shift:shift + n]
     _, mask = fd.dropout(x, 0.5, seed=9, stream=1, out=out, return_mask=True)
@@ -71,7 +75,7 @@ def test_out_alignment(simd_level, dtype, shift, n):
 @pytest.mark.parametrize("dtype", ALL, ids=IDS)
 def test_in_place_and_two_dimensional(simd_level, dtype):
     x = make_x((300, 257), dtype, seed=2)
-    expected, _ = ref.dropout(x, 0.25, seed=4, stream=6)
+    expected = ref.dropout(x, 0.25, seed=4, stream=6)
     inplace = x.copy()
     fd.dropout(inplace, 0.25, seed=4, stream=6, out=inplace)
     assert_bits_equal(inplace, expected)
@@ -82,7 +86,7 @@ def test_in_place_and_two_dimensional(simd_level, dtype):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_threads(simd_level, threads):
     x = make_x((5 * 32768 + 11,), np.float32, seed=7)
-    expected, keep = ref.dropout(x, 0.5, seed=1, stream=0)
+    expected, keep = ref.dropout(x, 0.5, seed=1, stream=0, **BOOL)
     y, mask = fd.dropout(x, 0.5, seed=1, return_mask=True, n_threads=threads)
     assert_bits_equal(y, expected)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
@@ -93,9 +97,9 @@ def _path(dtype, x_view=None, **kw):
     x = np.ones(1000, dtype) if x_view is None else x_view
     y = np.empty(x.shape, x.dtype)
     packed = np.empty((x.size + 7) // 8, np.uint8)
-    return _operands.run(_operands.Op.OP_DROPOUT, _operands.KS.KS_DRAWS, x.shape, x.dtype,
-                         y=y, x=x, packed_out=packed, seed=1, stream=0, bits=16,
-                         t=1 << 15, s=2.0, n_threads=1, **kw)
+    return run_kernel(Op.DROPOUT, Keep.DRAWS, x.shape, x.dtype,
+                      y=y, x=x, packed_out=packed, seed=1, stream=0, bits=16,
+                      t=1 << 15, scale=2.0, n_threads=1, **kw)
 
 
 def test_which_path_runs():
@@ -111,7 +115,7 @@ def test_which_path_runs():
         if BFLOAT16 is not None:
             assert _path(BFLOAT16) is True
         assert _path(np.float32, x_view=np.ones(2000, np.float32)[::2]) is False
-        assert _path(np.float32, block=((1,), 0)) is False
+        assert _path(np.float32, draws=DrawMap((1,), 0)) is False
         _philox.set_simd_level("portable")
         assert _path(np.float32) is False
     finally:
@@ -153,8 +157,9 @@ def test_vector_roundings_on_every_tie(bf16):
         (bits & 0x400000) == 0) & (not bf16)
     src = bits[~signaling].view(np.float32)
     vec, scalar = (np.empty(src.size, np.uint16) for _ in range(2))
-    _dropout.round_to_half_bits(src, vec, bf16, True)
-    _dropout.round_to_half_bits(src, scalar, bf16, False)
+    hooks = shims()
+    hooks.round_to_half_bits(src, vec, bf16, True)
+    hooks.round_to_half_bits(src, scalar, bf16, False)
     np.testing.assert_array_equal(vec, scalar)
     # and fd_half.h itself against NumPy / ml_dtypes on the non-NaN values
     with np.errstate(invalid="ignore"):
@@ -177,7 +182,9 @@ def test_bias_dropout_add(simd_level, dtype, shape, with_bias, bits, p):
     256-draw run, the mask packed per run) against the reference."""
     x, r = make_x(shape, dtype, seed=1), make_x(shape, dtype, seed=2)
     b = make_x(shape[-1:], dtype, seed=3) if with_bias else None
-    exp_y, keep = ref.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits)
+    exp_y, exp_mask = ref.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits,
+                                           return_mask=True)
+    keep = ref.unpack_mask(exp_mask, shape)
     y, mask = fd.bias_dropout_add(x, b, r, p, seed=6, stream=2, bits=bits, return_mask=True)
     assert_bits_equal(y, exp_y)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
@@ -194,7 +201,8 @@ def test_bias_dropout_add_large_and_unaligned(simd_level, dtype, shift):
     shape = ((8 * 2**20) // (np.dtype(dtype).itemsize * 1024) + 3, 1024)
     x, r = make_x(shape, dtype, seed=4), make_x(shape, dtype, seed=5)
     b = make_x((1024,), dtype, seed=6)
-    exp_y, keep = ref.bias_dropout_add(x, b, r, 0.5, seed=2, stream=9)
+    exp_y, exp_mask = ref.bias_dropout_add(x, b, r, 0.5, seed=2, stream=9, return_mask=True)
+    keep = ref.unpack_mask(exp_mask, shape)
     n = x.size
     backing = np.zeros(n + 8, dtype)
     out = backing[shift:shift + n].reshape(shape)
@@ -213,9 +221,9 @@ def test_bias_dropout_add_path():
         def path(dtype, xs=None):
             x = np.ones((40, 30), dtype) if xs is None else xs
             r, y, b = np.ones_like(x), np.empty_like(x), np.ones(x.shape[-1], x.dtype)
-            return _operands.run(_operands.Op.OP_BDA, _operands.KS.KS_DRAWS, x.shape,
-                                 x.dtype, y=y, x=x, b=b, r=r, seed=1, stream=0, bits=16,
-                                 t=1 << 15, s=2.0, n_threads=1)
+            return run_kernel(Op.BDA, Keep.DRAWS, x.shape,
+                              x.dtype, y=y, x=x, b=b, r=r, seed=1, stream=0, bits=16,
+                              t=1 << 15, scale=2.0, n_threads=1)
         assert path(np.float32) is True
         assert path(np.float64) is True
         assert path(np.float16) is False

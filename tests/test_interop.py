@@ -1,4 +1,5 @@
-"""Zero-copy interop (fastdrop._interop): torch and JAX CPU arrays through the public API.
+"""Zero-copy interop (fastdrop._core.interop, through the router fastdrop._core.route):
+torch and JAX CPU arrays through the public API.
 
 Zero-copy is checked on data pointers (tensor.data_ptr(), jax unsafe_buffer_pointer(),
 ndarray.ctypes.data), both directions.
@@ -8,31 +9,29 @@ import pytest
 
 import fastdrop
 from fastdrop import functional as F
-from fastdrop._interop import (DeviceArrayError, aligned_empty, array_kind, framework_arrays,
-                               register_device_dispatch, to_host_array)
+from fastdrop._core.interop import DeviceArrayError, aligned_empty, array_kind, to_host_array
+from fastdrop._core.route import register_device_dispatch
 
 from _helpers import BFLOAT16, assert_bits_equal, make_x
 
-# The wiring the public functions get (fastdrop/functional.py); until it is in place the
-# tests decorate the functions themselves.
-WIRING = {
-    "dropout": ("x",),
-    "dropout_backward": ("grad", "mask"),
-    "alpha_dropout": ("x",),
-    "alpha_dropout_backward": ("grad", "mask"),
-    "bias_dropout_add": ("x", "bias", "residual"),
-    "bias_dropout_add_backward": ("grad", "mask"),
-    "unpack_mask": ("mask",),
-    "gaussian_dropout": ("x",),
-    "gaussian_dropout_backward": ("grad",),
-}
-
 
 def api(name):
-    fn = getattr(fastdrop, name)
-    if getattr(fn, "__fastdrop_interop__", None):  # already wired
-        return fn
-    return framework_arrays(*WIRING[name])(fn)
+    return getattr(fastdrop, name)
+
+
+def _spy_on_cpu_backend(monkeypatch):
+    """Record the data pointers of the x the CPU backend reads and of the y it returns."""
+    from fastdrop._cpu import backend
+
+    seen, run = {}, backend.run
+
+    def spy(request):
+        y = run(request)
+        seen["x"], seen["y"] = request.x.ctypes.data, y.ctypes.data
+        return y
+
+    monkeypatch.setattr(backend, "run", spy)
+    return seen
 
 
 def ptr(a):
@@ -91,18 +90,17 @@ def test_device_arrays_through_the_api_name_the_function():
 
 def test_device_dispatch_gets_the_original_arguments():
     calls = []
-
-    def dropout(x, p=0.5, *, seed=None, out=None):
-        return F.dropout(x, p, seed=seed, out=out)
-
-    wrapped = framework_arrays("x")(dropout)
     dev = _FakeCuda()
-    register_device_dispatch("dropout", lambda *a, **k: calls.append((a, k)) or "gpu")
+    register_device_dispatch("dropout", lambda **k: calls.append(k) or "gpu")
     try:
-        assert wrapped(dev, 0.25, seed=3) == "gpu"
+        assert fastdrop.dropout(dev, 0.25, seed=3) == "gpu"
+        assert fastdrop.dropout(_FakeDLPack((10, 0)), 0.25, seed=3) == "gpu"
     finally:
         register_device_dispatch("dropout", None)
-    assert calls[0][0][0] is dev and calls[0][1] == {"seed": 3}
+    assert calls[0]["x"] is dev and calls[0]["p"] == 0.25 and calls[0]["seed"] == 3
+    assert calls[1]["x"].dev == (10, 0)
+    x = np.ones(4, np.float32)  # host arrays never reach the registered implementation
+    assert_bits_equal(fastdrop.dropout(x, 0.25, seed=3), F.dropout(x, 0.25, seed=3))
 
 
 def test_cpu_dlpack_producer_is_read_through_dlpack():
@@ -194,16 +192,10 @@ def test_dropout_on_torch_matches_numpy(dtype):
                        dx2.view(torch.int16) if dx2.dtype == torch.bfloat16 else dx2)
 
 
-def test_torch_result_memory_is_the_kernels_output():
+def test_torch_result_memory_is_the_kernels_output(monkeypatch):
     torch = pytest.importorskip("torch")
-    seen = {}
-
-    def dropout(x, p=0.5, *, seed=None, out=None, training=True):
-        y = F.dropout(x, p, seed=seed, out=out, training=training)
-        seen["x"], seen["y"] = x.ctypes.data, y.ctypes.data
-        return y
-
-    wrapped = framework_arrays("x")(dropout)
+    seen = _spy_on_cpu_backend(monkeypatch)
+    wrapped = api("dropout")
     x = torch.randn(100, 100)
     y = wrapped(x, 0.5, seed=1)
     assert seen["x"] == x.data_ptr()  # the kernel read the tensor's memory
@@ -323,16 +315,10 @@ def test_dropout_on_jax_matches_numpy(dtype):
     assert api("dropout")(x, 0.3, training=False) is x
 
 
-def test_jax_result_is_not_copied():
+def test_jax_result_is_not_copied(monkeypatch):
     jax = pytest.importorskip("jax")
-    seen = {}
-
-    def dropout(x, p=0.5, *, seed=None, out=None, training=True):
-        y = F.dropout(x, p, seed=seed, out=out, training=training)
-        seen["x"], seen["y"] = x.ctypes.data, y.ctypes.data
-        return y
-
-    wrapped = framework_arrays("x")(dropout)
+    seen = _spy_on_cpu_backend(monkeypatch)
+    wrapped = api("dropout")
     x = jax.numpy.ones((100, 100), jax.numpy.float32) * 2
     y = wrapped(x, 0.5, seed=1)
     assert seen["x"] == x.unsafe_buffer_pointer()

@@ -17,6 +17,7 @@ from fastdrop import reference as ref
 U64 = st.integers(0, 2**64 - 1)
 FLOATS = [np.float16, np.float32, np.float64]  # bfloat16 cases use the `bf16` fixture
 SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.5, -2.25, 3.0]
+BOOL = dict(return_mask=True, mask_format="bool")  # return (y, bool keep mask)
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_threshold_is_exact_rational_rounding(p, bits):
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 0.999, 1.0])
 def test_keep_mask_is_draws_at_least_t_by_hand(bits, p):
     shape = (3, 7, 5)
-    draws = ref.random_bits(shape, 1234, 56, bits).ravel().tolist()
+    draws = ref.random_bits(shape, seed=1234, stream=56, bits=bits).ravel().tolist()
     t = min(max(round(Fraction(p) * 2**bits), 0), 2**bits)
     expected = np.array([int(r) >= t for r in draws]).reshape(shape)
     keep = ref.keep_mask(shape, p, 1234, 56, bits)
@@ -98,7 +99,7 @@ def test_keep_mask_extremes(bits):
     assert ref.keep_mask(10_000, 0.0, 7, 8, bits).all()
     assert not ref.keep_mask(10_000, 1.0, 7, 8, bits).any()  # t = 2^bits: nothing kept
     # one draw below t is dropped, one at t is kept
-    r = ref.random_bits(2, 7, 8, bits).astype(np.int64)
+    r = ref.random_bits(2, seed=7, stream=8, bits=bits).astype(np.int64)
     lo, hi = sorted(r.tolist())
     if lo < hi:
         p = hi / 2**bits
@@ -151,8 +152,8 @@ def test_pack_unpack_round_trip(shape, seed):
 
 def test_dropout_small_case_by_hand():
     x = np.arange(1.0, 11.0)
-    y, keep = ref.dropout(x, 0.5, seed=99, stream=4)
-    draws = ref.random_bits(10, 99, 4, 16).tolist()
+    y, keep = ref.dropout(x, 0.5, seed=99, stream=4, **BOOL)
+    draws = ref.random_bits(10, seed=99, stream=4, bits=16).tolist()
     assert keep.tolist() == [r >= 32768 for r in draws]
     assert y.tolist() == [2 * v if r >= 32768 else 0.0 for v, r in zip(x.tolist(), draws)]
 
@@ -163,7 +164,7 @@ def test_dropped_is_positive_zero_and_nan_survives(dtype, mode, request):
     if dtype == "bfloat16":
         dtype = request.getfixturevalue("bf16")
     x = special_input(dtype)
-    y, keep = ref.dropout(x, 0.5, seed=5, stream=6, mode=mode)
+    y, keep = ref.dropout(x, 0.5, seed=5, stream=6, mode=mode, **BOOL)
     assert y.dtype == x.dtype and y.shape == x.shape and 0 < keep.sum() < keep.size
     dropped = y[~keep].astype(np.float64)
     assert (dropped == 0).all() and not np.signbit(dropped).any()
@@ -178,7 +179,7 @@ def test_dropped_is_positive_zero_and_nan_survives(dtype, mode, request):
 def test_full_precision_arithmetic(dtype, bits):
     x = np.random.default_rng(1).standard_normal(5000).astype(dtype)
     p = 0.3
-    y, keep = ref.dropout(x, p, seed=1, stream=2, bits=bits)
+    y, keep = ref.dropout(x, p, seed=1, stream=2, bits=bits, **BOOL)
     expected = np.where(keep, x * dtype(ref.dropout_scale(p, bits)), dtype(0))
     assert bitwise_equal(y, expected)
 
@@ -189,7 +190,7 @@ def test_half_precision_rounds_once(dtype, request):
         dtype = request.getfixturevalue("bf16")
     x = (np.random.default_rng(2).standard_normal(20000) * 100).astype(dtype)
     p = 0.1  # scale 65536 / 58982 is not exact in float32 nor in the half type
-    y, keep = ref.dropout(x, p, seed=3, stream=4)
+    y, keep = ref.dropout(x, p, seed=3, stream=4, **BOOL)
     s32 = np.float32(ref.dropout_scale(p))
     expected = np.where(keep, x.astype(np.float32) * s32, np.float32(0)).astype(dtype)
     assert bitwise_equal(y, expected)
@@ -200,9 +201,9 @@ def test_half_precision_rounds_once(dtype, request):
 
 def test_float16_overflow_rounds_to_inf():
     x = np.array([65504.0, -65504.0], dtype=np.float16)
-    y, keep = ref.dropout(x, 0.0, seed=0)
+    y, keep = ref.dropout(x, 0.0, seed=0, **BOOL)
     assert bitwise_equal(y, x)  # p = 0: identity, no overflow
-    y, keep = ref.dropout(x, 0.5, seed=0, noise_shape=(1,))
+    y, keep = ref.dropout(x, 0.5, seed=0, noise_shape=(1,), **BOOL)
     assert y.tolist() == ([np.inf, -np.inf] if keep[0] else [0.0, 0.0])
 
 
@@ -210,7 +211,7 @@ def test_float16_overflow_rounds_to_inf():
 def test_inverted_is_unbiased(p):
     n = 2**20
     x = np.full(n, 1.5)
-    y, _ = ref.dropout(x, p, seed=11, stream=12)
+    y = ref.dropout(x, p, seed=11, stream=12)
     q = ref.effective_p(p)
     sd_of_mean = 1.5 * math.sqrt(q / (1 - q) / n)
     assert abs(y.mean() - 1.5) < 6 * sd_of_mean
@@ -221,7 +222,7 @@ def test_classic_training_keeps_values(dtype, request):
     if dtype == "bfloat16":
         dtype = request.getfixturevalue("bf16")
     x = special_input(dtype)
-    y, keep = ref.dropout(x, 0.25, seed=8, stream=9, mode="classic")
+    y, keep = ref.dropout(x, 0.25, seed=8, stream=9, mode="classic", **BOOL)
     assert bitwise_equal(y, np.where(keep, x, np.zeros((), dtype)))
     assert bitwise_equal(y[keep], x[keep])
 
@@ -229,9 +230,9 @@ def test_classic_training_keeps_values(dtype, request):
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_inference(dtype):
     x = special_input(dtype, 64)
-    y, keep = ref.dropout(x, 0.25, seed=1, training=False)
-    assert keep is None and bitwise_equal(y, x) and y is not x
-    y, keep = ref.dropout(x, 0.25, seed=1, training=False, mode="classic")
+    y, keep = ref.dropout(x, 0.25, seed=1, training=False, **BOOL)
+    assert keep is None and bitwise_equal(y, x) and y is x  # x itself, as fastdrop
+    y, keep = ref.dropout(x, 0.25, seed=1, training=False, mode="classic", **BOOL)
     cd = np.float64 if dtype == np.float64 else np.float32
     assert keep is None
     assert bitwise_equal(y, (x.astype(cd) * cd(0.75)).astype(dtype))
@@ -240,7 +241,7 @@ def test_inference(dtype):
 
 def test_classic_inference_uses_effective_p():
     x = np.array([1.0])
-    y, _ = ref.dropout(x, 0.1, seed=0, training=False, mode="classic")
+    y = ref.dropout(x, 0.1, seed=0, training=False, mode="classic")
     assert y[0] == 58982 / 65536 and y[0] != 0.9
 
 
@@ -251,23 +252,25 @@ def test_p0_identity_p1_zeros(dtype, mode, request):
         dtype = request.getfixturevalue("bf16")
     x = special_input(dtype, 100)
     for bits in (16, 32):
-        y, keep = ref.dropout(x, 0.0, seed=3, mode=mode, bits=bits)
+        y, keep = ref.dropout(x, 0.0, seed=3, mode=mode, bits=bits, **BOOL)
         assert keep.all() and bitwise_equal(y, x)
-        y, keep = ref.dropout(x, 1.0, seed=3, mode=mode, bits=bits)
+        y, keep = ref.dropout(x, 1.0, seed=3, mode=mode, bits=bits, **BOOL)
         assert not keep.any() and bitwise_equal(y, np.zeros(100, dtype))
 
 
 @pytest.mark.parametrize("bits", [16, 32])
 def test_noise_shape_channel_masks(bits):
     x = np.ones((4, 8, 5, 6), dtype=np.float32)
-    y, keep = ref.dropout(x, 0.5, seed=21, stream=22, noise_shape=(4, 8, 1, 1), bits=bits)
+    y, keep = ref.dropout(x, 0.5, seed=21, stream=22, noise_shape=(4, 8, 1, 1), bits=bits,
+                          **BOOL)
     assert keep.shape == (4, 8, 1, 1)
     np.testing.assert_array_equal(keep, ref.keep_mask((4, 8, 1, 1), 0.5, 21, 22, bits))
     assert 0 < keep.sum() < keep.size
     # each (n, c) channel is all 2.0 (kept) or all 0.0 (dropped)
     np.testing.assert_array_equal(y, np.broadcast_to(np.where(keep, 2.0, 0.0), x.shape))
     # mask drawn in the noise shape's own C order: (1, 8, 5, 1) uses 40 draws
-    _, keep2 = ref.dropout(x, 0.5, seed=21, stream=22, noise_shape=(1, 8, 5, 1), bits=bits)
+    _, keep2 = ref.dropout(x, 0.5, seed=21, stream=22, noise_shape=(1, 8, 5, 1), bits=bits,
+                           **BOOL)
     np.testing.assert_array_equal(keep2.ravel(), ref.keep_mask(40, 0.5, 21, 22, bits))
 
 
@@ -275,7 +278,7 @@ def test_noise_shape_channel_masks(bits):
        p=st.floats(0, 1), bits=st.sampled_from([16, 32]))
 def test_mask_is_keep_mask(seed, stream, shape, p, bits):
     x = np.ones(shape)
-    y, keep = ref.dropout(x, p, seed, stream, bits=bits)
+    y, keep = ref.dropout(x, p, seed=seed, stream=stream, bits=bits, **BOOL)
     np.testing.assert_array_equal(keep, ref.keep_mask(tuple(shape), p, seed, stream, bits))
     np.testing.assert_array_equal(y, np.where(keep, ref.dropout_scale(p, bits), 0.0))
 
@@ -287,19 +290,21 @@ def test_mask_is_keep_mask(seed, stream, shape, p, bits):
 def test_backward_matches_forward(dtype, mode):
     x = special_input(dtype, 3000)
     p = 0.3
-    y, keep = ref.dropout(x, p, seed=4, stream=5, mode=mode)
-    assert bitwise_equal(ref.dropout_backward(x, p, keep, mode), y)  # the same linear map
-    ones = ref.dropout_backward(np.ones_like(x), p, keep, mode)
+    y, keep = ref.dropout(x, p, seed=4, stream=5, mode=mode, **BOOL)
+    # the same linear map
+    assert bitwise_equal(ref.dropout_backward(x, p, mask=keep, mode=mode), y)
+    ones = ref.dropout_backward(np.ones_like(x), p, mask=keep, mode=mode)
     expected = dtype(ref.dropout_scale(p)) if mode == "inverted" else dtype(1)
     np.testing.assert_array_equal(ones, np.where(keep, expected, dtype(0)))
-    assert not np.signbit(ref.dropout_backward(-np.ones_like(x), p, keep, mode)[~keep]).any()
+    assert not np.signbit(ref.dropout_backward(-np.ones_like(x), p, mask=keep,
+                                                mode=mode)[~keep]).any()
 
 
 def test_backward_broadcasts_noise_shape():
     g = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) + 1
     x = np.ones_like(g)
-    _, keep = ref.dropout(x, 0.5, seed=6, noise_shape=(2, 3, 1))
-    dx = ref.dropout_backward(g, 0.5, keep)
+    _, keep = ref.dropout(x, 0.5, seed=6, noise_shape=(2, 3, 1), **BOOL)
+    dx = ref.dropout_backward(g, 0.5, mask=keep, noise_shape=(2, 3, 1))
     np.testing.assert_array_equal(dx, np.where(np.broadcast_to(keep, g.shape), 2 * g, 0.0))
 
 
@@ -310,8 +315,9 @@ def test_bias_dropout_add_float64(with_bias):
     rng = np.random.default_rng(7)
     x, residual = rng.standard_normal((2, 5, 16)), rng.standard_normal((2, 5, 16))
     bias = rng.standard_normal(16) if with_bias else None
-    y, keep = ref.bias_dropout_add(x, bias, residual, 0.2, seed=31, stream=32)
-    d, keep_d = ref.dropout(x + (bias if with_bias else 0.0), 0.2, seed=31, stream=32)
+    y, packed = ref.bias_dropout_add(x, bias, residual, 0.2, seed=31, stream=32, return_mask=True)
+    keep = ref.unpack_mask(packed, x.shape)
+    d, keep_d = ref.dropout(x + (bias if with_bias else 0.0), 0.2, seed=31, stream=32, **BOOL)
     np.testing.assert_array_equal(keep, keep_d)
     np.testing.assert_array_equal(keep, ref.keep_mask(x.shape, 0.2, 31, 32))
     assert bitwise_equal(y, residual + d)
@@ -323,42 +329,45 @@ def test_bias_dropout_add_half_rounds_once(dtype, request):
         dtype = request.getfixturevalue("bf16")
     rng = np.random.default_rng(8)
     x, residual, bias = (rng.standard_normal(s).astype(dtype) for s in ((64, 32), (64, 32), 32))
-    y, keep = ref.bias_dropout_add(x, bias, residual, 0.1, seed=1, stream=2)
+    y, packed = ref.bias_dropout_add(x, bias, residual, 0.1, seed=1, stream=2, return_mask=True)
+    keep = ref.unpack_mask(packed, x.shape)
     f = np.float32
     v = np.where(keep, (x.astype(f) + bias.astype(f)) * f(ref.dropout_scale(0.1)), f(0))
     assert bitwise_equal(y, (residual.astype(f) + v).astype(dtype))
     # unfused (rounding after each step) differs somewhere
-    unfused = residual + ref.dropout(x + bias, 0.1, seed=1, stream=2)[0]
+    unfused = residual + ref.dropout(x + bias, 0.1, seed=1, stream=2)
     assert not bitwise_equal(y, unfused)
 
 
 def test_bias_dropout_add_dropped_and_extremes():
     x = np.full((3, 4), np.nan)
     residual = np.full((3, 4), -0.0)
-    y, keep = ref.bias_dropout_add(x, np.zeros(4), residual, 1.0, seed=0)
+    y, packed = ref.bias_dropout_add(x, np.zeros(4), residual, 1.0, seed=0, return_mask=True)
+    keep = ref.unpack_mask(packed, x.shape)
     assert not keep.any() and bitwise_equal(y, np.zeros((3, 4)))  # -0.0 + +0.0 = +0.0
     x = np.arange(12.0).reshape(3, 4)
-    y, keep = ref.bias_dropout_add(x, np.ones(4), np.ones((3, 4)), 0.0, seed=0)
+    y, packed = ref.bias_dropout_add(x, np.ones(4), np.ones((3, 4)), 0.0, seed=0, return_mask=True)
+    keep = ref.unpack_mask(packed, x.shape)
     assert keep.all() and bitwise_equal(y, x + 2)
 
 
 def test_bias_dropout_add_backward():
     grad = np.ones((2, 3, 4), dtype=np.float32)
     keep = ref.keep_mask(grad.shape, 0.5, 9, 10)
-    dx, dbias, dres = ref.bias_dropout_add_backward(grad, keep, 0.5)
+    dx, dbias, dres = ref.bias_dropout_add_backward(grad, 0.5, mask=keep)
     assert dx.shape == grad.shape and dbias.shape == (4,) and dres.shape == grad.shape
     assert dx.dtype == dbias.dtype == dres.dtype == np.float32
-    assert bitwise_equal(dx, ref.dropout_backward(grad, 0.5, keep))
+    assert bitwise_equal(dx, ref.dropout_backward(grad, 0.5, mask=keep))
     np.testing.assert_array_equal(dbias, 2.0 * keep.sum(axis=(0, 1)))  # hand value
-    assert bitwise_equal(dres, grad) and dres is not grad
-    assert ref.bias_dropout_add_backward(grad, keep, 0.5, has_bias=False)[1] is None
+    assert bitwise_equal(dres, grad) and dres is grad  # grad itself, as fastdrop
+    assert ref.bias_dropout_add_backward(grad, 0.5, mask=keep, has_bias=False)[1] is None
 
 
 def test_dbias_accumulates_unrounded_products_in_float64():
     """float16: dbias sums the float32 products, not dx (rounded to float16 per element)."""
     grad = np.full((3, 2), 1.1, dtype=np.float16)
     keep = np.ones(grad.shape, dtype=bool)
-    dx, dbias, _ = ref.bias_dropout_add_backward(grad, keep, 0.1)
+    dx, dbias, _ = ref.bias_dropout_add_backward(grad, 0.1, mask=keep)
     prod = float(np.float32(grad[0, 0]) * np.float32(ref.dropout_scale(0.1)))
     assert dbias.dtype == np.float16
     assert dbias.tolist() == [float(np.float16(3 * prod))] * 2
@@ -376,7 +385,7 @@ def test_alpha_prime_is_selu_scale_times_alpha():
 def test_alpha_dropout_self_normalising(p):
     n = 2**20
     x = np.random.default_rng(13).standard_normal(n)
-    y, keep = ref.alpha_dropout(x, p, seed=14, stream=15)
+    y, keep = ref.alpha_dropout(x, p, seed=14, stream=15, **BOOL)
     assert 0 < keep.sum() < n
     assert abs(y.mean()) < 6 / math.sqrt(n)
     assert abs(y.var() - 1) < 0.02
@@ -389,7 +398,7 @@ def test_alpha_dropout_self_normalising(p):
 def test_alpha_dropout_formula(dtype):
     x = special_input(dtype, 2000)
     p = 0.5
-    y, keep = ref.alpha_dropout(x, p, seed=16, stream=17)
+    y, keep = ref.alpha_dropout(x, p, seed=16, stream=17, **BOOL)
     q, ap = 0.5, ref.ALPHA_PRIME
     a = ((1 - q) * (1 + q * ap**2)) ** -0.5  # pow, as specified: 1 / sqrt differs in the last bit
     cd = np.float64 if dtype == np.float64 else np.float32
@@ -397,30 +406,30 @@ def test_alpha_dropout_formula(dtype):
     dropped = np.asarray(cd(-a * ap * (1 - q))).astype(dtype)
     assert bitwise_equal(y, np.where(keep, kept, dropped))
     assert np.isnan(y[~keep].astype(np.float64)).sum() == 0  # dropped NaN becomes d
-    assert bitwise_equal(ref.alpha_dropout_backward(np.ones_like(x), p, keep),
+    assert bitwise_equal(ref.alpha_dropout_backward(np.ones_like(x), p, mask=keep),
                          np.where(keep, np.asarray(cd(a)).astype(dtype), np.zeros((), dtype)))
 
 
 def test_alpha_dropout_extremes_and_inference():
     x = special_input(np.float32, 100)
-    y, keep = ref.alpha_dropout(x, 0.0, seed=1)
+    y, keep = ref.alpha_dropout(x, 0.0, seed=1, **BOOL)
     assert keep.all() and bitwise_equal(y, x)
-    y, keep = ref.alpha_dropout(x, 1.0, seed=1)
+    y, keep = ref.alpha_dropout(x, 1.0, seed=1, **BOOL)
     assert not keep.any() and bitwise_equal(y, np.zeros_like(x))
-    assert bitwise_equal(ref.alpha_dropout_backward(x, 1.0, keep), np.zeros_like(x))
-    y, keep = ref.alpha_dropout(x, 0.3, seed=1, training=False)
-    assert keep is None and bitwise_equal(y, x) and y is not x
+    assert bitwise_equal(ref.alpha_dropout_backward(x, 1.0, mask=keep), np.zeros_like(x))
+    y, keep = ref.alpha_dropout(x, 0.3, seed=1, training=False, **BOOL)
+    assert keep is None and bitwise_equal(y, x) and y is x  # x itself, as fastdrop
 
 
 def test_alpha_dropout_noise_shape_and_backward():
     x = np.random.default_rng(18).standard_normal((3, 6, 7))
-    y, keep = ref.alpha_dropout(x, 0.3, seed=19, stream=20, noise_shape=(3, 6, 1))
+    y, keep = ref.alpha_dropout(x, 0.3, seed=19, stream=20, noise_shape=(3, 6, 1), **BOOL)
     assert keep.shape == (3, 6, 1)
     np.testing.assert_array_equal(keep, ref.keep_mask((3, 6, 1), 0.3, 19, 20))
     q, ap = ref.effective_p(0.3), ref.ALPHA_PRIME
     a = ((1 - q) * (1 + q * ap**2)) ** -0.5
     k = np.broadcast_to(keep, x.shape)
-    dx = ref.alpha_dropout_backward(x, 0.3, keep)
+    dx = ref.alpha_dropout_backward(x, 0.3, mask=keep, noise_shape=(3, 6, 1))
     assert bitwise_equal(dx, np.where(k, x * a, 0.0))
     np.testing.assert_array_equal(y[k], dx[k] + a * ap * q)  # (x * a) + c, same rounding
     assert (y[~k] == -a * ap * (1 - q)).all()

@@ -1,4 +1,4 @@
-"""The dropout study (fastdrop.study) and its NumPy network (fastdrop.mlp)."""
+"""The dropout study (fastdrop.apps.study) and its NumPy network (fastdrop.apps.mlp)."""
 import json
 import sys
 from dataclasses import replace
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import fastdrop
-from fastdrop.mlp import MLP, SGD, softmax_cross_entropy
+from fastdrop.apps.mlp import MLP, SGD, softmax_cross_entropy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def tiny_config(**kw):
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     cfg = replace(study.QUICK, sizes=(64, 16, 16, 10), n_train=100, n_val=150, epochs=3,
                   rates=(0.0, 0.5), input_rates=(0.0, 0.2), mc_samples=4, capacity_width=8,
                   seeds=(0, 1), timing_rounds=1)
@@ -89,7 +89,7 @@ def test_sgd_step_descends():
 def test_tiny_study_writes_report_and_plots(tmp_path, capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     out = tmp_path / "report"
     res = study.run_study(tiny_config(), out=out, jobs=1, progress=True)
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_tiny_study_writes_report_and_plots(tmp_path, capsys):
 
 def test_study_is_deterministic():
     pytest.importorskip("sklearn")
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     cfg = tiny_config(seeds=(3,), timing_rounds=0)
     one = study.run_study(cfg, progress=False)
     two = study.run_study(cfg, progress=False)
@@ -141,7 +141,7 @@ def test_study_is_deterministic():
 
 def test_parallel_jobs_give_the_same_numbers():
     pytest.importorskip("sklearn")
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     cfg = tiny_config(seeds=(0,), rates=(0.0, 0.3), timing_rounds=0, epochs=2)
     serial = study.run_study(cfg, progress=False, jobs=1)
     parallel = study.run_study(cfg, progress=False, jobs=2)
@@ -151,7 +151,7 @@ def test_parallel_jobs_give_the_same_numbers():
 
 
 def test_plan_lists_each_run_once():
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     cfg = tiny_config()
     specs = study.plan_runs(cfg)
     assert len(specs) == len(set(specs))
@@ -162,16 +162,16 @@ def test_plan_lists_each_run_once():
 
 
 def test_rule_and_convergence_helpers():
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     assert study.epochs_to_converge([0.1, 0.5, 0.9, 0.955, 0.96], 0.99) == 4
-    assert study._differs((1.0, 0.1), (1.5, 0.2))
-    assert not study._differs((1.0, 0.3), (1.5, 0.3))
+    assert study.differs((1.0, 0.1), (1.5, 0.2))
+    assert not study.differs((1.0, 0.3), (1.5, 0.3))
 
 
 def test_cli_quick(tmp_path, capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     out = tmp_path / "q"
     rc = study.main(["--quick", "--out", str(out), "--no-progress", "--jobs", "1",
                      "--epochs", "2", "--no-plots"])
@@ -185,9 +185,47 @@ def test_cli_quick(tmp_path, capsys):
 
 @pytest.mark.parametrize("missing", ["sklearn", "matplotlib"])
 def test_missing_extra_names_the_install_command(monkeypatch, missing, tmp_path, capsys):
-    study = pytest.importorskip("fastdrop.study")
+    study = pytest.importorskip("fastdrop.apps.study")
     monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now fails
     with pytest.raises(ImportError, match=r"pip install fastdrop\[study\]"):
-        study._require(missing)
+        study.require_extra(missing)
     assert study.main(["--quick", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "pip install fastdrop[study]" in capsys.readouterr().err
+
+
+# ---- the package -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["-m", "fastdrop", "study", "--help"],
+                                  ["-m", "fastdrop.apps.study", "--help"]])
+def test_study_command_line_entry_points(argv):
+    import subprocess
+
+    res = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: fastdrop study")
+    assert "--quick" in res.stdout and "--no-progress" in res.stdout
+
+
+def test_study_package_uses_only_the_public_api():
+    """Its modules import fastdrop through `fastdrop` itself, the MLP through
+    fastdrop.apps.mlp, and one another relatively."""
+    import ast
+    import pathlib
+
+    study = pytest.importorskip("fastdrop.apps.study")
+    folder = pathlib.Path(study.__file__).parent
+    modules = sorted(folder.glob("*.py"))
+    assert len(modules) > 5
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    assert node.level == 1, (path.name, node.module)
+                elif node.module.split(".")[0] == "fastdrop":
+                    assert node.module in ("fastdrop", "fastdrop.apps.mlp"), \
+                        (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "fastdrop":
+                        assert alias.name == "fastdrop", (path.name, alias.name)

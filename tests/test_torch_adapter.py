@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 
 import fastdrop  # noqa: E402
 import fastdrop.torch as ft  # noqa: E402
-from fastdrop._interop import to_host_array  # noqa: E402
+from fastdrop._core.interop import to_host_array  # noqa: E402
 
 from _helpers import assert_bits_equal, make_x  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Importing this package is cheap and never imports Numba: `is_cuda_array` only looks at
 an object's attributes, so the public CPU API can call it on every input.  The kernels
-and the functions with the public signatures live in `fastdrop._cuda.dispatch`, which
+and the runner of requests (`fastdrop._cuda.backend`, the GPU backend) live apart; it
 imports numba-cuda (ImportError naming ``pip install fastdrop[cuda]`` when missing).
 
 This package is isolated on purpose (numba-cuda is in maintenance mode): nothing outside
@@ -10,7 +10,7 @@ it imports Numba.
 """
 from __future__ import annotations
 
-__all__ = ["is_cuda_array", "dispatch", "INSTALL_HINT"]
+__all__ = ["is_cuda_array", "backend", "INSTALL_HINT"]
 
 INSTALL_HINT = ("fastdrop's GPU backend needs numba-cuda: pip install fastdrop[cuda] "
                 "(or pip install numba-cuda)")
@@ -45,7 +45,7 @@ def is_cuda_array(obj) -> bool:
 
 
 def __getattr__(name):
-    if name == "dispatch":  # lazy: imports numba-cuda
+    if name == "backend":  # lazy: imports numba-cuda
         import importlib
-        return importlib.import_module(__name__ + ".dispatch")
+        return importlib.import_module(__name__ + ".backend")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,12 +28,15 @@ from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16, MASK32,
                       bf16_to_f32, block_keep_byte, cached_draw, draw_index, f16_to_f32,
                       f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte, noise_index,
                       normal_u32, philox_r, pick4, stream_block, strided_offset)
+from .._core.ops import Keep, Op
 from ._env import SIMULATOR, cuda
 from ._fp import dadd, dmul, fadd, fmul
 
-# keep sources and ops of the dropout kernel
-KS_DRAWS, KS_ALL, KS_PACKED, KS_BOOL = 0, 1, 2, 3
-OP_SCALE, OP_ALPHA, OP_BDA = 0, 1, 2
+# keep sources and ops of the dropout kernel: fastdrop._core.ops' numbers, as plain ints
+# (compile-time constants of each specialisation)
+KS_DRAWS, KS_ALL, KS_PACKED, KS_BOOL = (int(Keep.DRAWS), int(Keep.ALL), int(Keep.PACKED),
+                                        int(Keep.FLAGS))
+OP_SCALE, OP_ALPHA, OP_BDA = int(Op.DROPOUT), int(Op.ALPHA), int(Op.BDA)
 
 TWO_M24 = np.float32(2.0 ** -24)
 TWO_M53 = np.float64(2.0 ** -53)

@@ -27,8 +27,23 @@ def require_cuda():
         if not ok:
             pytest.skip("no CUDA GPU (set NUMBA_ENABLE_CUDASIM=1 to use the simulator)",
                         allow_module_level=True)
-    from fastdrop._cuda import dispatch
-    return cuda, dispatch
+    return cuda, GpuBackend()
+
+
+class GpuBackend:
+    """The public functions run by the GPU backend alone (fastdrop._core.route.on_backend:
+    the same parse and checks as the public API, no routing), and is_cuda_array."""
+
+    def __init__(self):
+        import fastdrop  # noqa: F401  (registers every public function's spec)
+        from fastdrop._cuda import is_cuda_array
+        self.is_cuda_array = is_cuda_array
+
+    def __getattr__(self, name):
+        from fastdrop._core.route import on_backend
+        fn = on_backend(name, "cuda")
+        setattr(self, name, fn)
+        return fn
 
 
 def to_dev(a):

@@ -13,6 +13,7 @@ from _helpers import FLOAT_DTYPES, assert_bits_equal, make_x  # noqa: E402
 DTYPE_IDS = [d.name for d in FLOAT_DTYPES]
 SHAPES = [(), (0,), (1,), (7,), (13,), (3, 0, 2), (3, 5, 7), (2, 3, 4, 3)]
 PS = [0.0, 1e-7, 0.5, 1.0]
+BOOL = dict(return_mask=True, mask_format="bool")  # the twin returns (y, bool keep mask)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -24,13 +25,13 @@ def test_forward_equals_cpu_and_reference(dtype, shape, p):
     for bits in (16, 32):
         y, mask = D.dropout(xd, p, seed=11, stream=3, bits=bits, return_mask=True)
         cy, cmask = fd.dropout(x, p, seed=11, stream=3, bits=bits, return_mask=True)
-        ey, ekeep = ref.dropout(x, p, seed=11, stream=3, bits=bits)
+        ey, ekeep = ref.dropout(x, p, seed=11, stream=3, bits=bits, **BOOL)
         assert_bits_equal(host(y), cy)
         assert_bits_equal(host(y), ey)
         np.testing.assert_array_equal(host(mask), cmask)
         np.testing.assert_array_equal(host(mask), ref.pack_mask(ekeep))
     _, bmask = D.dropout(xd, p, seed=11, stream=3, return_mask=True, mask_format="bool")
-    np.testing.assert_array_equal(host(bmask), ref.dropout(x, p, seed=11, stream=3)[1])
+    np.testing.assert_array_equal(host(bmask), ref.dropout(x, p, seed=11, stream=3, **BOOL)[1])
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -44,7 +45,7 @@ def test_backward_from_packed_bool_and_seed(dtype):
         keep = fd.unpack_mask(packed, g.shape)
         assert_bits_equal(host(D.dropout_backward(gd, 0.3, mask=to_dev(keep), bits=bits)), exp)
         assert_bits_equal(host(D.dropout_backward(gd, 0.3, seed=8, bits=bits)), exp)
-        assert_bits_equal(exp, ref.dropout_backward(g, 0.3, keep, bits=bits))
+        assert_bits_equal(exp, ref.dropout_backward(g, 0.3, mask=keep, bits=bits))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -77,7 +78,7 @@ def test_noise_shape_forward_backward(noise, fmt):
         assert_bits_equal(host(y), cy)
         np.testing.assert_array_equal(host(m), cm)
         assert_bits_equal(host(y), ref.dropout(x, 0.5, seed=3, stream=1, noise_shape=noise,
-                                               bits=bits)[0])
+                                               bits=bits))
         exp = fd.dropout_backward(x, 0.5, mask=cm, noise_shape=noise, bits=bits)
         assert_bits_equal(host(D.dropout_backward(xd, 0.5, mask=m, noise_shape=noise,
                                                   bits=bits)), exp)
@@ -168,7 +169,7 @@ def test_bias_dropout_add(dtype, shape, with_bias):
                                      return_mask=True)
         assert_bits_equal(host(y), cy)
         np.testing.assert_array_equal(host(m), cm)
-        assert_bits_equal(host(y), ref.bias_dropout_add(x, b, r, 0.3, 5, 2, bits)[0])
+        assert_bits_equal(host(y), ref.bias_dropout_add(x, b, r, 0.3, seed=5, stream=2, bits=bits))
     g = make_x(shape, dtype, seed=4, specials=False)
     exp = fd.bias_dropout_add_backward(g, 0.3, mask=cm, bits=32, has_bias=with_bias)
     for kw in (dict(mask=m), dict(seed=5, stream=2)):
@@ -200,7 +201,7 @@ def test_alpha_dropout(dtype, p):
         cy, cm = fd.alpha_dropout(x, p, seed=3, bits=bits, return_mask=True)
         assert_bits_equal(host(y), cy)
         np.testing.assert_array_equal(host(m), cm)
-        assert_bits_equal(host(y), ref.alpha_dropout(x, p, 3, bits=bits)[0])
+        assert_bits_equal(host(y), ref.alpha_dropout(x, p, seed=3, bits=bits))
         exp = fd.alpha_dropout_backward(x, p, mask=cm, bits=bits)
         assert_bits_equal(host(D.alpha_dropout_backward(xd, p, mask=m, bits=bits)), exp)
         assert_bits_equal(host(D.alpha_dropout_backward(xd, p, seed=3, bits=bits)), exp)
@@ -220,10 +221,10 @@ def test_gaussian_dropout(dtype, p, shape):
     x = make_x(shape, dtype, seed=5)
     xd = to_dev(x)
     y = D.gaussian_dropout(xd, p, seed=12, stream=4)
-    exp = ref.gaussian_dropout(x, p, 12, 4)
+    exp = ref.gaussian_dropout(x, p, seed=12, stream=4)
     assert_bits_equal(host(y), exp)
     assert_bits_equal(host(D.gaussian_dropout_backward(xd, p, seed=12, stream=4)),
-                      ref.gaussian_dropout_backward(x, p, 12, 4))
+                      ref.gaussian_dropout_backward(x, p, seed=12, stream=4))
     cpu = getattr(fd, "gaussian_dropout", None)
     if cpu is not None:
         assert_bits_equal(host(y), cpu(x, p, seed=12, stream=4))

@@ -8,15 +8,9 @@ cuda, D = require_cuda()
 
 import fastdrop as fd  # noqa: E402
 from fastdrop import reference as ref  # noqa: E402
+from _helpers import kat_vectors  # noqa: E402
 
-KAT = [  # Random123's known-answer vectors of Philox4x32-10
-    ([0x00000000, 0x00000000, 0x00000000, 0x00000000], [0x00000000, 0x00000000],
-     [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
-    ([0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF], [0xFFFFFFFF, 0xFFFFFFFF],
-     [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
-    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
-     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
-]
+KAT = kat_vectors()  # Random123's known answers (tests/data/kat_vectors.txt), as on the CPU
 SEED, STREAM = 0x0123456789ABCDEF, 0xFEDCBA9876543210
 
 
@@ -59,7 +53,8 @@ def test_random_bits_equal_cpu_and_reference(bits, offset, shape):
     exp = fd.random_bits(shape, seed=SEED, stream=STREAM, bits=bits, offset=offset)
     assert got.dtype == exp.dtype and got.shape == exp.shape
     np.testing.assert_array_equal(got, exp)
-    np.testing.assert_array_equal(got, ref.random_bits(shape, SEED, STREAM, bits, offset))
+    np.testing.assert_array_equal(got, ref.random_bits(shape, seed=SEED, stream=STREAM, bits=bits,
+                                                       offset=offset))
 
 
 def test_random_bits_blocks_of_a_larger_array():
@@ -75,14 +70,16 @@ def test_uniform_equal_cpu_and_reference(dtype, offset):
     got = host(D.uniform((5, 9), seed=SEED, stream=3, dtype=dtype, offset=offset))
     np.testing.assert_array_equal(got, fd.uniform((5, 9), seed=SEED, stream=3, dtype=dtype,
                                                   offset=offset))
-    np.testing.assert_array_equal(got, ref.uniform((5, 9), SEED, 3, dtype, offset))
+    np.testing.assert_array_equal(got, ref.uniform((5, 9), seed=SEED, stream=3, dtype=dtype,
+                                                   offset=offset))
     assert got.dtype == dtype
 
 
 def test_uniform_float64_top_of_its_range():
     off = 2**63 - 11
     got = host(D.uniform(11, seed=1, stream=2, dtype=np.float64, offset=off))
-    np.testing.assert_array_equal(got, ref.uniform(11, 1, 2, np.float64, off))
+    np.testing.assert_array_equal(got, ref.uniform(11, seed=1, stream=2, dtype=np.float64,
+                                                   offset=off))
     with pytest.raises(ValueError):
         D.uniform(12, seed=1, dtype=np.float64, offset=off)
 
@@ -91,7 +88,7 @@ def test_uniform_float64_top_of_its_range():
 @pytest.mark.parametrize("offset", [0, 3, 2**34 - 1])
 def test_standard_normal_equal_reference(dtype, offset):
     got = host(D.standard_normal((7, 23), seed=SEED, stream=5, dtype=dtype, offset=offset))
-    exp = ref.standard_normal((7, 23), SEED, 5, dtype, offset)
+    exp = ref.standard_normal((7, 23), seed=SEED, stream=5, dtype=dtype, offset=offset)
     assert got.dtype == exp.dtype
     np.testing.assert_array_equal(got.view(np.uint64 if dtype == np.float64 else np.uint32),
                                   exp.view(np.uint64 if dtype == np.float64 else np.uint32))
@@ -140,12 +137,13 @@ def test_out_and_device_arguments():
     out = cuda.device_array((4, 6), np.uint32)
     res = D.random_bits((4, 6), seed=3, out=out)
     assert res is out
-    np.testing.assert_array_equal(host(out), ref.random_bits((4, 6), 3))
+    np.testing.assert_array_equal(host(out), ref.random_bits((4, 6), seed=3))
     like = to_dev(np.zeros(3, np.float32))
     u = D.uniform(5, seed=3, device=like)
-    np.testing.assert_array_equal(host(u), ref.uniform(5, 3))
-    np.testing.assert_array_equal(host(D.uniform(5, seed=3, device=0)), ref.uniform(5, 3))
-    np.testing.assert_array_equal(host(D.uniform(5, seed=3, device="cuda")), ref.uniform(5, 3))
+    np.testing.assert_array_equal(host(u), ref.uniform(5, seed=3))
+    np.testing.assert_array_equal(host(D.uniform(5, seed=3, device=0)), ref.uniform(5, seed=3))
+    np.testing.assert_array_equal(host(D.uniform(5, seed=3, device="cuda")),
+                                  ref.uniform(5, seed=3))
     with pytest.raises(ValueError, match="C-contiguous"):
         D.random_bits((4, 3), seed=3, out=cuda.device_array((4, 6), np.uint32)[:, ::2])
     with pytest.raises(TypeError, match="dtype"):

@@ -35,12 +35,36 @@ cdef int _level = _best_level
 
 
 def simd_levels():
-    """The kernel levels this build and this CPU can run, best last."""
+    """The Philox kernel levels this build and this CPU can run, best last.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["portable", "avx2"]``; the best is the default.
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.simd_levels()[0]
+    'portable'
+    """
     return [name for lvl, name in sorted(_LEVEL_NAMES.items()) if lvl <= _best_level]
 
 
 def get_simd_level():
-    """Name of the Philox tile kernel in use ("avx2" or "portable")."""
+    """Name of the Philox tile kernel in use (results never depend on it).
+
+    Returns
+    -------
+    str
+        "avx2" or "portable".
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.get_simd_level() in fastdrop.simd_levels()
+    True
+    """
     return _LEVEL_NAMES[_level]
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._bench import cpu_model, interleaved_times
+from .measure import cpu_model, interleaved_times
 
 SCHEMA = "fastdrop-bench/1"
 LIMIT = "limit"
@@ -221,13 +221,13 @@ def cuda_groups(log2n: int, dtype: np.dtype, p: float) -> list[Group]:
     if not available:
         raise SystemExit("fastdrop bench --device cuda: no CUDA GPU is available "
                          "(numba.cuda.is_available() is False)")
-    try:
-        from . import _cuda
-        _cuda.dispatch  # imports numba-cuda
-    except (ImportError, AttributeError) as e:
-        raise SystemExit(f"fastdrop bench --device cuda: this fastdrop has no usable GPU "
-                         f"backend (fastdrop._cuda): {e}") from None
     import fastdrop
+
+    try:
+        fastdrop.random_bits(1, seed=0, device="cuda")  # imports numba-cuda
+    except Exception as e:
+        raise SystemExit(f"fastdrop bench --device cuda: this fastdrop has no usable GPU "
+                         f"backend: {e}") from None
 
     if dtype.name not in ("float16", "float32", "float64"):
         raise SystemExit(f"fastdrop bench --device cuda: --dtype {dtype.name} is not "

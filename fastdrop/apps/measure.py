@@ -12,10 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import _philox
-from ._openmp_helpers import omp_max_threads, openmp_enabled
-from .functional import dropout, dropout_backward
-from .rng import random_bits
+from fastdrop import (dropout, dropout_backward, get_simd_level, omp_max_threads, openmp_enabled,
+                      random_bits)
 
 
 def cpu_model() -> str:
@@ -31,7 +29,7 @@ def cpu_model() -> str:
 
 def machine_line() -> str:
     return (f"{cpu_model()}, {os.cpu_count()} cores; OpenMP {'on' if openmp_enabled() else 'off'}"
-            f" (max threads {omp_max_threads()}); Philox kernel {_philox.get_simd_level()}")
+            f" (max threads {omp_max_threads()}); Philox kernel {get_simd_level()}")
 
 
 def interleaved_times(contenders: dict[str, Callable[[], object]], repeats: int,

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .generator import Dropout, Generator
+from fastdrop import Dropout, Generator
 
 __all__ = ["MLP", "SGD", "softmax_cross_entropy", "accuracy"]
 

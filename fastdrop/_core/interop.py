@@ -14,28 +14,23 @@ of the same memory and the results back into the caller's type:
 - Other objects with ``__dlpack__`` on the CPU: ``np.from_dlpack``; results stay NumPy.
 - Arrays on an accelerator (``__cuda_array_interface__``, a non-CPU ``__dlpack_device__``,
   a CUDA torch tensor, a JAX array on a GPU) are never copied to the host here:
-  `to_host_array` raises `DeviceArrayError`; the decorator then calls the device
-  implementation (`device_implementation`: a registered one, else
-  ``fastdrop._cuda.dispatch.<name>`` for arrays ``fastdrop._cuda.is_cuda_array`` accepts)
-  with the original arguments, or lets the error (a NotImplementedError) reach the caller.
+  `to_host_array` raises `DeviceArrayError`, and the router (`fastdrop._core.route`)
+  sends the call to a device backend or lets the error (a NotImplementedError) reach the
+  caller.
 
 Neither torch nor jax is imported by this module: an object is recognised only when its
 framework is already imported (``sys.modules``), so NumPy callers pay nothing for it.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "DeviceArrayError", "to_host_array", "framework_arrays", "array_kind",
-    "register_device_dispatch", "device_implementation", "aligned_empty",
-]
+__all__ = ["DeviceArrayError", "to_host_array", "array_kind", "aligned_empty",
+           "jax_platform", "numpy_to_torch", "torch_to_numpy"]
 
 # DLPack device types that NumPy can read directly (kDLCPU, kDLCUDAHost, kDLROCMHost)
 _HOST_DLPACK_DEVICES = (1, 3, 11)
@@ -45,8 +40,8 @@ _ALIGN = 64  # what XLA:CPU needs to alias a host buffer instead of copying it
 class DeviceArrayError(NotImplementedError):
     """An argument lives on an accelerator: the CPU path does not handle it.
 
-    Raised by `to_host_array` instead of copying device memory to the host. The GPU
-    dispatch catches it; without one, it reaches the caller as a NotImplementedError.
+    Raised by `to_host_array` instead of copying device memory to the host. The router
+    catches it; without one, it reaches the caller as a NotImplementedError.
 
     Attributes: ``name`` (the argument), ``device`` (a string such as ``"cuda:0"``),
     ``framework`` ("torch", "jax", "cuda_array_interface" or "dlpack").
@@ -102,7 +97,7 @@ def _identity(result):
 # ---- torch -----------------------------------------------------------------------------
 
 
-def _torch_to_numpy(t, name: str, writable: bool) -> np.ndarray:
+def torch_to_numpy(t, name: str, writable: bool) -> np.ndarray:
     import torch
 
     if t.device.type != "cpu":
@@ -128,7 +123,7 @@ def _is_bfloat16(dtype: np.dtype) -> bool:
     return dtype.type.__name__ == "bfloat16"
 
 
-def _numpy_to_torch(arr: np.ndarray):
+def numpy_to_torch(arr: np.ndarray):
     import torch
 
     if not arr.flags.writeable or any(s < 0 for s in arr.strides):
@@ -141,7 +136,7 @@ def _numpy_to_torch(arr: np.ndarray):
 # ---- jax -------------------------------------------------------------------------------
 
 
-def _jax_device(a) -> str | None:
+def jax_platform(a) -> str | None:
     """The platform of a committed single-device JAX array ("cpu", "gpu", ...)."""
     try:
         devs = a.devices()
@@ -160,7 +155,7 @@ def _jax_to_numpy(a, name: str, writable: bool) -> np.ndarray:
     if writable:
         raise TypeError(f"{name} cannot be a JAX array: JAX arrays are immutable; call "
                         f"without {name}= and use the returned array")
-    plat = _jax_device(a)
+    plat = jax_platform(a)
     if plat != "cpu":
         raise DeviceArrayError(name, str(plat), "jax")
     return np.asarray(a)  # zero-copy, read-only view of the CPU buffer
@@ -223,7 +218,7 @@ def to_host_array(obj: Any, name: str, *, writable: bool = False):
     if kind == "numpy" or kind is None:
         return obj, _identity
     if kind == "torch":
-        return _torch_to_numpy(obj, name, writable), _numpy_to_torch
+        return torch_to_numpy(obj, name, writable), numpy_to_torch
     if kind == "jax":
         return _jax_to_numpy(obj, name, writable), _numpy_to_jax
     if kind == "cuda":
@@ -246,167 +241,3 @@ def to_host_array(obj: Any, name: str, *, writable: bool = False):
     if writable and not arr.flags.writeable:
         raise TypeError(f"{name} is read-only through DLPack and cannot be written in place")
     return arr, _identity
-
-
-# ---- the decorator --------------------------------------------------------------------------
-
-_DEVICE_DISPATCH: dict[str, Callable] = {}
-
-
-def register_device_dispatch(func_name: str, impl: Callable | None) -> None:
-    """Route calls of ``fastdrop.<func_name>`` whose arrays live on an accelerator to
-    `impl`, called with the original arguments. None removes the route."""
-    if impl is None:
-        _DEVICE_DISPATCH.pop(func_name, None)
-    else:
-        _DEVICE_DISPATCH[func_name] = impl
-
-
-def device_implementation(func_name: str, array: Any) -> Callable | None:
-    """Who handles ``fastdrop.<func_name>`` for a device `array`: a function registered
-    with `register_device_dispatch`, else ``fastdrop._cuda.dispatch.<func_name>`` when
-    fastdrop's GPU backend recognises the array (``fastdrop._cuda.is_cuda_array``), else
-    None. An ImportError of the GPU backend (numba-cuda missing) propagates: it names the
-    package to install."""
-    impl = _DEVICE_DISPATCH.get(func_name)
-    if impl is not None:
-        return impl
-    try:
-        from . import _cuda
-    except ImportError:
-        return None
-    is_cuda = getattr(_cuda, "is_cuda_array", None)
-    if is_cuda is None or not is_cuda(array):
-        return None
-    return getattr(_cuda.dispatch, func_name, None)
-
-
-def _needs_conversion(v: Any) -> bool:
-    return v is not None and type(v) is not np.ndarray and array_kind(v) not in (None, "numpy")
-
-
-def framework_arrays(*names: str, out: str | None = "out", aligned_out: bool = True):
-    """Decorator: let a NumPy-array function take and return torch/JAX CPU arrays.
-
-    Parameters
-    ----------
-    names : str
-        The array parameters to convert, by name (positional or keyword). The first is the
-        primary one: results come back in its type. E.g. ``("x", "bias", "residual")`` or
-        ``("grad", "mask")``.
-    out : str or None
-        The name of the output parameter, if the function has one (ignored otherwise). A
-        torch ``out`` is written in place through its NumPy view and returned as itself; a
-        JAX ``out`` is a TypeError (immutable).
-    aligned_out : bool
-        For a JAX primary array and no ``out``, pass a 64-byte aligned ``out`` of the
-        primary's shape and dtype (skipped when ``training`` is False), so that JAX aliases
-        the result instead of copying it.
-
-    Results: every ndarray in the result (or in a result tuple) that is the NumPy view of
-    an argument comes back as that argument itself (``dropout(x, training=False) is x``,
-    ``out`` returned as itself); any other ndarray (outputs, masks) is converted to the
-    primary argument's type (zero-copy for torch). NumPy-only calls go straight through.
-    """
-    if not names:
-        raise ValueError("framework_arrays needs at least one parameter name")
-
-    def decorate(fn):
-        sig = inspect.signature(fn)
-        params = list(sig.parameters)
-        for nm in names:
-            if nm not in params:
-                raise ValueError(f"{fn.__name__} has no parameter {nm!r}")
-        out_name = out if out is not None and out in params else None
-        watched = list(names) + ([out_name] if out_name else [])
-
-        def position(nm):
-            p = sig.parameters[nm]
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                return params.index(nm)
-            return None
-
-        slots = [(nm, position(nm)) for nm in watched]
-        has_training = "training" in params
-        training_pos = position("training") if has_training else None
-
-        def get(args, kwargs, nm, pos):
-            if pos is not None and pos < len(args):
-                return args[pos]
-            return kwargs.get(nm)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            # fast path: nothing but NumPy arrays, lists, scalars, None
-            n = len(args)
-            for nm, pos in slots:
-                v = args[pos] if pos is not None and pos < n else kwargs.get(nm)
-                if v is not None and type(v) is not np.ndarray and _needs_conversion(v):
-                    return _convert_call(fn, args, kwargs)
-            return fn(*args, **kwargs)
-
-        def _convert_call(fn, args, kwargs):
-            args = list(args)
-            originals = {}  # id(ndarray view) -> (ndarray, original object)
-            primary_wrap = _identity
-            primary_kind = array_kind(get(args, kwargs, names[0], slots[0][1]))
-            try:
-                for nm, pos in slots:
-                    v = get(args, kwargs, nm, pos)
-                    if v is None:
-                        continue
-                    arr, wrap = to_host_array(v, nm, writable=(nm == out_name))
-                    if nm == names[0]:
-                        primary_wrap = wrap
-                    if arr is not v:
-                        originals[id(arr)] = (arr, v)
-                        if pos is not None and pos < len(args):
-                            args[pos] = arr
-                        else:
-                            kwargs[nm] = arr
-            except DeviceArrayError as exc:
-                impl = device_implementation(fn.__name__, get(args, kwargs, exc.name,
-                                                              dict(slots)[exc.name]))
-                if impl is not None:
-                    return impl(*_restore(args, originals), **_restore_kw(kwargs, originals))
-                raise DeviceArrayError(exc.name, exc.device, exc.framework, fn.__name__) from None
-            if (aligned_out and primary_kind == "jax" and out_name is not None
-                    and get(args, kwargs, out_name, dict(slots)[out_name]) is None
-                    and get(args, kwargs, "training", training_pos) is not False):
-                x = get(args, kwargs, names[0], slots[0][1])
-                if isinstance(x, np.ndarray):
-                    kwargs_out = aligned_empty(x.shape, x.dtype)
-                    pos = dict(slots)[out_name]
-                    if pos is not None and pos < len(args):
-                        args[pos] = kwargs_out
-                    else:
-                        kwargs[out_name] = kwargs_out
-            result = fn(*args, **kwargs)
-
-            def back(r):
-                if isinstance(r, np.ndarray):
-                    hit = originals.get(id(r))
-                    if hit is not None and hit[0] is r:
-                        return hit[1]
-                    return primary_wrap(r)
-                return r
-
-            if isinstance(result, tuple):
-                return tuple(back(r) for r in result)
-            return back(result)
-
-        wrapper.__wrapped__ = fn
-        wrapper.__fastdrop_interop__ = tuple(names)  # kept by functools.wraps above it
-        return wrapper
-
-    return decorate
-
-
-def _restore(args, originals):
-    return [originals[id(a)][1] if isinstance(a, np.ndarray) and id(a) in originals
-            and originals[id(a)][0] is a else a for a in args]
-
-
-def _restore_kw(kwargs, originals):
-    return {k: (originals[id(v)][1] if isinstance(v, np.ndarray) and id(v) in originals
-                and originals[id(v)][0] is v else v) for k, v in kwargs.items()}

@@ -2,7 +2,7 @@
 # cython: initializedcheck=False
 """Dropout kernels: one pass over memory, logical C order, any strides.
 
-Private: fastdrop/functional.py validates arguments, prepares the operands (coalesced shape,
+Private: fastdrop._core.parse validates arguments, fastdrop._cpu.backend prepares the operands (coalesced shape,
 byte strides, aligned arrays) and calls `run`.  One driver serves every operation:
 
 - the keep flags of a block of elements come from the Philox draws of their logical
@@ -28,7 +28,7 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
-from fastdrop._philox cimport draws_u16, draws_u32, simd_level
+from fastdrop._cpu._philox cimport draws_u16, draws_u32, simd_level
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
@@ -71,7 +71,6 @@ cdef extern from "fd_fused.h" nogil:
     void fd_fused_bda_f64(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
                           int none, const double* x, const double* b, const double* r,
                           double* y, int64_t m, double s, int stream)
-    void fd_round_h16_vec(int bf16, const float* src, uint16_t* dst, int64_t n)
 
 cdef extern from "fd_stream.h" nogil:
     enum: FD_HAVE_STREAM
@@ -97,6 +96,8 @@ cdef enum:
     FAST_SUB = 256        # elements per draw buffer of the fused path: one 16-bit tile
     CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
 
+# the op and keep-source numbers are fastdrop._core.ops' Op and Keep (fastdrop._cpu.backend
+# checks them at import)
 cpdef enum Op:
     OP_DROPOUT = 0    # y = x * s where kept, else +0
     OP_BDA = 1        # y = r + ((x + b) * s where kept, else +0)
@@ -572,7 +573,7 @@ cdef inline char* _ptr(obj):
 def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None, f=None,
         sy=None, sx=None, sb=None, sr=None, sf=None, sg=None, packed_in=None, packed_out=None,
         bool_out=None, uint64_t seed=0, uint64_t stream=0, uint64_t offset=0, int bits=16,
-        uint64_t t=0, double s=1.0, double a=0.0, double c=0.0, double d=0.0,
+        uint64_t t=0, double scale=1.0, double a=0.0, double c=0.0, double d=0.0,
         int n_threads=1):
     """Run one plan.  Pointers are integer addresses (arrays kept alive by the caller);
     shape and strides (bytes) are sequences of equal length 1..64; n > 0.  sg (elements),
@@ -613,7 +614,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         P.fused = 2
     P.t = <uint32_t>t if not P.none_kept else 0
     P.seed, P.stream, P.offset = seed, stream, offset
-    P.s, P.a, P.c, P.d = s, a, c, d
+    P.s, P.a, P.c, P.d = scale, a, c, d
     P.y, P.x, P.b, P.r = _ptr(y), _ptr(x), _ptr(b), _ptr(r)
     P.f = <const uint8_t*>_ptr(f)
     P.packed_in = <const uint8_t*>_ptr(packed_in)
@@ -638,33 +639,3 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         else:
             _chunk(<fd_bf16*>NULL, &P, lo, hi)
     return P.fused != 0
-
-
-def normals_of_words(const uint32_t[::1] words, double[::1] out):
-    """out[k] = the normal deviate of words[k] (fd_normal.h); for the tests, which must
-    reach words (0, 2**32 - 1, the branch boundary) that a stream rarely draws."""
-    if words.shape[0] != out.shape[0]:
-        raise ValueError("words and out must have the same length")
-    with nogil:
-        fd_normal_block(&words[0] if words.shape[0] else NULL,
-                        &out[0] if out.shape[0] else NULL, words.shape[0])
-
-
-def round_to_half_bits(const float[::1] src, uint16_t[::1] out, bint bf16, bint vector):
-    """out[k] = the float16 (or bfloat16) bits of src[k], rounded by the fused path's vector
-    code (vector=True; AVX2 and, for float16, F16C machines only) or by fd_half.h.  For the
-    tests, which check the two on every rounding tie and NaN."""
-    cdef Py_ssize_t k, n = src.shape[0]
-    if out.shape[0] != n:
-        raise ValueError("src and out must have the same length")
-    if vector and not (FD_HAVE_FUSED and fd_simd_best() == FD_SIMD_AVX2
-                       and (bf16 or _HAS_F16C)):
-        raise RuntimeError("the vector conversions need AVX2 (and F16C for float16)")
-    if n == 0:
-        return
-    with nogil:
-        if vector:
-            fd_round_h16_vec(bf16, &src[0], &out[0], n)
-        else:
-            for k in range(n):
-                out[k] = fd_f32_to_bf16(src[k]).bits if bf16 else fd_f32_to_f16(src[k]).bits

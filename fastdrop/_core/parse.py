@@ -1,0 +1,373 @@
+"""One parse per public function: its arguments, checked once, as a request.
+
+Each ``parse.<name>`` takes the backend's array policy (`requests.ArrayPolicy`) and the
+public function's arguments, runs every check before anything is written, in the order
+the public docs give, and returns the request that the backend runs.  The CPU and the GPU
+share these functions, so they accept and refuse exactly the same calls.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import contract as C
+from .args import (as_int, check_bits, check_bool, check_mask_format, check_mode,
+                   check_n_threads, check_noise_shape, check_p, check_placement,
+                   check_seed, check_shape, check_span, check_uint64)
+from .ops import Keep, Op
+from .requests import (ArrayPolicy, BiasBackwardRequest, DrawsRequest, DropoutRequest,
+                       PhiloxRequest, UnpackRequest)
+
+__all__ = [
+    "dropout", "dropout_backward", "dropout_mask", "bias_dropout_add",
+    "bias_dropout_add_backward", "alpha_dropout", "alpha_dropout_backward",
+    "gaussian_dropout", "gaussian_dropout_backward", "random_bits", "uniform",
+    "standard_normal", "philox4x32", "unpack_mask", "float_dtype",
+]
+
+
+# ---- shared pieces -------------------------------------------------------------------------
+
+
+def _noise(shape: tuple, block: Any, noise_shape: Any = None):
+    """(noise shape of this array, draw map of its noise or None) for the public
+    ``block=`` and ``noise_shape=``: noise_shape refers to the global array of a block."""
+    placement = check_placement(block, shape)
+    if placement is None:
+        return check_noise_shape(noise_shape, shape), None
+    return C.noise_draws(shape, placement, check_noise_shape(noise_shape, placement[1]))
+
+
+def _mask(A: ArrayPolicy, mask: Any, noise: tuple):
+    """A packed (uint8, ceil(n/8) bytes) or bool (noise shape) mask, and its keep source."""
+    mk = A.mask_input(mask)
+    n = math.prod(noise)
+    dt = A.dtype(mk)
+    shape = A.shape(mk)
+    if dt == "uint8":
+        if len(shape) != 1 or math.prod(shape) != C.packed_size(n):
+            raise ValueError(f"packed mask must be 1-D with {C.packed_size(n)} bytes for "
+                             f"{n} elements, got shape {shape}")
+        return mk, Keep.PACKED
+    if dt == "bool":
+        if shape != noise:
+            raise ValueError(f"bool mask must have shape {noise}, got {shape}")
+        return mk, Keep.FLAGS
+    raise TypeError(f"mask must be a packed uint8 or a bool array, got dtype {dt}")
+
+
+def _seed_or_mask(A: ArrayPolicy, mask: Any, seed: Any, noise: tuple):
+    """(mask view or None, keep source, seed) for a backward pass."""
+    if (mask is None) == (seed is None):
+        raise ValueError("give exactly one of mask or seed")
+    if mask is not None:
+        mk, keep = _mask(A, mask, noise)
+        return mk, keep, 0
+    return None, Keep.DRAWS, check_uint64(seed, "seed")
+
+
+def _out(A: ArrayPolicy, out: Any, x: Any, inputs: dict, may_alias=("x",)):
+    return None if out is None else A.out(out, A.shape(x), A.dtype(x), inputs, may_alias)
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+
+
+def dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
+            mode="inverted", noise_shape=None, bits=16, return_mask=False,
+            mask_format="packed", out=None, n_threads=None, block=None) -> DropoutRequest:
+    xv = A.float_input(x, "x")
+    pf = check_p(p)
+    m = check_mode(mode)
+    b = check_bits(bits)
+    fmt = check_mask_format(mask_format)
+    noise, ndraws = _noise(A.shape(xv), block, noise_shape)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    training = check_bool(training, "training")
+    return_mask = check_bool(return_mask, "return_mask")
+    y = _out(A, out, xv, {"x": xv})
+    s = check_seed(seed)
+    t = C.threshold(pf, b)
+    common = dict(func="dropout", x=xv, out=y, returns_pair=return_mask, n_threads=threads)
+    if not training:
+        if m == "inverted":
+            return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, identity=True, **common)
+        return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, bits=b, threshold=t,
+                              scale=C.keep_probability(t, b), **common)
+    return DropoutRequest(op=Op.DROPOUT, keep=Keep.DRAWS, seed=s, stream=st, bits=b,
+                          threshold=t, scale=1.0 if m == "classic" else C.inverted_scale(t, b),
+                          noise_shape=noise, noise_draws=ndraws,
+                          mask_format=fmt if return_mask else None, **common)
+
+
+def dropout_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
+                     mode="inverted", noise_shape=None, bits=16, out=None, n_threads=None,
+                     block=None) -> DropoutRequest:
+    return _dropout_backward(A, A.float_input(grad, "grad"), p, mask, seed, stream, mode,
+                             noise_shape, bits, out, n_threads, block, "dropout_backward")
+
+
+def _dropout_backward(A, g, p, mask, seed, stream, mode, noise_shape, bits, out, n_threads,
+                      block, func) -> DropoutRequest:
+    """dropout_backward's checks after grad's (`g`: the backend's view of it)."""
+    pf = check_p(p)
+    m = check_mode(mode)
+    b = check_bits(bits)
+    noise, ndraws = _noise(A.shape(g), block, noise_shape)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    mk, keep, s = _seed_or_mask(A, mask, seed, noise)
+    y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
+    t = C.threshold(pf, b)
+    return DropoutRequest(func=func, op=Op.DROPOUT, keep=keep, x=g, out=y, mask=mk,
+                          seed=s, stream=st, bits=b, threshold=t,
+                          scale=1.0 if m == "classic" else C.inverted_scale(t, b),
+                          noise_shape=noise, noise_draws=ndraws, n_threads=threads)
+
+
+def dropout_mask(A: ArrayPolicy, shape, p, *, seed, stream=0, bits=16, packed=True, offset=0,
+                 n_threads=None, device=None, block=None) -> DrawsRequest:
+    dims = check_shape(shape)
+    pf = check_p(p)
+    b = check_bits(bits)
+    s = check_uint64(seed, "seed")
+    st = check_uint64(stream, "stream")
+    n = math.prod(dims)
+    off = check_span(offset, n)
+    threads = check_n_threads(n_threads)
+    packed = check_bool(packed, "packed")
+    _, draws = _noise(dims, block)
+    if draws is not None and off:
+        raise ValueError("give offset or block, not both")
+    return DrawsRequest(kind="mask", shape=dims, seed=s, stream=st,
+                        dtype="uint8" if packed else "bool", bits=b, offset=off,
+                        threshold=C.threshold(pf, b), draws=draws, n_threads=threads,
+                        device=A.device(device))
+
+
+def unpack_mask(A: ArrayPolicy, mask, shape) -> UnpackRequest:
+    dims = check_shape(shape)
+    mk = A.mask_input(mask)
+    if A.dtype(mk) != "uint8":
+        raise TypeError(f"mask must be a packed uint8 array, got dtype {A.dtype(mk)}")
+    n = math.prod(dims)
+    ms = A.shape(mk)
+    if len(ms) != 1 or ms[0] != C.packed_size(n):
+        raise ValueError(f"packed mask must be 1-D with {C.packed_size(n)} bytes for {n} "
+                         f"elements, got shape {ms}")
+    return UnpackRequest(mk, dims)
+
+
+# ---- bias-dropout-add ------------------------------------------------------------------------
+
+
+def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bits=16,
+                     return_mask=False, out=None, n_threads=None, block=None
+                     ) -> DropoutRequest:
+    xv = A.float_input(x, "x")
+    bv = None if bias is None else A.float_input(bias, "bias")
+    rv = A.float_input(residual, "residual")
+    pf = check_p(p)
+    b = check_bits(bits)
+    s = check_uint64(seed, "seed")
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    return_mask = check_bool(return_mask, "return_mask")
+    dt, shape = A.dtype(xv), A.shape(xv)
+    for name, arr in (("bias", bv), ("residual", rv)):
+        if arr is not None and A.dtype(arr) != dt:
+            raise TypeError(f"{name} must have x's dtype {dt}, got {A.dtype(arr)}")
+    if bv is not None and (len(shape) == 0 or A.shape(bv) != (shape[-1],)):
+        raise ValueError(f"bias must have shape (x.shape[-1],) = "
+                         f"{(shape[-1],) if shape else '()'}, got {A.shape(bv)}")
+    if A.shape(rv) != shape:
+        raise ValueError(f"residual must have x's shape {shape}, got {A.shape(rv)}")
+    y = _out(A, out, xv, {"x": xv, "residual": rv, "bias": bv}, may_alias=("x", "residual"))
+    _, draws = _noise(shape, block)
+    t = C.threshold(pf, b)
+    return DropoutRequest(func="bias_dropout_add", op=Op.BDA, keep=Keep.DRAWS, x=xv, out=y,
+                          bias=bv, residual=rv, seed=s, stream=st, bits=b, threshold=t,
+                          scale=C.inverted_scale(t, b), noise_shape=shape,
+                          noise_draws=draws, mask_format="packed" if return_mask else None,
+                          returns_pair=return_mask, n_threads=threads)
+
+
+def bias_dropout_add_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
+                              bits=16, has_bias=True, n_threads=None, block=None
+                              ) -> BiasBackwardRequest:
+    g = A.float_input(grad, "grad")
+    has_bias = check_bool(has_bias, "has_bias")
+    if has_bias and len(A.shape(g)) == 0:
+        raise ValueError("grad must have at least one axis when has_bias is True")
+    inner = _dropout_backward(A, g, p, mask, seed, stream, "inverted", None, bits, None,
+                              n_threads, block, "bias_dropout_add_backward")
+    return BiasBackwardRequest(inner, has_bias)
+
+
+# ---- alpha dropout ---------------------------------------------------------------------------
+
+
+def _alpha_op(t: int, bits: int) -> dict:
+    """Nothing dropped (identity, a copy) or everything (zeros): plain dropout's kernel."""
+    if t == 0 or t == 1 << bits:
+        return dict(op=Op.DROPOUT, scale=1.0)
+    return dict(op=Op.ALPHA, alpha=C.alpha_constants(t, bits))
+
+
+def alpha_dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
+                  noise_shape=None, bits=16, return_mask=False, mask_format="packed",
+                  out=None, n_threads=None, block=None) -> DropoutRequest:
+    xv = A.float_input(x, "x")
+    pf = check_p(p)
+    b = check_bits(bits)
+    fmt = check_mask_format(mask_format)
+    noise, ndraws = _noise(A.shape(xv), block, noise_shape)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    training = check_bool(training, "training")
+    return_mask = check_bool(return_mask, "return_mask")
+    y = _out(A, out, xv, {"x": xv})
+    s = check_seed(seed)
+    common = dict(func="alpha_dropout", x=xv, out=y, returns_pair=return_mask,
+                  n_threads=threads)
+    if not training:
+        return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, identity=True, **common)
+    t = C.threshold(pf, b)
+    return DropoutRequest(keep=Keep.DRAWS, seed=s, stream=st, bits=b, threshold=t,
+                          noise_shape=noise, noise_draws=ndraws,
+                          mask_format=fmt if return_mask else None, **_alpha_op(t, b),
+                          **common)
+
+
+def alpha_dropout_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
+                           noise_shape=None, bits=16, out=None, n_threads=None, block=None
+                           ) -> DropoutRequest:
+    g = A.float_input(grad, "grad")
+    pf = check_p(p)
+    b = check_bits(bits)
+    noise, ndraws = _noise(A.shape(g), block, noise_shape)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    mk, keep, s = _seed_or_mask(A, mask, seed, noise)
+    y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
+    t = C.threshold(pf, b)
+    a = C.alpha_constants(t, b)[0]
+    return DropoutRequest(func="alpha_dropout_backward", op=Op.DROPOUT, keep=keep, x=g,
+                          out=y, mask=mk, seed=s, stream=st, bits=b, threshold=t,
+                          scale=1.0 if t == 0 else a, noise_shape=noise,
+                          noise_draws=ndraws, n_threads=threads)
+
+
+# ---- gaussian dropout ------------------------------------------------------------------------
+
+
+def _gaussian(func, A, v, out, inputs, may_alias, pf, seed, stream, n_threads, block):
+    _, draws = _noise(A.shape(v), block)
+    sigma = C.gaussian_sigma(pf)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    y = _out(A, out, v, inputs, may_alias)
+    s = check_seed(seed)
+    return DropoutRequest(func=func, op=Op.GAUSS, keep=Keep.DRAWS, x=v, out=y, seed=s,
+                          stream=st, bits=32, scale=sigma, noise_shape=A.shape(v),
+                          noise_draws=draws, n_threads=threads)
+
+
+def gaussian_dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
+                     out=None, n_threads=None, block=None) -> DropoutRequest:
+    xv = A.float_input(x, "x")
+    pf = check_p(p)
+    training = check_bool(training, "training")
+    if not training:
+        C.gaussian_sigma(pf)
+        check_uint64(stream, "stream")
+        threads = check_n_threads(n_threads)
+        y = _out(A, out, xv, {"x": xv})
+        check_seed(seed)
+        _noise(A.shape(xv), block)
+        return DropoutRequest(func="gaussian_dropout", op=Op.DROPOUT, keep=Keep.ALL, x=xv,
+                              out=y, identity=True, n_threads=threads)
+    return _gaussian("gaussian_dropout", A, xv, out, {"x": xv}, ("x",), pf, seed, stream,
+                     n_threads, block)
+
+
+def gaussian_dropout_backward(A: ArrayPolicy, grad, p, *, seed, stream=0, out=None,
+                              n_threads=None, block=None) -> DropoutRequest:
+    g = A.float_input(grad, "grad")
+    pf = check_p(p)
+    s = check_seed(seed, required=True)
+    return _gaussian("gaussian_dropout_backward", A, g, out, {"grad": g}, ("grad",), pf, s,
+                     stream, n_threads, block)
+
+
+# ---- the generator ---------------------------------------------------------------------------
+
+
+def float_dtype(dtype: Any) -> str:
+    """float32 or float64, nothing else (no silent cast)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt.name
+
+
+def _draws(A, kind, shape, seed, stream, resolve, offset, out, n_threads, device
+           ) -> DrawsRequest:
+    """The checks of the generator functions, in their order; `resolve()` checks the
+    dtype argument (or bits) and returns (dtype name, bits, log2 of the index limit)."""
+    dims = check_shape(shape)
+    s = check_uint64(seed, "seed")
+    st = check_uint64(stream, "stream")
+    dt, b, limit_log2 = resolve()
+    off = check_span(offset, math.prod(dims), limit_log2)
+    threads = check_n_threads(n_threads)
+    o = None if out is None else A.contiguous_out(out, dims, dt)
+    return DrawsRequest(kind=kind, shape=dims, seed=s, stream=st, dtype=dt, bits=b,
+                        offset=off, out=o, n_threads=threads,
+                        device=A.device(device) if out is None else None)
+
+
+def random_bits(A: ArrayPolicy, shape, *, seed, stream=0, bits=32, offset=0, out=None,
+                n_threads=None, device=None) -> DrawsRequest:
+    def resolve():
+        b = check_bits(bits)
+        return ("uint32" if b == 32 else "uint16"), b, 64
+
+    return _draws(A, "bits", shape, seed, stream, resolve, offset, out, n_threads, device)
+
+
+def uniform(A: ArrayPolicy, shape, *, seed, stream=0, dtype=np.float32, offset=0, out=None,
+            n_threads=None, device=None) -> DrawsRequest:
+    def resolve():  # float64 takes two words per element: 2**63 elements at most
+        dt = float_dtype(dtype)
+        return dt, 32, 64 if dt == "float32" else 63
+
+    return _draws(A, "uniform", shape, seed, stream, resolve, offset, out, n_threads, device)
+
+
+def standard_normal(A: ArrayPolicy, shape, *, seed, stream=0, dtype=np.float64, offset=0,
+                    out=None, n_threads=None, device=None) -> DrawsRequest:
+    return _draws(A, "normal", shape, seed, stream, lambda: (float_dtype(dtype), 32, 64),
+                  offset, out, n_threads, device)
+
+
+def philox4x32(A: ArrayPolicy, counter, key, rounds=10, *, n_threads=None) -> PhiloxRequest:
+    ctr = A.words(counter, "counter", 4)
+    k = A.words(key, "key", 2)
+    r = as_int(rounds, "rounds")
+    if not 0 <= r <= 16:
+        raise ValueError(f"rounds must be in [0, 16], got {r}")
+    threads = check_n_threads(n_threads)
+    cs, ks = A.shape(ctr), A.shape(k)
+    try:
+        batch = np.broadcast_shapes(cs[:-1], ks[:-1])
+    except ValueError:
+        raise ValueError(f"counter shape {cs} and key shape {ks} do not broadcast "
+                         f"over their leading axes") from None
+    return PhiloxRequest(ctr, k, r, tuple(batch), threads)
