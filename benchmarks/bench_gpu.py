@@ -24,7 +24,8 @@ def _backend_or_skip():
     on CUDA arrays. Skipped at older commits and without numba-cuda."""
     try:
         from fastdrop import _cuda
-        _cuda.dispatch  # imports numba-cuda
+        getattr(_cuda, "backend", None) or _cuda.dispatch  # imports numba-cuda (dispatch:
+        # the backend's name before 275b8b2)
     except (ImportError, AttributeError) as e:
         raise NotImplementedError(f"fastdrop has no usable CUDA backend here: {e}") from None
     return _cuda

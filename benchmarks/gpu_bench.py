@@ -76,8 +76,10 @@ def main(argv=None) -> int:
     if not available:
         return _no_gpu(why)
 
-    from fastdrop._cuda import dispatch as D
-    from fastdrop._cuda._memory import BFLOAT16
+    import ml_dtypes
+
+    import fastdrop as D  # the public API: CUDA arrays (and CUDA out=) go to the GPU backend
+    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
     try:
         import torch

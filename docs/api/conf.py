@@ -1,6 +1,6 @@
 """Sphinx configuration of fastdrop's API reference (autodoc + numpydoc).
 
-Build it (warnings are errors, as tests/test_docs.py does)::
+Build it (warnings are errors, as tests/api/test_docs.py does)::
 
     python3 -m pip install -e ".[test]"        # sphinx and numpydoc come with it
     sphinx-build -W -b html docs/api /tmp/fastdrop-api

@@ -8,7 +8,7 @@ share these functions, so they accept and refuse exactly the same calls.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -72,15 +72,35 @@ def _out(A: ArrayPolicy, out: Any, x: Any, inputs: dict, may_alias=("x",)):
     return None if out is None else A.out(out, A.shape(x), A.dtype(x), inputs, may_alias)
 
 
-# ---- dropout ---------------------------------------------------------------------------------
+# ---- the check sequences of the forward and backward passes -------------------------------
 
 
-def dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
-            mode="inverted", noise_shape=None, bits=16, return_mask=False,
-            mask_format="packed", out=None, n_threads=None, block=None) -> DropoutRequest:
+_NO_MODE = object()  # the function has no mode argument (alpha dropout)
+
+
+class _Forward(NamedTuple):
+    x: Any
+    threshold: int
+    mode: Any
+    bits: int
+    mask_format: str
+    noise: tuple
+    noise_draws: Any
+    stream: int
+    n_threads: Any
+    training: bool
+    return_mask: bool
+    out: Any
+    seed: int
+
+
+def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_threads,
+             training, return_mask, out, seed) -> _Forward:
+    """dropout's and alpha_dropout's checks, in their documented order (mode=_NO_MODE:
+    the function has no mode)."""
     xv = A.float_input(x, "x")
     pf = check_p(p)
-    m = check_mode(mode)
+    m = None if mode is _NO_MODE else check_mode(mode)
     b = check_bits(bits)
     fmt = check_mask_format(mask_format)
     noise, ndraws = _noise(A.shape(xv), block, noise_shape)
@@ -89,43 +109,71 @@ def dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
     training = check_bool(training, "training")
     return_mask = check_bool(return_mask, "return_mask")
     y = _out(A, out, xv, {"x": xv})
-    s = check_seed(seed)
+    key = check_seed(seed)
+    return _Forward(xv, C.threshold(pf, b), m, b, fmt, noise, ndraws, st, threads, training,
+                    return_mask, y, key)
+
+
+def _forward_request(f: _Forward, func: str, **op) -> DropoutRequest:
+    """The training pass of a checked forward call: flags from the draws."""
+    return DropoutRequest(func=func, keep=Keep.DRAWS, x=f.x, out=f.out, seed=f.seed,
+                          stream=f.stream, bits=f.bits, threshold=f.threshold,
+                          noise_shape=f.noise, noise_draws=f.noise_draws,
+                          mask_format=f.mask_format if f.return_mask else None,
+                          returns_pair=f.return_mask, n_threads=f.n_threads, **op)
+
+
+def _inference(f: _Forward, func: str, **op) -> DropoutRequest:
+    """training=False: x itself (identity) or, for classic dropout, x * P(keep)."""
+    return DropoutRequest(func=func, x=f.x, out=f.out, returns_pair=f.return_mask,
+                          n_threads=f.n_threads, **op)
+
+
+def _backward(A, g, p, mode, bits, block, noise_shape, stream, n_threads, mask, seed, out,
+              func, scale) -> DropoutRequest:
+    """The checks of a backward pass after grad's (`g`: the backend's view of it), in the
+    documented order; ``scale(t, bits, mode)`` is the factor of kept gradients."""
+    pf = check_p(p)
+    m = None if mode is _NO_MODE else check_mode(mode)
+    b = check_bits(bits)
+    noise, ndraws = _noise(A.shape(g), block, noise_shape)
+    st = check_uint64(stream, "stream")
+    threads = check_n_threads(n_threads)
+    mk, keep, key = _seed_or_mask(A, mask, seed, noise)
+    y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
     t = C.threshold(pf, b)
-    common = dict(func="dropout", x=xv, out=y, returns_pair=return_mask, n_threads=threads)
-    if not training:
-        if m == "inverted":
-            return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, identity=True, **common)
-        return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, bits=b, threshold=t,
-                              scale=C.keep_probability(t, b), **common)
-    return DropoutRequest(op=Op.DROPOUT, keep=Keep.DRAWS, seed=s, stream=st, bits=b,
-                          threshold=t, scale=1.0 if m == "classic" else C.inverted_scale(t, b),
-                          noise_shape=noise, noise_draws=ndraws,
-                          mask_format=fmt if return_mask else None, **common)
+    return DropoutRequest(func=func, op=Op.DROPOUT, keep=keep, x=g, out=y, mask=mk,
+                          seed=key, stream=st, bits=b, threshold=t, scale=scale(t, b, m),
+                          noise_shape=noise, noise_draws=ndraws, n_threads=threads)
+
+
+def _dropout_scale(t: int, bits: int, mode: str) -> float:
+    return 1.0 if mode == "classic" else C.inverted_scale(t, bits)
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+
+
+def dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
+            mode="inverted", noise_shape=None, bits=16, return_mask=False,
+            mask_format="packed", out=None, n_threads=None, block=None) -> DropoutRequest:
+    f = _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_threads,
+                 training, return_mask, out, seed)
+    if not f.training:
+        if f.mode == "inverted":
+            return _inference(f, "dropout", op=Op.DROPOUT, keep=Keep.ALL, identity=True)
+        return _inference(f, "dropout", op=Op.DROPOUT, keep=Keep.ALL, bits=f.bits,
+                          threshold=f.threshold,
+                          scale=C.keep_probability(f.threshold, f.bits))
+    return _forward_request(f, "dropout", op=Op.DROPOUT,
+                            scale=_dropout_scale(f.threshold, f.bits, f.mode))
 
 
 def dropout_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
                      mode="inverted", noise_shape=None, bits=16, out=None, n_threads=None,
                      block=None) -> DropoutRequest:
-    return _dropout_backward(A, A.float_input(grad, "grad"), p, mask, seed, stream, mode,
-                             noise_shape, bits, out, n_threads, block, "dropout_backward")
-
-
-def _dropout_backward(A, g, p, mask, seed, stream, mode, noise_shape, bits, out, n_threads,
-                      block, func) -> DropoutRequest:
-    """dropout_backward's checks after grad's (`g`: the backend's view of it)."""
-    pf = check_p(p)
-    m = check_mode(mode)
-    b = check_bits(bits)
-    noise, ndraws = _noise(A.shape(g), block, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    mk, keep, s = _seed_or_mask(A, mask, seed, noise)
-    y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
-    t = C.threshold(pf, b)
-    return DropoutRequest(func=func, op=Op.DROPOUT, keep=keep, x=g, out=y, mask=mk,
-                          seed=s, stream=st, bits=b, threshold=t,
-                          scale=1.0 if m == "classic" else C.inverted_scale(t, b),
-                          noise_shape=noise, noise_draws=ndraws, n_threads=threads)
+    return _backward(A, A.float_input(grad, "grad"), p, mode, bits, block, noise_shape, stream,
+                     n_threads, mask, seed, out, "dropout_backward", _dropout_scale)
 
 
 def dropout_mask(A: ArrayPolicy, shape, p, *, seed, stream=0, bits=16, packed=True, offset=0,
@@ -133,7 +181,7 @@ def dropout_mask(A: ArrayPolicy, shape, p, *, seed, stream=0, bits=16, packed=Tr
     dims = check_shape(shape)
     pf = check_p(p)
     b = check_bits(bits)
-    s = check_uint64(seed, "seed")
+    key = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
     n = math.prod(dims)
     off = check_span(offset, n)
@@ -142,7 +190,7 @@ def dropout_mask(A: ArrayPolicy, shape, p, *, seed, stream=0, bits=16, packed=Tr
     _, draws = _noise(dims, block)
     if draws is not None and off:
         raise ValueError("give offset or block, not both")
-    return DrawsRequest(kind="mask", shape=dims, seed=s, stream=st,
+    return DrawsRequest(kind="mask", shape=dims, seed=key, stream=st,
                         dtype="uint8" if packed else "bool", bits=b, offset=off,
                         threshold=C.threshold(pf, b), draws=draws, n_threads=threads,
                         device=A.device(device))
@@ -172,7 +220,7 @@ def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bi
     rv = A.float_input(residual, "residual")
     pf = check_p(p)
     b = check_bits(bits)
-    s = check_uint64(seed, "seed")
+    key = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     return_mask = check_bool(return_mask, "return_mask")
@@ -189,7 +237,7 @@ def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bi
     _, draws = _noise(shape, block)
     t = C.threshold(pf, b)
     return DropoutRequest(func="bias_dropout_add", op=Op.BDA, keep=Keep.DRAWS, x=xv, out=y,
-                          bias=bv, residual=rv, seed=s, stream=st, bits=b, threshold=t,
+                          bias=bv, residual=rv, seed=key, stream=st, bits=b, threshold=t,
                           scale=C.inverted_scale(t, b), noise_shape=shape,
                           noise_draws=draws, mask_format="packed" if return_mask else None,
                           returns_pair=return_mask, n_threads=threads)
@@ -202,8 +250,8 @@ def bias_dropout_add_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, 
     has_bias = check_bool(has_bias, "has_bias")
     if has_bias and len(A.shape(g)) == 0:
         raise ValueError("grad must have at least one axis when has_bias is True")
-    inner = _dropout_backward(A, g, p, mask, seed, stream, "inverted", None, bits, None,
-                              n_threads, block, "bias_dropout_add_backward")
+    inner = _backward(A, g, p, "inverted", bits, block, None, stream, n_threads, mask, seed,
+                      None, "bias_dropout_add_backward", _dropout_scale)
     return BiasBackwardRequest(inner, has_bias)
 
 
@@ -220,45 +268,23 @@ def _alpha_op(t: int, bits: int) -> dict:
 def alpha_dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
                   noise_shape=None, bits=16, return_mask=False, mask_format="packed",
                   out=None, n_threads=None, block=None) -> DropoutRequest:
-    xv = A.float_input(x, "x")
-    pf = check_p(p)
-    b = check_bits(bits)
-    fmt = check_mask_format(mask_format)
-    noise, ndraws = _noise(A.shape(xv), block, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    training = check_bool(training, "training")
-    return_mask = check_bool(return_mask, "return_mask")
-    y = _out(A, out, xv, {"x": xv})
-    s = check_seed(seed)
-    common = dict(func="alpha_dropout", x=xv, out=y, returns_pair=return_mask,
-                  n_threads=threads)
-    if not training:
-        return DropoutRequest(op=Op.DROPOUT, keep=Keep.ALL, identity=True, **common)
-    t = C.threshold(pf, b)
-    return DropoutRequest(keep=Keep.DRAWS, seed=s, stream=st, bits=b, threshold=t,
-                          noise_shape=noise, noise_draws=ndraws,
-                          mask_format=fmt if return_mask else None, **_alpha_op(t, b),
-                          **common)
+    f = _forward(A, x, p, _NO_MODE, bits, mask_format, block, noise_shape, stream, n_threads,
+                 training, return_mask, out, seed)
+    if not f.training:
+        return _inference(f, "alpha_dropout", op=Op.DROPOUT, keep=Keep.ALL, identity=True)
+    return _forward_request(f, "alpha_dropout", **_alpha_op(f.threshold, f.bits))
+
+
+def _alpha_scale(t: int, bits: int, mode: Any) -> float:
+    return 1.0 if t == 0 else C.alpha_constants(t, bits)[0]
 
 
 def alpha_dropout_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
                            noise_shape=None, bits=16, out=None, n_threads=None, block=None
                            ) -> DropoutRequest:
-    g = A.float_input(grad, "grad")
-    pf = check_p(p)
-    b = check_bits(bits)
-    noise, ndraws = _noise(A.shape(g), block, noise_shape)
-    st = check_uint64(stream, "stream")
-    threads = check_n_threads(n_threads)
-    mk, keep, s = _seed_or_mask(A, mask, seed, noise)
-    y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
-    t = C.threshold(pf, b)
-    a = C.alpha_constants(t, b)[0]
-    return DropoutRequest(func="alpha_dropout_backward", op=Op.DROPOUT, keep=keep, x=g,
-                          out=y, mask=mk, seed=s, stream=st, bits=b, threshold=t,
-                          scale=1.0 if t == 0 else a, noise_shape=noise,
-                          noise_draws=ndraws, n_threads=threads)
+    return _backward(A, A.float_input(grad, "grad"), p, _NO_MODE, bits, block, noise_shape,
+                     stream, n_threads, mask, seed, out, "alpha_dropout_backward",
+                     _alpha_scale)
 
 
 # ---- gaussian dropout ------------------------------------------------------------------------
@@ -270,8 +296,8 @@ def _gaussian(func, A, v, out, inputs, may_alias, pf, seed, stream, n_threads, b
     st = check_uint64(stream, "stream")
     threads = check_n_threads(n_threads)
     y = _out(A, out, v, inputs, may_alias)
-    s = check_seed(seed)
-    return DropoutRequest(func=func, op=Op.GAUSS, keep=Keep.DRAWS, x=v, out=y, seed=s,
+    key = check_seed(seed)
+    return DropoutRequest(func=func, op=Op.GAUSS, keep=Keep.DRAWS, x=v, out=y, seed=key,
                           stream=st, bits=32, scale=sigma, noise_shape=A.shape(v),
                           noise_draws=draws, n_threads=threads)
 
@@ -298,8 +324,8 @@ def gaussian_dropout_backward(A: ArrayPolicy, grad, p, *, seed, stream=0, out=No
                               n_threads=None, block=None) -> DropoutRequest:
     g = A.float_input(grad, "grad")
     pf = check_p(p)
-    s = check_seed(seed, required=True)
-    return _gaussian("gaussian_dropout_backward", A, g, out, {"grad": g}, ("grad",), pf, s,
+    key = check_seed(seed, required=True)
+    return _gaussian("gaussian_dropout_backward", A, g, out, {"grad": g}, ("grad",), pf, key,
                      stream, n_threads, block)
 
 
@@ -322,13 +348,13 @@ def _draws(A, kind, shape, seed, stream, resolve, offset, out, n_threads, device
     """The checks of the generator functions, in their order; `resolve()` checks the
     dtype argument (or bits) and returns (dtype name, bits, log2 of the index limit)."""
     dims = check_shape(shape)
-    s = check_uint64(seed, "seed")
+    key = check_uint64(seed, "seed")
     st = check_uint64(stream, "stream")
     dt, b, limit_log2 = resolve()
     off = check_span(offset, math.prod(dims), limit_log2)
     threads = check_n_threads(n_threads)
     o = None if out is None else A.contiguous_out(out, dims, dt)
-    return DrawsRequest(kind=kind, shape=dims, seed=s, stream=st, dtype=dt, bits=b,
+    return DrawsRequest(kind=kind, shape=dims, seed=key, stream=st, dtype=dt, bits=b,
                         offset=off, out=o, n_threads=threads,
                         device=A.device(device) if out is None else None)
 

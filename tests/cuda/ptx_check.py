@@ -1,6 +1,6 @@
 """Compile every GPU kernel to PTX without a GPU, and check its floating-point ops.
 
-Run as ``python3 tests/cuda/ptx_check.py`` (tests/test_cuda_simulator.py does, when
+Run as ``python3 tests/cuda/ptx_check.py`` (tests/cuda/test_simulator_run.py does, when
 libNVVM is present).  It needs numba-cuda and libNVVM (the CUDA toolkit's nvvm), but no
 GPU and no driver: NUMBA_FORCE_CUDA_CC picks the target and NVRTC -- only used to list
 architectures and locate libdevice -- is bypassed.  It checks that

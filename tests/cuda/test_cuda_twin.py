@@ -1,5 +1,5 @@
 """The GPU backend against the slow twin, function by function: the CPU twin test's table
-of cases (tests/test_twin.py), a deterministic sample of each function's cases, run by the
+of cases (tests/api/test_twin.py), a deterministic sample of each function's cases, run by the
 GPU backend alone (fastdrop._core.route.on_backend) on device copies of the arrays.  A new
 public function or a new case gets its GPU test here for free."""
 import numpy as np
@@ -9,7 +9,12 @@ from _cuda_util import host, require_cuda, to_dev
 
 cuda, D = require_cuda()
 
-import test_twin as T  # noqa: E402  (tests/ is on sys.path: tests/conftest.py)
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "api"))
+import test_twin as T  # noqa: E402  (tests/api/test_twin.py: the table of cases)
 
 #: pure functions of p and bits (no backend) and the CPU-only unpack_mask
 NO_GPU = {"effective_p", "dropout_scale", "gaussian_sigma", "unpack_mask"}

@@ -6,7 +6,7 @@ under a plain `python -m pytest` (pytest-benchmark times them) and with
 `--benchmark-disable` (each function runs once). For real figures use asv or
 `python -m fastdrop bench` (docs/benchmarks.md).
 
-    python -m pytest tests/test_bench_micro.py --benchmark-only   # timings table
+    python -m pytest tests/apps/test_bench_micro.py --benchmark-only   # timings table
 """
 import numpy as np
 import pytest
