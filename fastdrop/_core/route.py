@@ -17,7 +17,7 @@ backend then runs the request.  CPU results come back in the primary argument's 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -47,8 +47,10 @@ class Spec:
     arrays: tuple = ()
     out: str | None = None
     convert: bool = True
+    watched: tuple = field(init=False, default=())  # the arrays and out
 
     def __post_init__(self):
+        object.__setattr__(self, "watched", self.arrays + ((self.out,) if self.out else ()))
         _SPECS[self.name] = self
 
 
@@ -137,18 +139,11 @@ def call(spec: Spec, kw: dict) -> Any:
         cpu = _cpu()
         return cpu.run(spec.parse(cpu.POLICY, **kw))
     primary = kw[spec.arrays[0]]
-    if type(primary) is not np.ndarray:
-        if _cuda.is_cuda_array(primary):
-            impl = _REGISTRY.get(spec.name)
-            return impl(**kw) if impl is not None else _run_on_gpu(spec, kw)
-        if spec.convert:
-            for name in spec.arrays + ((spec.out,) if spec.out else ()):
-                v = kw[name]
-                if v is not None and type(v) is not np.ndarray and \
-                        array_kind(v) not in (None, "numpy"):
-                    return _converted_call(spec, kw)
-    elif spec.convert:
-        for name in spec.arrays[1:] + ((spec.out,) if spec.out else ()):
+    if type(primary) is not np.ndarray and _cuda.is_cuda_array(primary):
+        impl = _REGISTRY.get(spec.name)
+        return impl(**kw) if impl is not None else _run_on_gpu(spec, kw)
+    if spec.convert:
+        for name in spec.watched:  # torch, JAX, DLPack: NumPy views first
             v = kw[name]
             if v is not None and type(v) is not np.ndarray and \
                     array_kind(v) not in (None, "numpy"):
@@ -162,11 +157,10 @@ def _converted_call(spec: Spec, kw: dict) -> Any:
     original = kw
     kw = dict(kw)
     views = {}  # id(view) -> (view, the caller's object)
-    names = spec.arrays + ((spec.out,) if spec.out else ())
     primary_wrap = None
     primary_kind = array_kind(kw[spec.arrays[0]])
     try:
-        for name in names:
+        for name in spec.watched:
             v = kw[name]
             if v is None:
                 continue

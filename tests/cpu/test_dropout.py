@@ -250,3 +250,21 @@ def test_large_outputs_take_the_streaming_store_path(dtype):
     inplace = x.copy()
     fd.dropout(inplace, 0.3, seed=9, stream=1, out=inplace)
     assert_bits_equal(inplace, expected)
+
+
+@pytest.mark.parametrize("view", ["every-other", "reversed"])
+def test_strided_packed_masks_are_read_by_logical_byte(view):
+    """A packed mask with strides (a view) means its logical bytes, as a contiguous one
+    does: the backward passes used to read the bytes under its data pointer in a row."""
+    x = np.ones(200, np.float32)
+    _, m = fd.dropout(x, 0.5, seed=3, return_mask=True)
+    v = np.repeat(m, 2)[::2] if view == "every-other" else m[::-1].copy()[::-1]
+    assert not v.flags.c_contiguous and np.array_equal(v, m)
+    g = make_x((200,), np.float32, seed=1)
+    for f in (fd.dropout_backward, fd.alpha_dropout_backward):
+        assert_bits_equal(f(g, 0.5, mask=v), f(g, 0.5, mask=m))
+    got = fd.bias_dropout_add_backward(g.reshape(20, 10), 0.5, mask=v)
+    exp = fd.bias_dropout_add_backward(g.reshape(20, 10), 0.5, mask=m)
+    for a, b in zip(got[:2], exp[:2]):
+        assert_bits_equal(a, b)
+    np.testing.assert_array_equal(fd.unpack_mask(v, 200), fd.unpack_mask(m, 200))
