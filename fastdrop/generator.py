@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from . import functional as _d
-from ._core.args import UINT64_MAX, check_bits, check_mode, check_p, check_uint64
+from ._core.args import (UINT64_MAX, as_int, check_bits, check_mode, check_noise_spec, check_p,
+                         check_uint64)
 from .rng import random_bits, standard_normal, uniform
 
 __all__ = ["Generator", "DropoutCall", "Dropout"]
@@ -219,12 +220,41 @@ class Generator:
         >>> gen.take_stream(), gen.take_stream(), gen.next_stream
         (5, 6, 7)
         """
+        return self.take()[1]
+
+    def _seed_and_stream(self) -> dict:
+        seed, stream = self.take()
+        return {"seed": seed, "stream": stream}
+
+    def take(self) -> tuple[int, int]:
+        """The seed and a newly reserved stream, read together (thread-safe).
+
+        Use it rather than ``gen.seed`` and ``gen.take_stream()`` apart: a concurrent
+        `set_state` between the two would pair a stream with another seed.
+
+        Returns
+        -------
+        (int, int)
+            (seed, stream) for one operation.
+
+        Raises
+        ------
+        OverflowError
+            All 2**64 streams have been used.
+
+        Examples
+        --------
+        >>> import fastdrop
+        >>> gen = fastdrop.Generator(7, stream=5)
+        >>> gen.take(), gen.take()
+        ((7, 5), (7, 6))
+        """
         with self._lock:
             s = self._next
             if s > UINT64_MAX:
                 raise OverflowError("this generator has used all 2**64 streams")
             self._next = s + 1
-            return s
+            return self._seed, s
 
     def get_state(self) -> dict:
         """Everything needed to replay what follows: the seed and the next stream.
@@ -240,7 +270,8 @@ class Generator:
         >>> fastdrop.Generator(1234).get_state()
         {'seed': 1234, 'stream': 0}
         """
-        return {"seed": self._seed, "stream": self._next}
+        with self._lock:
+            return {"seed": self._seed, "stream": self._next}
 
     def set_state(self, state: dict) -> None:
         """Restore a state from get_state().
@@ -269,7 +300,9 @@ class Generator:
         if not isinstance(state, dict) or set(state) != {"seed", "stream"}:
             raise ValueError("state must be a dict with keys 'seed' and 'stream'")
         seed = check_uint64(state["seed"], "state['seed']")
-        stream = check_uint64(state["stream"], "state['stream']")
+        stream = as_int(state["stream"], "state['stream']")
+        if not 0 <= stream <= UINT64_MAX + 1:  # 2**64: every stream used (get_state's own)
+            raise ValueError(f"state['stream'] must be in [0, 2**64], got {stream}")
         with self._lock:
             self._seed, self._next = seed, stream
 
@@ -314,10 +347,10 @@ class Generator:
         if not training:
             return _d.dropout(x, p, seed=0, training=False, mode=mode, noise_shape=noise_shape,
                               bits=bits, out=out), None
-        stream = self.take_stream()
-        y = _d.dropout(x, p, seed=self._seed, stream=stream, mode=mode, noise_shape=noise_shape,
+        seed, stream = self.take()
+        y = _d.dropout(x, p, seed=seed, stream=stream, mode=mode, noise_shape=noise_shape,
                        bits=bits, out=out, n_threads=n_threads)
-        return y, DropoutCall("dropout", self._seed, stream, float(p), bits, mode,
+        return y, DropoutCall("dropout", seed, stream, float(p), bits, mode,
                               _tuple(noise_shape, np.shape(x)))
 
     def alpha_dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
@@ -355,10 +388,10 @@ class Generator:
         """
         if not training:
             return _d.alpha_dropout(x, p, seed=0, training=False, out=out), None
-        stream = self.take_stream()
-        y = _d.alpha_dropout(x, p, seed=self._seed, stream=stream, noise_shape=noise_shape,
+        seed, stream = self.take()
+        y = _d.alpha_dropout(x, p, seed=seed, stream=stream, noise_shape=noise_shape,
                              bits=bits, out=out, n_threads=n_threads)
-        return y, DropoutCall("alpha", self._seed, stream, float(p), bits, "inverted",
+        return y, DropoutCall("alpha", seed, stream, float(p), bits, "inverted",
                               _tuple(noise_shape, np.shape(x)))
 
     def gaussian_dropout(self, x: Any, p: float = 0.5, *, training: bool = True,
@@ -395,10 +428,10 @@ class Generator:
         """
         if not training:
             return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
-        stream = self.take_stream()
-        y = _d.gaussian_dropout(x, p, seed=self._seed, stream=stream, out=out,
+        seed, stream = self.take()
+        y = _d.gaussian_dropout(x, p, seed=seed, stream=stream, out=out,
                                 n_threads=n_threads)
-        return y, DropoutCall("gaussian", self._seed, stream, float(p), 32)
+        return y, DropoutCall("gaussian", seed, stream, float(p), 32)
 
     def bias_dropout_add(self, x: Any, bias: Any, residual: Any, p: float, *, bits: int = 16,
                          out: np.ndarray | None = None, n_threads: int | None = None):
@@ -434,10 +467,10 @@ class Generator:
         array([[2., 2., 0., 0.],
                [0., 0., 2., 0.]], dtype=float32)
         """
-        stream = self.take_stream()
-        y = _d.bias_dropout_add(x, bias, residual, p, seed=self._seed, stream=stream,
+        seed, stream = self.take()
+        y = _d.bias_dropout_add(x, bias, residual, p, seed=seed, stream=stream,
                                 bits=bits, out=out, n_threads=n_threads)
-        return y, DropoutCall("bias_dropout_add", self._seed, stream, float(p), bits)
+        return y, DropoutCall("bias_dropout_add", seed, stream, float(p), bits)
 
     def dropout_mask(self, shape: Any, p: float, *, bits: int = 16, packed: bool = True):
         """`fastdrop.dropout_mask` on a fresh stream.
@@ -468,7 +501,7 @@ class Generator:
         >>> fastdrop.Generator(42).dropout_mask(8, 0.5)
         array([67], dtype=uint8)
         """
-        return _d.dropout_mask(shape, p, seed=self._seed, stream=self.take_stream(), bits=bits,
+        return _d.dropout_mask(shape, p, **self._seed_and_stream(), bits=bits,
                                packed=packed)
 
     def random_bits(self, shape: Any, *, bits: int = 32):
@@ -496,7 +529,7 @@ class Generator:
         >>> fastdrop.Generator(42).random_bits(4)
         array([2632642643, 2012563771,  314527917, 1463989207], dtype=uint32)
         """
-        return random_bits(shape, seed=self._seed, stream=self.take_stream(), bits=bits)
+        return random_bits(shape, **self._seed_and_stream(), bits=bits)
 
     def uniform(self, shape: Any, *, dtype: Any = np.float32):
         """`fastdrop.uniform` on a fresh stream: floats in [0, 1).
@@ -523,7 +556,7 @@ class Generator:
         >>> fastdrop.Generator(42).uniform(3)
         array([0.61295986, 0.4685865 , 0.0732317 ], dtype=float32)
         """
-        return uniform(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
+        return uniform(shape, **self._seed_and_stream(), dtype=dtype)
 
     def standard_normal(self, shape: Any, *, dtype: Any = np.float64):
         """`fastdrop.standard_normal` on a fresh stream.
@@ -550,7 +583,7 @@ class Generator:
         >>> fastdrop.Generator(1).standard_normal(3)
         array([1.2279..., 1.2518..., 0.2165...])
         """
-        return standard_normal(shape, seed=self._seed, stream=self.take_stream(), dtype=dtype)
+        return standard_normal(shape, **self._seed_and_stream(), dtype=dtype)
 
 
 def _tuple(noise_shape, shape):
@@ -604,7 +637,7 @@ class Dropout:
         self.rate = check_p(rate)
         self.mode = check_mode(mode)
         self.bits = check_bits(bits)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.noise_shape = check_noise_spec(noise_shape)
         self.generator = seed if isinstance(seed, Generator) else Generator(seed)
         self._last: DropoutCall | None = None
 

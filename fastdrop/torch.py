@@ -384,7 +384,7 @@ class Dropout(nn.Module):
         if self.fd_generator is None:
             seed, stream = draw_seed(self.torch_generator), 0
         else:
-            seed, stream = self.fd_generator.seed, self.fd_generator.take_stream()
+            seed, stream = self.fd_generator.take()  # read together
         self.last_call = (seed, stream)
         return _apply(input, self._cfg, seed, stream, self.inplace)
 

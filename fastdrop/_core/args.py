@@ -17,7 +17,8 @@ import numpy as np
 __all__ = [
     "UINT64_MAX", "MAX_THREADS", "as_int", "check_uint64", "check_seed", "check_bits",
     "check_shape", "check_span", "check_n_threads", "check_bool", "check_choice", "check_p",
-    "check_mode", "check_mask_format", "check_noise_shape", "check_placement",
+    "check_mode", "check_mask_format", "check_noise_shape", "check_noise_spec",
+    "check_placement",
 ]
 
 UINT64_MAX = (1 << 64) - 1
@@ -70,8 +71,9 @@ def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
         return (shape,)
     if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
         return shape
-    if isinstance(shape, (str, bytes)):
-        raise TypeError(f"{name} must be an integer or a sequence of integers")
+    if isinstance(shape, (str, bytes, dict, set, frozenset)):  # unordered or not ints
+        raise TypeError(f"{name} must be an integer or a sequence of integers, "
+                        f"got {type(shape).__name__}")
     try:
         dims = (as_int(shape, name),)
     except TypeError:
@@ -129,7 +131,12 @@ def check_p(p: Any) -> float:
         return p
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    pf = float(p)
+    try:
+        pf = float(p)
+    except OverflowError:  # an int past float's range (10**400)
+        text = repr(p)
+        raise ValueError(f"p must be in [0, 1], got {text[:20]}... ({len(text)} digits)"
+                         ) from None
     if math.isnan(pf) or not 0.0 <= pf <= 1.0:
         raise ValueError(f"p must be in [0, 1], got {p!r}")
     return pf
@@ -149,8 +156,7 @@ def check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ..
     """Keras noise_shape: same length as x.shape, each entry x's or 1 (None: x's)."""
     if noise_shape is None:
         return shape
-    if isinstance(noise_shape, (str, bytes)) or not hasattr(noise_shape, "__len__"):
-        raise TypeError(f"noise_shape must be a tuple of ints, got {noise_shape!r}")
+    check_noise_spec(noise_shape)
     if len(noise_shape) != len(shape):
         raise ValueError(f"noise_shape {tuple(noise_shape)} must have one entry per axis "
                          f"of x {shape}")
@@ -158,6 +164,20 @@ def check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ..
     for d, s in zip(dims, shape):
         if d != s and d != 1:
             raise ValueError(f"noise_shape {dims} does not broadcast to x's shape {shape}")
+    return dims
+
+
+def check_noise_spec(noise_shape: Any) -> tuple | None:
+    """A noise shape on its own (before any array is seen, as a layer's constructor gets
+    it): None, or a sequence of ints >= 0 and None entries."""
+    if noise_shape is None:
+        return None
+    if (isinstance(noise_shape, (str, bytes, dict, set, frozenset))
+            or not hasattr(noise_shape, "__len__")):
+        raise TypeError(f"noise_shape must be a tuple of ints, got {noise_shape!r}")
+    dims = tuple(None if d is None else as_int(d, "noise_shape") for d in noise_shape)
+    if any(d is not None and d < 0 for d in dims):
+        raise ValueError(f"noise_shape must not have negative entries, got {dims}")
     return dims
 
 

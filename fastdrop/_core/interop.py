@@ -70,10 +70,12 @@ def _jax_array_type():
 
 
 def array_kind(obj: Any) -> str | None:
-    """"numpy", "torch", "jax", "cuda" (a __cuda_array_interface__ object), "dlpack"
+    """"numpy", "torch", "jax", "dask", "cuda" (a __cuda_array_interface__ object), "dlpack"
     (another DLPack producer), or None (anything else: lists, scalars...)."""
     if isinstance(obj, np.ndarray):
         return "numpy"
+    if type(obj).__module__.startswith("dask."):
+        return "dask"
     tt = _torch_tensor_type()
     if tt is not None and isinstance(obj, tt):
         return "torch"
@@ -217,6 +219,9 @@ def to_host_array(obj: Any, name: str, *, writable: bool = False):
     kind = array_kind(obj)
     if kind == "numpy" or kind is None:
         return obj, _identity
+    if kind == "dask":  # np.asarray would compute the whole array and return NumPy
+        raise TypeError(f"{name} is a Dask array: use fastdrop.dask (the same functions, "
+                        f"lazy and chunk by chunk, returning Dask arrays)")
     if kind == "torch":
         return torch_to_numpy(obj, name, writable), numpy_to_torch
     if kind == "jax":

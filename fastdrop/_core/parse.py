@@ -8,6 +8,9 @@ share these functions, so they accept and refuse exactly the same calls.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,6 +32,26 @@ __all__ = [
 
 
 # ---- shared pieces -------------------------------------------------------------------------
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside the fastdrop package (the user's call)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _threshold(p: float, bits: int) -> int:
+    """The threshold of p; a p > 0 that rounds to 0 (nothing would be dropped) warns."""
+    t = C.threshold(p, bits)
+    if t == 0 and p > 0.0:
+        hint = "; bits=32 resolves 2**-32" if bits == 16 else ""
+        warnings.warn(f"p={p!r} is below the resolution of bits={bits} (2**-{bits}) and "
+                      f"rounds to 0: nothing is dropped{hint}", UserWarning,
+                      stacklevel=_caller_level())
+    return t
 
 
 def _noise(shape: tuple, block: Any, noise_shape: Any = None):
@@ -110,7 +133,7 @@ def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_thr
     return_mask = check_bool(return_mask, "return_mask")
     y = _out(A, out, xv, {"x": xv})
     key = check_seed(seed)
-    return _Forward(xv, C.threshold(pf, b), m, b, fmt, noise, ndraws, st, threads, training,
+    return _Forward(xv, _threshold(pf, b), m, b, fmt, noise, ndraws, st, threads, training,
                     return_mask, y, key)
 
 
@@ -141,7 +164,7 @@ def _backward(A, g, p, mode, bits, block, noise_shape, stream, n_threads, mask, 
     threads = check_n_threads(n_threads)
     mk, keep, key = _seed_or_mask(A, mask, seed, noise)
     y = _out(A, out, g, {"grad": g, "mask": mk}, may_alias=("grad",))
-    t = C.threshold(pf, b)
+    t = _threshold(pf, b)
     return DropoutRequest(func=func, op=Op.DROPOUT, keep=keep, x=g, out=y, mask=mk,
                           seed=key, stream=st, bits=b, threshold=t, scale=scale(t, b, m),
                           noise_shape=noise, noise_draws=ndraws, n_threads=threads)
@@ -192,7 +215,7 @@ def dropout_mask(A: ArrayPolicy, shape, p, *, seed, stream=0, bits=16, packed=Tr
         raise ValueError("give offset or block, not both")
     return DrawsRequest(kind="mask", shape=dims, seed=key, stream=st,
                         dtype="uint8" if packed else "bool", bits=b, offset=off,
-                        threshold=C.threshold(pf, b), draws=draws, n_threads=threads,
+                        threshold=_threshold(pf, b), draws=draws, n_threads=threads,
                         device=A.device(device))
 
 
@@ -235,7 +258,7 @@ def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bi
         raise ValueError(f"residual must have x's shape {shape}, got {A.shape(rv)}")
     y = _out(A, out, xv, {"x": xv, "residual": rv, "bias": bv}, may_alias=("x", "residual"))
     _, draws = _noise(shape, block)
-    t = C.threshold(pf, b)
+    t = _threshold(pf, b)
     return DropoutRequest(func="bias_dropout_add", op=Op.BDA, keep=Keep.DRAWS, x=xv, out=y,
                           bias=bv, residual=rv, seed=key, stream=st, bits=b, threshold=t,
                           scale=C.inverted_scale(t, b), noise_shape=shape,

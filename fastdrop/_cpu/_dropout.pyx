@@ -504,9 +504,9 @@ cdef void _chunk(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept no
                 if seg_draws:  # a row of a block: draws of its global indices
                     _draw_values(P, gauss, P.offset + og, P.sg[nd - 1], seg,
                                  draws, kb + k, g + k)
-                if P.ks == KS_FLAGS:
+                if P.ks == KS_FLAGS:  # any nonzero byte keeps, as NumPy reads a bool
                     for dd in range(seg):
-                        kb[k + dd] = P.f[of + dd * P.sf[nd - 1]]
+                        kb[k + dd] = P.f[of + dd * P.sf[nd - 1]] != 0
                 if P.op == OP_DROPOUT:
                     _seg_dropout(<real_t*>(P.y + oy), P.sy[nd - 1] // isz,
                                  <const real_t*>(P.x + ox), P.sx[nd - 1] // isz,

@@ -8,6 +8,7 @@ allocates the outputs, broadcasts and coalesces the operands and calls the kerne
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,9 @@ class CpuArrays:
         if dtype_name(arr.dtype) not in FLOAT_DTYPES:
             raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, "
                             f"got {arr.dtype}")
+        if not arr.dtype.isnative:  # the kernels read native words: no silent garbage
+            raise TypeError(f"{name} has non-native byte order ({arr.dtype.str}); convert it "
+                            f"first, e.g. {name}.astype({arr.dtype.name!r})")
         if not arr.flags.aligned:  # rare: views into byte buffers; the kernels need alignment
             arr = arr.copy()
         return arr
@@ -90,14 +94,18 @@ class CpuArrays:
             ) -> np.ndarray:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        if dtype_name(out.dtype) != dtype:
-            raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
+        if dtype_name(out.dtype) != dtype or not out.dtype.isnative:
+            raise TypeError(f"out must have dtype {dtype} (native byte order), got "
+                            f"{out.dtype.str if not out.dtype.isnative else out.dtype}")
         if out.shape != shape:
             raise ValueError(f"out must have shape {shape}, got {out.shape}")
         if not out.flags.writeable:
             raise ValueError("out is read-only")
         if not out.flags.aligned:
             raise ValueError("out must be aligned")
+        if out.size > 1 and any(s == 0 and n > 1 for n, s in zip(out.shape, out.strides)):
+            raise ValueError("out must not have zero strides (a broadcast view writes many "
+                             "elements to one address)")
         for name, arr in inputs.items():
             if arr is None or not np.may_share_memory(out, arr):
                 continue
@@ -187,8 +195,52 @@ def run_kernel(op: int, keep: int, shape: tuple[int, ...], dtype: np.dtype, *,
                         bool_out=_address(bool_out), **kwargs, **scalars)
 
 
+# ---- the thread count -----------------------------------------------------------------------
+#
+# Results never depend on it (docs/contract.md), so it is capped freely:
+# - at the CPUs this process may run on (its affinity mask): a huge n_threads no longer
+#   asks libgomp for thousands of threads (which failed, or crashed in GOMP_parallel);
+# - at 1 in a process forked after a multi-threaded kernel ran: libgomp's thread pool does
+#   not survive fork, and a parallel region in the child waits forever for threads that
+#   are not there.  One thread runs no parallel region, so the child always finishes.
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+_state = {"cpus": _cpus(), "parallel_ran": False, "single": False}
+
+
+def _after_fork_in_child() -> None:
+    _state["single"] = _state["parallel_ran"]
+    _state["cpus"] = _cpus()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _threads(n: int | None) -> int:
-    return max(1, _openmp_helpers.omp_max_threads()) if n is None else n
+    """The threads a kernel runs on: n (None: OMP_NUM_THREADS, else all cores), capped as
+    described above."""
+    if _state["single"]:
+        return 1
+    t = max(1, _openmp_helpers.omp_max_threads()) if n is None else n
+    if t > _state["cpus"]:
+        t = _state["cpus"]
+    if t > 1:
+        _state["parallel_ran"] = True
+    return t
+
+
+def thread_policy() -> dict:
+    """The thread caps in force: {"cpus": usable CPUs, "single": forced to one thread
+    (a forked child)}."""
+    return {"cpus": _state["cpus"], "single": _state["single"]}
 
 
 # ---- requests ----------------------------------------------------------------------------

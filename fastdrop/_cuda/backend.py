@@ -12,8 +12,8 @@ whose framework, device and stream the output should share.  ``n_threads`` is ch
 for parity with the CPU API, and ignored.
 
 `POLICY` views and checks the arrays while `fastdrop._core.parse` builds a request;
-`run` executes it and checks nothing again.  A request's draw map (``block=``) is
-coalesced as on the CPU (`_block_map`).
+`run` executes it and checks nothing again.  A request's draw map (the public ``block=``) is
+coalesced as on the CPU (`_draw_map_args`).
 """
 from __future__ import annotations
 
@@ -133,9 +133,11 @@ def _target(device: Any) -> Target:
         name = device.strip().lower()
         if name == "cuda":
             return Target()
-        if name.startswith("cuda:"):
-            return Target(device_id=as_int(int(name[5:]), "device"))
-        raise ValueError(f"device must be 'cuda' or 'cuda:N', got {device!r}")
+        index = name[5:] if name.startswith("cuda:") else ""
+        if not (index.isdigit() and index.isascii()):
+            raise ValueError(f"device must be 'cuda' or 'cuda:N' with N a GPU index >= 0, "
+                             f"got {device!r}")
+        return Target(device_id=int(index))
     idx = as_int(device, "device")
     if idx < 0:
         raise ValueError(f"device must be a GPU index >= 0, got {idx}")
@@ -154,9 +156,9 @@ def _noise_strides(noise: tuple, shape: tuple) -> np.ndarray:
 # ---- kernel runners -------------------------------------------------------------------------
 
 
-def _block_map(shape: tuple, block, strm):
-    """The kernel arguments (base, shape, draw strides) of a block map ``(strides, base)``
-    of `shape` (`fastdrop._core.contract.noise_draws`), or unused dummies when block is None.
+def _draw_map_args(shape: tuple, draws, strm):
+    """The kernel arguments (base, shape, draw strides) of a draw map ``(strides, base)``
+    of `shape` (`fastdrop._core.contract.DrawMap`), or unused dummies when draws is None.
 
     The axes are coalesced as the CPU driver does (``coalesce``): length-1 axes
     are dropped (their draw stride may even be 2**64, which no uint64 holds; their index
@@ -164,9 +166,9 @@ def _block_map(shape: tuple, block, strm):
     div/mod chain (`_device.draw_index`) is as short as it can be -- one axis when the
     block is a run of whole rows.  Call only for a non-empty shape: every axis of the
     global array then has length >= 1, so a kept stride is at most 2**63."""
-    if block is None:
+    if draws is None:
         return _u64(0), _dummy(np.int64), _dummy(np.uint64)
-    strides, base = block
+    strides, base = draws
     cshape, (cstrides,) = coalesce(shape, [tuple(strides)])
     return (_u64(base), cuda.to_device(np.array(cshape, np.int64), stream=strm),
             cuda.to_device(np.array(cstrides, np.uint64), stream=strm))
@@ -175,9 +177,9 @@ def _block_map(shape: tuple, block, strm):
 def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16, t=0,
          s=1.0, a=0.0, c=0.0, d=0.0, bias: Operand | None = None,
          res: Operand | None = None, pin=None, fin=None, pout=None, bout=None,
-         noise: tuple | None = None, block=None):
-    """One launch of the fused dropout kernel over x's n elements (C order); block: the
-    block map of x's draws (KS_DRAWS only, see `_block_map`)."""
+         noise: tuple | None = None, draws=None):
+    """One launch of the fused dropout kernel over x's n elements (C order); draws: the
+    draw map of x's elements (KS_DRAWS only, see `_draw_map_args`)."""
     n = X.size
     if n == 0:
         return
@@ -191,7 +193,7 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
         xshape = cuda.to_device(np.array(X.shape, np.int64), stream=strm)
         nstr = cuda.to_device(_noise_strides(noise, X.shape), stream=strm)
     ybuf = Y.output_buffer()
-    kern = K.dropout_kernel(X.name, op, ks, block is not None)
+    kern = K.dropout_kernel(X.name, op, ks, draws is not None)
     K.launch(kern, (n + 7) // 8, strm,
              ybuf, X.flat(),
              bias.flat() if bias is not None else _dummy(sd),
@@ -203,32 +205,32 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
              _u64(n), _u64(X.shape[-1] if X.shape else 1), _u64(seed), _u64(stream),
              _u64(bits), _u64(t), ct(s), ct(a), ct(c), ct(d), full, pout is not None,
              bout is not None, bias is not None, xshape, nstr,
-             *_block_map(X.shape, block, strm))
+             *_draw_map_args(X.shape, draws, strm))
     Y.commit(ybuf)
 
 
 def _run_mask(n: int, offset: int, seed: int, stream: int, bits: int, t: int, strm,
-              pout=None, bout=None, block=None, shape: tuple | None = None):
+              pout=None, bout=None, draws=None, shape: tuple | None = None):
     """Keep flags of draws offset .. offset + n - 1 into the packed and/or bool outputs;
-    with block (a block map of `shape`, n elements), of the block's elements instead."""
+    with draws (a draw map of `shape`, n elements), of the block's elements instead."""
     if n == 0:
         return
     outs = (pout if pout is not None else _dummy(np.uint8),
             bout if bout is not None else _dummy(np.bool_))
     flags = (_u64(seed), _u64(stream), _u64(bits), _u64(t), pout is not None,
              bout is not None)
-    if block is None:
+    if draws is None:
         K.launch(K.k_mask, (n + 7) // 8, strm, *outs, _u64(n), _u64(offset), *flags)
     else:
         K.launch(K.k_mask_block, (n + 7) // 8, strm, *outs, _u64(n),
-                 *_block_map(shape, block, strm), *flags)
+                 *_draw_map_args(shape, draws, strm), *flags)
 
 
 def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bits=16, t=0,
-           mask: Operand | None = None, return_mask=False, fmt="packed", block=None,
+           mask: Operand | None = None, return_mask=False, fmt="packed", draws=None,
            **scalars):
     """fastdrop.functional._apply on the GPU: keep flags drawn (seed) or given (mask),
-    a noise-shaped mask broadcast to x's shape; `block`: the noise's block map
+    a noise-shaped mask broadcast to x's shape; `draws`: the noise's draw map
     (`fastdrop._core.contract.noise_draws`), which only the drawn flags use.  Returns the (packed,
     bool) mask outputs."""
     full = noise == X.shape
@@ -245,9 +247,9 @@ def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bit
         if full:
             _run(op, K.KS_DRAWS, X, Y, seed=seed, stream=stream, t=t,
                  pout=P.flat() if P is not None else None,
-                 bout=B.flat() if B is not None else None, block=block, **common)
+                 bout=B.flat() if B is not None else None, draws=draws, **common)
         else:
-            drawn = dict(block=block, shape=noise)
+            drawn = dict(draws=draws, shape=noise)
             if B is not None:
                 flags = B.flat()
                 _run_mask(nn, 0, seed, stream, bits, t, X.stream, bout=flags, **drawn)
@@ -287,18 +289,18 @@ def _convert(A: Operand, name: str) -> Operand:
     return C
 
 
-def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int, block=None):
-    """y = x * (1 + sigma z) over x's elements; block: the block map of their words."""
+def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int, draws=None):
+    """y = x * (1 + sigma z) over x's elements; draws: the draw map of their words."""
     n = X.size
     if n == 0:
         return
     ybuf = Y.output_buffer()
     args = (ybuf, X.flat(), _u64(n), _u64(seed), _u64(stream), np.float64(sigma))
-    if block is None:
+    if draws is None:
         K.launch(K.gaussian_kernel(X.name), (n + 3) // 4, X.stream, *args)
     else:
         K.launch(K.gaussian_block_kernel(X.name), (n + 3) // 4, X.stream, *args,
-                 *_block_map(X.shape, block, X.stream))
+                 *_draw_map_args(X.shape, draws, X.stream))
     Y.commit(ybuf)
 
 
@@ -338,7 +340,7 @@ def _dropout_family(req: DropoutRequest):
     P, B = _apply(int(req.op), X, Y, req.noise_shape, seed=req.seed,
                   stream=req.stream, bits=req.bits, t=req.threshold, mask=req.mask,
                   return_mask=req.mask_format is not None, fmt=req.mask_format,
-                  block=req.noise_draws, s=req.scale, a=a, c=c, d=d, bias=req.bias,
+                  draws=req.noise_draws, s=req.scale, a=a, c=c, d=d, bias=req.bias,
                   res=req.residual)
     if req.mask_format is None:
         return _pair(req, Y.obj)
@@ -379,7 +381,7 @@ def _draws(req: DrawsRequest):
             R = allocate(tgt, (packed_size(n),) if packed else dims, req.dtype)
             _run_mask(n, off, req.seed, req.stream, req.bits, req.threshold, tgt.stream,
                       pout=R.flat() if packed else None, bout=None if packed else R.flat(),
-                      block=req.draws, shape=dims)
+                      draws=req.draws, shape=dims)
             return R.obj
         R = allocate(tgt, dims, req.dtype) if req.out is None else req.out
         words = (_u64(off), _u64(req.seed), _u64(req.stream))
