@@ -34,6 +34,10 @@ __all__ = [
 
 def _as_dask(x: Any, name: str) -> da.Array:
     if isinstance(x, da.Array):
+        if any(c != c for chunks in x.chunks for c in chunks):  # NaN: unknown sizes
+            raise ValueError(f"{name} has unknown chunk sizes (after boolean indexing, say): "
+                             f"each chunk's place in the array decides its draws; call "
+                             f"{name}.compute_chunk_sizes() first")
         return x
     raise TypeError(f"{name} must be a dask.array.Array, got {type(x).__name__} (use the "
                     f"functions of fastdrop itself for other arrays)")

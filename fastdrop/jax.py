@@ -21,8 +21,11 @@ Limits (see docs/adapters.md):
   "broadcast_all"``) and loops over the batch on the host; each batch element gets
   exactly what the unbatched call gives for its own (seed, stream), so
   ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different masks.
-- ``seed`` and ``stream`` may be Python ints (unsigned 64-bit) or traced integer scalars
-  (uint32/int32, or 64-bit with ``jax_enable_x64``), taken modulo 2**32 or 2**64.
+- ``seed`` and ``stream`` may be Python ints (unsigned 64-bit), concrete integer arrays
+  (checked as ints are: a negative one is a ValueError) or traced integer scalars
+  (uint32/int32, or 64-bit with ``jax_enable_x64``). A traced value cannot raise inside
+  jit: a negative one of a signed type is taken as its two's complement in 64 bits
+  (int32 -1 and int64 -1 both mean 2**64 - 1).
 """
 from __future__ import annotations
 
@@ -54,9 +57,16 @@ def _int_words(v: Any, name: str):
     if arr.ndim != 0 or not jnp.issubdtype(arr.dtype, jnp.integer):
         raise TypeError(f"{name} must be an int or an integer scalar array, got "
                         f"{getattr(arr, 'dtype', type(v).__name__)} of shape {arr.shape}")
+    if not isinstance(arr, jax.core.Tracer):  # a concrete value: checked as an int is
+        u = check_uint64(int(arr), name)
+        return jnp.uint32(u & 0xFFFFFFFF), jnp.uint32(u >> 32)
+    # traced: no error can be raised inside jit; a negative value of a signed type is
+    # taken as its two's complement in 64 bits (int32 -1 and int64 -1 both mean 2**64 - 1)
     lo = arr.astype(jnp.uint32)
     if arr.dtype.itemsize == 8:
         hi = (arr.astype(jnp.uint64) >> 32).astype(jnp.uint32)
+    elif jnp.issubdtype(arr.dtype, jnp.signedinteger):
+        hi = jnp.where(arr < 0, jnp.uint32(0xFFFFFFFF), jnp.uint32(0))
     else:
         hi = jnp.uint32(0)
     return lo, hi

@@ -414,9 +414,21 @@ def philox4x32(A: ArrayPolicy, counter, key, rounds=10, *, n_threads=None) -> Ph
         raise ValueError(f"rounds must be in [0, 16], got {r}")
     threads = check_n_threads(n_threads)
     cs, ks = A.shape(ctr), A.shape(k)
-    try:
-        batch = np.broadcast_shapes(cs[:-1], ks[:-1])
-    except ValueError:
+    batch = _broadcast_shapes(cs[:-1], ks[:-1])
+    if batch is None:
         raise ValueError(f"counter shape {cs} and key shape {ks} do not broadcast "
-                         f"over their leading axes") from None
-    return PhiloxRequest(ctr, k, r, tuple(batch), threads)
+                         f"over their leading axes")
+    return PhiloxRequest(ctr, k, r, batch, threads)
+
+
+def _broadcast_shapes(a: tuple, b: tuple) -> tuple | None:
+    """NumPy's broadcasting of two shapes, or None; for any number of axes (NumPy's own
+    np.broadcast_shapes stops at 32)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(out)

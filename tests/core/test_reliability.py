@@ -238,3 +238,38 @@ def test_dask_arrays_point_to_fastdrop_dask():
         fd.dropout(x, 0.5, seed=1)
     with pytest.raises(TypeError, match="grad is a Dask array"):
         fd.dropout_backward(x, 0.5, seed=1)
+
+
+def test_philox_takes_as_many_axes_as_numpy():
+    from _helpers import kat_vectors
+
+    ctr, key, expected = kat_vectors()[2]
+    c = np.array(ctr, np.uint32).reshape((1,) * 40 + (4,))
+    got = fd.philox4x32(c, np.array(key, np.uint32))
+    assert got.shape == (1,) * 40 + (4,) and got.reshape(-1).tolist() == expected
+    with pytest.raises(ValueError, match="do not broadcast"):
+        fd.philox4x32(np.zeros((3, 4), np.uint32), np.zeros((2, 2), np.uint32))
+
+
+def test_dask_arrays_of_unknown_chunk_sizes_are_refused_at_graph_time():
+    da = pytest.importorskip("dask.array")
+    fdd = pytest.importorskip("fastdrop.dask")
+    x = da.arange(10, chunks=5).astype(np.float32)
+    y = x[x > 2]  # chunk sizes unknown until computed
+    with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes"):
+        fdd.dropout(y, 0.5, seed=1)
+    z = y.compute_chunk_sizes()
+    np.testing.assert_array_equal(fdd.dropout(z, 0.5, seed=1).compute(),
+                                  fd.dropout(z.compute(), 0.5, seed=1))
+
+
+def test_jax_streams_concrete_negative_refused_traced_sign_extended():
+    jax = pytest.importorskip("jax")
+    fj = pytest.importorskip("fastdrop.jax")
+    jnp = jax.numpy
+    x = jnp.ones(64, jnp.float32)
+    with pytest.raises(ValueError, match="stream must be in"):
+        fj.dropout(x, 0.5, seed=1, stream=jnp.int32(-1))  # as the int -1 is
+    traced = jax.jit(lambda s: fj.dropout(x, 0.5, seed=1, stream=s))(jnp.int32(-1))
+    np.testing.assert_array_equal(  # documented: two's complement in 64 bits
+        np.asarray(traced), fd.dropout(np.ones(64, np.float32), 0.5, seed=1, stream=2**64 - 1))
