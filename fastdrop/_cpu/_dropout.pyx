@@ -26,6 +26,7 @@ written in one pass.  It equals the general driver bit for bit; the tests run bo
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from fastdrop._cpu._philox cimport draws_u16, draws_u32, simd_level
@@ -95,6 +96,7 @@ cdef enum:
     SUB = 2048            # elements per draw buffer (a multiple of 8)
     FAST_SUB = 256        # elements per draw buffer of the fused path: one 16-bit tile
     CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
+    SIGNAL_CHUNKS = 256   # chunks between two looks at pending signals (8M elements)
 
 # the op and keep-source numbers are fastdrop._core.ops' Op and Keep (fastdrop._cpu.backend
 # checks them at import)
@@ -622,20 +624,27 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     P.bool_out = <uint8_t*>_ptr(bool_out)
     if n == 0:
         return False
-    cdef Py_ssize_t ci, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
+    cdef Py_ssize_t ci, c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
     cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
     cdef uint64_t lo, hi
-    for ci in prange(n_chunks, nogil=True, schedule="static", num_threads=workers):
-        lo = <uint64_t>ci * CHUNK
-        hi = lo + CHUNK
-        if hi > n:
-            hi = n
-        if code == 0:
-            _chunk(<float*>NULL, &P, lo, hi)
-        elif code == 1:
-            _chunk(<double*>NULL, &P, lo, hi)
-        elif code == 2:
-            _chunk(<fd_f16*>NULL, &P, lo, hi)
-        else:
-            _chunk(<fd_bf16*>NULL, &P, lo, hi)
+    # SIGNAL_CHUNKS chunks per parallel region, then a look at the signals: Ctrl-C stops a
+    # long call within milliseconds (the chunks, hence the result, are the same)
+    while c0 < n_chunks:
+        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
+        for ci in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
+            lo = <uint64_t>ci * CHUNK
+            hi = lo + CHUNK
+            if hi > n:
+                hi = n
+            if code == 0:
+                _chunk(<float*>NULL, &P, lo, hi)
+            elif code == 1:
+                _chunk(<double*>NULL, &P, lo, hi)
+            elif code == 2:
+                _chunk(<fd_f16*>NULL, &P, lo, hi)
+            else:
+                _chunk(<fd_bf16*>NULL, &P, lo, hi)
+        c0 = c1
+        if c0 < n_chunks:
+            PyErr_CheckSignals()
     return P.fused != 0

@@ -11,6 +11,7 @@ element's value depends only on its global index, so the split never changes a r
 """
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+from cpython.exc cimport PyErr_CheckSignals
 from cython.parallel cimport prange
 
 cdef extern from "philox.h" nogil:
@@ -28,6 +29,7 @@ cdef extern from "philox.h" nogil:
 # Tiles per chunk: a chunk is the unit of work handed to a thread (16 KiB of words).
 cdef enum:
     TILES_PER_CHUNK = 32
+    SIGNAL_CHUNKS = 1024  # chunks between two looks at pending signals (2^22+ words)
 
 _LEVEL_NAMES = {FD_SIMD_PORTABLE: "portable", FD_SIMD_AVX2: "avx2"}
 cdef int _best_level = fd_simd_best()
@@ -227,15 +229,20 @@ def fill_draws(uint64_t seed, uint64_t stream, uint64_t offset, int bits, out, i
     cdef uint64_t glast = offset + (n - 1)
     cdef uint64_t t0 = offset // per_tile
     cdef uint64_t n_tiles = glast // per_tile - t0 + 1
-    cdef Py_ssize_t c, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
+    cdef Py_ssize_t c, c0 = 0, c1, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
     cdef uint64_t ta, tb
-    for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=_n_workers(n_chunks, n_threads)):
-        ta = t0 + <uint64_t>c * TILES_PER_CHUNK
-        tb = ta + TILES_PER_CHUNK
-        if tb > t0 + n_tiles:
-            tb = t0 + n_tiles
-        _draws_chunk(seed, stream, bits, offset, glast, ta, tb, base)
+    cdef int workers = _n_workers(n_chunks, n_threads)
+    while c0 < n_chunks:  # a look at pending signals (Ctrl-C) every SIGNAL_CHUNKS chunks
+        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
+        for c in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
+            ta = t0 + <uint64_t>c * TILES_PER_CHUNK
+            tb = ta + TILES_PER_CHUNK
+            if tb > t0 + n_tiles:
+                tb = t0 + n_tiles
+            _draws_chunk(seed, stream, bits, offset, glast, ta, tb, base)
+        c0 = c1
+        if c0 < n_chunks:
+            PyErr_CheckSignals()
 
 
 def fill_uniform(uint64_t seed, uint64_t stream, uint64_t offset, out, int n_threads):
@@ -259,15 +266,20 @@ def fill_uniform(uint64_t seed, uint64_t stream, uint64_t offset, out, int n_thr
     cdef uint64_t glast = offset + (n - 1)
     cdef uint64_t t0 = offset // per_tile
     cdef uint64_t n_tiles = glast // per_tile - t0 + 1
-    cdef Py_ssize_t c, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
+    cdef Py_ssize_t c, c0 = 0, c1, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
     cdef uint64_t ta, tb
-    for c in prange(n_chunks, nogil=True, schedule="static",
-                    num_threads=_n_workers(n_chunks, n_threads)):
-        ta = t0 + <uint64_t>c * TILES_PER_CHUNK
-        tb = ta + TILES_PER_CHUNK
-        if tb > t0 + n_tiles:
-            tb = t0 + n_tiles
-        if single:
-            _uniform32_chunk(seed, stream, offset, glast, ta, tb, p32)
-        else:
-            _uniform64_chunk(seed, stream, offset, glast, ta, tb, p64)
+    cdef int workers = _n_workers(n_chunks, n_threads)
+    while c0 < n_chunks:  # a look at pending signals (Ctrl-C) every SIGNAL_CHUNKS chunks
+        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
+        for c in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
+            ta = t0 + <uint64_t>c * TILES_PER_CHUNK
+            tb = ta + TILES_PER_CHUNK
+            if tb > t0 + n_tiles:
+                tb = t0 + n_tiles
+            if single:
+                _uniform32_chunk(seed, stream, offset, glast, ta, tb, p32)
+            else:
+                _uniform64_chunk(seed, stream, offset, glast, ta, tb, p64)
+        c0 = c1
+        if c0 < n_chunks:
+            PyErr_CheckSignals()

@@ -273,3 +273,41 @@ def test_jax_streams_concrete_negative_refused_traced_sign_extended():
     traced = jax.jit(lambda s: fj.dropout(x, 0.5, seed=1, stream=s))(jnp.int32(-1))
     np.testing.assert_array_equal(  # documented: two's complement in 64 bits
         np.asarray(traced), fd.dropout(np.ones(64, np.float32), 0.5, seed=1, stream=2**64 - 1))
+
+
+INTERRUPT = textwrap.dedent("""
+    import time, numpy as np, fastdrop
+    x = np.ones(1 << 29, np.float16)
+    t = time.perf_counter(); fastdrop.gaussian_dropout(x[: 1 << 24], 0.5, seed=1)
+    print((time.perf_counter() - t) * 32, flush=True)   # what the whole call would take
+    print("ready", flush=True)
+    try:
+        fastdrop.gaussian_dropout(x, 0.5, seed=1)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child: POSIX")
+def test_ctrl_c_stops_a_long_call_within_a_second(tmp_path):
+    import signal
+    import time
+
+    path = tmp_path / "long.py"
+    path.write_text(INTERRUPT)
+    proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        whole = float(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out = proc.stdout.read().strip()
+        proc.wait(timeout=60)
+        took = time.perf_counter() - sent
+    finally:
+        proc.kill()
+    if whole < 3.0 and out == "finished":
+        pytest.skip(f"the call took only {whole:.1f} s here: too short to interrupt")
+    assert out == "interrupted" and took < 1.5, (out, took, whole)
