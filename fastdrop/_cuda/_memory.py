@@ -63,6 +63,8 @@ def _framework(obj) -> str:
 
 
 def _dtype_name(obj, typestr: str | None) -> str:
+    if typestr is not None and typestr[:1] == ">" and typestr[1:] not in ("u1", "b1", "i1"):
+        raise TypeError(f"has non-native byte order ({typestr}); convert it first")
     dt = getattr(obj, "dtype", None)
     if dt is not None:
         name = str(dt).replace("torch.", "")
@@ -206,13 +208,23 @@ def to_device_small(host: np.ndarray, stream):
 # ---- import ---------------------------------------------------------------------------------
 
 
+def _named(name, check, *args):
+    """check(*args), its TypeError prefixed with the argument's name."""
+    try:
+        return check(*args)
+    except TypeError as exc:
+        if str(exc).startswith("has "):
+            raise TypeError(f"{name} {exc}") from None
+        raise
+
+
 def as_operand(obj, name: str) -> Operand:
     """Zero-copy view of a CUDA array (see the module docstring)."""
     if SIMULATOR:
         if not getattr(obj, "__cuda_ndarray__", False):
             raise TypeError(f"{name} must be a CUDA array, got {type(obj).__name__}")
         host = obj._ary
-        nm = _dtype_name(host, host.dtype.str)
+        nm = _named(name, _dtype_name, host, host.dtype.str)
         return Operand(obj, "numba", nm, tuple(host.shape), tuple(host.strides),
                        host.__array_interface__["data"][0], not host.flags.writeable,
                        getattr(obj, "stream", 0), owner=obj, host=host)
@@ -236,7 +248,7 @@ def as_operand(obj, name: str) -> Operand:
             device_id = obj.device.id
     if desc is not None:
         shape = tuple(desc["shape"])
-        nm = nm or _dtype_name(obj, desc["typestr"])
+        nm = nm or _named(name, _dtype_name, obj, desc["typestr"])
         isz = storage_dtype(nm).itemsize
         strides = desc.get("strides")
         if strides is None:

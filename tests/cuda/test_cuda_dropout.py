@@ -295,3 +295,13 @@ def test_is_cuda_array():
     assert not D.is_cuda_array([1.0, 2.0])
     assert D.is_cuda_array(FakeDL(2)) and D.is_cuda_array(FakeDL(13))
     assert not D.is_cuda_array(FakeDL(1))
+
+
+@pytest.mark.parametrize("code", [">f2", ">f4", ">f8"])
+def test_big_endian_device_arrays_are_refused(code):
+    """As on the CPU (tests/core/test_reliability.py): non-native words are never read."""
+    x = cuda.to_device(np.arange(1, 9, dtype=code))
+    with pytest.raises(TypeError, match=r"x has non-native byte order \(>f"):
+        D.dropout(x, 0.5, seed=1)
+    with pytest.raises(TypeError, match=r"grad has non-native byte order"):
+        D.dropout_backward(x, 0.5, seed=1)
