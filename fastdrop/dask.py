@@ -9,6 +9,8 @@ distributed).  Optional extra: ``pip install fastdrop[dask]``.
 Masks are bool Dask arrays over the noise shape; the backward functions also regenerate
 the mask from ``(seed, stream)``, which stores nothing and needs no communication.
 A seed of None is drawn once, when the graph is built, and shared by every chunk.
+Each chunk's kernel runs on one thread: Dask's scheduler already runs the chunks in
+parallel, and a team of all cores per chunk would oversubscribe the machine.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
 
 from . import functional as _f
 from ._core.args import check_noise_shape, check_shape, check_uint64
+from ._core.threads import default_threads
 
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "alpha_dropout", "alpha_dropout_backward",
@@ -55,7 +58,8 @@ def _where(block_info: dict, i: int = 0) -> tuple[tuple[int, ...], tuple[int, ..
 def _map(kernel, x: da.Array, *args: Any, dtype: Any = None, **kwargs: Any) -> da.Array:
     """Map kernel(block, *blocks_of_args, block=(origin, global_shape), **kwargs)."""
     def one(block, *rest, block_info=None):
-        return kernel(block, *rest, block=_where(block_info), **kwargs)
+        with default_threads(1):  # Dask runs the chunks in parallel: one thread each
+            return kernel(block, *rest, block=_where(block_info), **kwargs)
 
     dtype = x.dtype if dtype is None else dtype
     return da.map_blocks(one, x, *args, dtype=dtype,

@@ -18,6 +18,7 @@ from .._core.layout import coalesce
 from .._core.ops import Keep, Op
 from .._core.requests import (BiasBackwardRequest, DrawsRequest, DropoutRequest, PhiloxRequest,
                               UnpackRequest)
+from .._core.threads import current_default
 from . import _dropout, _openmp_helpers, _philox
 
 __all__ = ["POLICY", "CpuArrays", "run", "run_kernel", "dtype_name"]
@@ -198,18 +199,44 @@ def run_kernel(op: int, keep: int, shape: tuple[int, ...], dtype: np.dtype, *,
 # ---- the thread count -----------------------------------------------------------------------
 #
 # Results never depend on it (docs/contract.md), so it is capped freely:
-# - at the CPUs this process may run on (its affinity mask): a huge n_threads no longer
-#   asks libgomp for thousands of threads (which failed, or crashed in GOMP_parallel);
+# - at the CPUs this process may run on (its affinity mask, and a cgroup CPU quota): a
+#   huge n_threads no longer asks libgomp for thousands of threads (which failed, or
+#   crashed in GOMP_parallel);
+# - n_threads=None takes the context's default first (`fastdrop._core.threads`: 1 for the
+#   chunks of fastdrop.dask), then OMP_NUM_THREADS (threadpoolctl's limit), else all;
 # - at 1 in a process forked after a multi-threaded kernel ran: libgomp's thread pool does
 #   not survive fork, and a parallel region in the child waits forever for threads that
 #   are not there.  One thread runs no parallel region, so the child always finishes.
 
 
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs a cgroup CPU quota allows (rounded up), or None without a quota: cgroup v2
+    ``cpu.max`` ("quota period", or "max period"), else v1 ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us`` (-1: none).  Containers set these, not the affinity mask."""
+    def read(name):
+        try:
+            with open(os.path.join(root, name)) as f:
+                return f.read().split()
+        except (OSError, ValueError):
+            return None
+    v2 = read("cpu.max")
+    if v2 and len(v2) == 2 and v2[0] != "max":
+        quota, period = int(v2[0]), int(v2[1])
+    else:
+        q, p = read("cpu/cpu.cfs_quota_us"), read("cpu/cpu.cfs_period_us")
+        if not (q and p) or int(q[0]) <= 0:
+            return None
+        quota, period = int(q[0]), int(p[0])
+    return max(1, -(-quota // period)) if period > 0 else None
+
+
 def _cpus() -> int:
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity API (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    quota = cgroup_cpus()
+    return min(n, quota) if quota else n
 
 
 _state = {"cpus": _cpus(), "parallel_ran": False, "single": False}
@@ -229,6 +256,8 @@ def _threads(n: int | None) -> int:
     described above."""
     if _state["single"]:
         return 1
+    if n is None:
+        n = current_default()  # a context's default (1 inside fastdrop.dask), or None
     t = max(1, _openmp_helpers.omp_max_threads()) if n is None else n
     if t > _state["cpus"]:
         t = _state["cpus"]

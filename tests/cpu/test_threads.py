@@ -1,0 +1,66 @@
+"""The thread policy of the CPU backend: caps (affinity, cgroup quota), a context's
+default (one thread per chunk inside fastdrop.dask), and results that never depend on
+the count.  The fork and huge-count cases are in tests/core/test_reliability.py."""
+import numpy as np
+import pytest
+
+import fastdrop as fd
+from fastdrop._core.threads import current_default, default_threads
+from fastdrop._cpu import backend
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu.max": "150000 100000\n"}, 2),
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "250000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({}, None),
+])
+def test_cgroup_quota_is_read(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert backend.cgroup_cpus(str(tmp_path)) == expected
+
+
+@pytest.fixture
+def seen_threads(monkeypatch):
+    """The n_threads of every kernel call the CPU backend makes."""
+    seen, run = [], backend.run_kernel
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["n_threads"])
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "run_kernel", spy)
+    return seen
+
+
+def test_a_context_default_applies_to_n_threads_none_only(seen_threads):
+    x = np.ones(1 << 17, np.float32)
+    expected = fd.dropout(x, 0.5, seed=1)
+    assert current_default() is None
+    with default_threads(1):
+        assert current_default() == 1
+        np.testing.assert_array_equal(fd.dropout(x, 0.5, seed=1), expected)
+        with default_threads(None):  # nested: the usual default again
+            fd.dropout(x, 0.5, seed=1)
+        fd.dropout(x, 0.5, seed=1, n_threads=2)  # an explicit count wins
+    assert current_default() is None
+    cap = backend.thread_policy()["cpus"]
+    assert seen_threads[1] == 1 and seen_threads[3] == min(2, cap)
+    with pytest.raises(ValueError, match="n_threads"):
+        with default_threads(0):
+            pass
+
+
+def test_dask_chunks_run_on_one_thread_each(seen_threads):
+    da = pytest.importorskip("dask.array")
+    fdd = pytest.importorskip("fastdrop.dask")
+    x = da.ones((4, 1 << 16), chunks=(1, 1 << 16), dtype=np.float32)
+    graph = fdd.dropout(x, 0.5, seed=3)  # (its argument check runs a probe here)
+    seen_threads.clear()
+    y = graph.compute(scheduler="threads")
+    assert seen_threads and set(seen_threads) == {1}
+    np.testing.assert_array_equal(y, fd.dropout(np.ones((4, 1 << 16), np.float32), 0.5, seed=3))
