@@ -153,6 +153,10 @@ def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int) -> list[Grou
     torch = _torch()
 
     def limit():
+        if s == 2:  # NumPy multiplies halves in scalar code: not a memory-bound baseline
+            xw, yw = x.view(np.uint16), y.view(np.uint16)
+            return Contender(LIMIT, "memory-bound limit: copy of x's bytes into y",
+                             lambda: np.copyto(yw, xw), 2 * n * s)
         return Contender(LIMIT, "memory-bound limit: np.multiply(x, 2.0, out=y)",
                          lambda: np.multiply(x, two, out=y), 2 * n * s)
 
@@ -286,6 +290,7 @@ def measure(group: Group, repeats: int) -> list[dict]:
             "log2n": group.log2n, "n": n, "bytes": c.nbytes,
             "median_s": med, "min_s": float(np.min(t)),
             "gbps": c.nbytes / med / 1e9 if med > 0 else None,
+            "gelems": n / med / 1e9 if med > 0 else None,  # 1e9 elements per second
             "ratio_to_limit": float(np.median(t / base)),
             "fastdrop_speedup": None if fd is None else float(np.median(t / fd)),
         })
@@ -297,20 +302,26 @@ def format_table(info: dict, config: dict, results: list[dict]) -> str:
              f"dtype {config['dtype']}, p = {config['p']}, {config['repeats']} interleaved "
              f"rounds; medians; ratios are medians of per-round ratios",
              ("x limit: time / a device-to-device copy of x" if info["device"] == "cuda" else
+              "x limit: time / np.multiply(x, 2.0, out=y) on the same arrays (for float16 "
+              "and bfloat16: a copy of the same bytes)" if config["dtype"] in
+              ("float16", "bfloat16") else
               "x limit: time / np.multiply(x, 2.0, out=y) on the same arrays")
              + " (1.00 = the memory-bound limit); speed-up: the row's time / fastdrop's"]
     for op in OPS:
         rows = [r for r in results if r["op"] == op]
         if not rows:
             continue
+        # masks: elements per second (GB/s of mask bytes would show the packed mask,
+        # 8 flags a byte, as 8x slower than the bool one)
+        rate, unit = ("gelems", "Gelem/s") if op == "mask" else ("gbps", "GB/s")
         lines += ["", f"== {TITLES[op]} ==",
-                  f"{'n':>5s}  {'contender':48s} {'median ms':>10s} {'GB/s':>7s} "
+                  f"{'n':>5s}  {'contender':48s} {'median ms':>10s} {unit:>7s} "
                   f"{'x limit':>8s} {'speed-up':>9s}"]
         for r in rows:
             sp = ("" if r["fastdrop_speedup"] is None or r["contender"] in (LIMIT, "fastdrop")
                   else f"{r['fastdrop_speedup']:8.2f}x")
             lines.append(f"{'2^' + str(r['log2n']):>5s}  {r['label']:48s} "
-                         f"{r['median_s'] * 1e3:10.3f} {r['gbps']:7.2f} "
+                         f"{r['median_s'] * 1e3:10.3f} {r[rate]:7.2f} "
                          f"{r['ratio_to_limit']:8.2f} {sp:>9s}")
     return "\n".join(lines)
 

@@ -28,7 +28,10 @@ def _check_doc(doc, sizes, dtype="float32"):
         assert r["n"] == 1 << r["log2n"]
         assert r["median_s"] > 0 and r["min_s"] <= r["median_s"]
         assert r["gbps"] > 0
+        assert r["gelems"] == pytest.approx(r["n"] / r["median_s"] / 1e9)
         assert r["bytes"] > 0
+        if r["contender"] == "limit":  # halves: a copy (np.multiply is scalar code there)
+            assert ("copy" in r["label"]) == (dtype in ("float16", "bfloat16"))
         assert np.isfinite(r["ratio_to_limit"]) and r["ratio_to_limit"] > 0
         if r["contender"] == "limit":
             assert r["ratio_to_limit"] == 1.0
@@ -127,3 +130,15 @@ def test_bench_cuda_path_under_the_simulator(tmp_path):
     assert {(x["op"], x["contender"]) for x in doc["results"]} == {
         ("forward", "limit"), ("forward", "fastdrop"), ("backward", "limit"),
         ("backward", "fastdrop")}
+
+
+def test_half_types_are_measured_against_a_copy_and_masks_in_elements(tmp_path, capsys,
+                                                                      no_torch):
+    js = tmp_path / "h.json"
+    assert bench.main(["--sizes", "10", "--dtype", "float16", "--repeats", "2", "--quiet",
+                       "--json", str(js)]) == 0
+    _check_doc(json.loads(js.read_text()), [10], "float16")
+    out = capsys.readouterr().out
+    assert "memory-bound limit: copy of x's bytes into y" in out
+    mask_table = out.split("== mask generation")[1]
+    assert "Gelem/s" in mask_table.splitlines()[1]
