@@ -1,6 +1,6 @@
 """Device functions: Philox4x32-10, the stream layout, half conversions, normal deviates.
 
-Line-by-line twins of fastdrop/philox.h, fastdrop/fd_half.h and fastdrop/fd_normal.h.
+Line-by-line twins of fastdrop/_cpu/src/philox.h, fd_half.h and fd_normal.h.
 All integer arithmetic is unsigned 64-bit (np.uint64 constants only: Numba types a
 uint64 mixed with a signed integer as float64), with 32-bit values masked explicitly;
 all float arithmetic goes through the explicitly rounded operations of `_fp`.
@@ -317,7 +317,7 @@ def noise_index(i, xshape, nstrides):
 @dev
 def draw_index(i, base, shape, gstrides):
     """Draw index of element i (C order over `shape`) of a block of a larger logical
-    array: ``base + sum(coord_k(i) * gstrides_k)`` (fastdrop._operands.block_map), in
+    array: ``base + sum(coord_k(i) * gstrides_k)`` (fastdrop._core.contract.draw_map), in
     uint64 (draw indices go up to 2**64 - 1; gstrides is a uint64 array)."""
     d = base
     rem = i

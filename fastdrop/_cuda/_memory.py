@@ -312,7 +312,7 @@ def allocate(target: Target, shape: tuple, name: str) -> Operand:
 
 
 def check_out(out, shape: tuple, name: str, inputs: dict, may_alias=()) -> Operand:
-    """The device twin of fastdrop._operands.check_out: a writeable CUDA array of this
+    """The device twin of fastdrop._cpu.backend.CpuArrays.out: a writeable CUDA array of this
     shape and dtype that overlaps no input except exactly one named in may_alias."""
     if not _is_device(out):
         raise TypeError(f"out must be a CUDA array, got {type(out).__name__}")

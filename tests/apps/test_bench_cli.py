@@ -1,4 +1,4 @@
-"""`fastdrop bench` (fastdrop/bench.py): tiny sizes, JSON schema and PNG checked."""
+"""`fastdrop bench` (fastdrop/apps/bench.py): tiny sizes, JSON schema and PNG checked."""
 import json
 import sys
 

@@ -1,4 +1,4 @@
-"""The fused AVX2 path of the dropout driver (fastdrop/fd_fused.h) against the reference.
+"""The fused AVX2 path of the dropout driver (fastdrop/_cpu/src/fd_fused.h) against the reference.
 
 Contiguous dropout, backward from the seed and packed masks, in every float dtype, take
 the fused path when the Philox level is avx2 (float16 also needs F16C); the `simd_level` fixture runs every case on
