@@ -258,16 +258,33 @@ def as_operand(obj, name: str) -> Operand:
         return Operand(obj, framework, nm, shape, tuple(strides), int(desc["data"][0]),
                        bool(desc["data"][1]), stream, owner=owner, device_id=device_id)
     if hasattr(obj, "__dlpack__"):
-        from cuda.core import StridedMemoryView  # numba-cuda's own DLPack reader
-        smv = StridedMemoryView.from_dlpack(obj, stream_ptr=-1)
-        nm = _dtype_name(smv, None)
-        isz = storage_dtype(nm).itemsize
-        shape = tuple(smv.shape)
-        strides = smv.strides
-        strides = _c_strides(shape, isz) if strides is None else tuple(s * isz for s in strides)
-        return Operand(obj, "other", nm, shape, strides, int(smv.ptr), bool(smv.readonly),
-                       0, owner=(obj, smv), device_id=getattr(smv, "device_id", None))
+        nm, shape, strides, ptr, readonly, dev, smv = dlpack_view(obj, name)
+        return Operand(obj, "other", nm, shape, strides, ptr, readonly, 0, owner=(obj, smv),
+                       device_id=dev)
     raise TypeError(f"{name} must be a CUDA array, got {type(obj).__name__}")
+
+
+def _strided_memory_view():
+    """cuda-core's DLPack reader (numba-cuda's dependency): ``cuda.core.utils`` since
+    cuda-core 0.3 / 1.x, ``cuda.core`` before."""
+    try:
+        from cuda.core.utils import StridedMemoryView
+    except ImportError:
+        from cuda.core import StridedMemoryView
+    return StridedMemoryView
+
+
+def dlpack_view(obj, name: str = "x"):
+    """(dtype name, shape, byte strides, data pointer, read-only, device id, the view) of
+    an object through DLPack, without a copy."""
+    smv = _strided_memory_view().from_dlpack(obj, stream_ptr=-1)
+    nm = _named(name, _dtype_name, smv, None)
+    isz = storage_dtype(nm).itemsize
+    shape = tuple(smv.shape)
+    strides = smv.strides
+    strides = _c_strides(shape, isz) if strides is None else tuple(s * isz for s in strides)
+    return (nm, shape, strides, int(smv.ptr), bool(smv.readonly),
+            getattr(smv, "device_id", None), smv)
 
 
 def _c_strides(shape, itemsize):
