@@ -72,6 +72,27 @@ def _int_words(v: Any, name: str):
     return lo, hi
 
 
+def _seed_words(seed: Any):
+    """(lo, hi) of a seed: an int or integer scalar (as `_int_words`), or a JAX key: a
+    typed key (``jax.random.key``) through ``jax.random.key_data``, or a raw uint32[2] key
+    (``jax.random.PRNGKey``), read as ``(k[0] << 32) | k[1]``, so that ``PRNGKey(n)``
+    and ``key(n)`` give the masks of ``seed=n``."""
+    if isinstance(seed, numbers.Integral):
+        return _int_words(seed, "seed")
+    arr = seed
+    if hasattr(arr, "dtype") and jax.dtypes.issubdtype(arr.dtype, jax.dtypes.prng_key):
+        if arr.ndim != 0:
+            raise TypeError(f"seed must be a single JAX key, got keys of shape {arr.shape}")
+        arr = jax.random.key_data(arr)
+    arr = jnp.asarray(arr)
+    if arr.ndim == 1:
+        if arr.shape != (2,) or arr.dtype != jnp.uint32:
+            raise TypeError(f"seed as a raw JAX key must be uint32[2] (threefry), got "
+                            f"{arr.dtype}{list(arr.shape)}")
+        return arr[1], arr[0]
+    return _int_words(arr, "seed")
+
+
 def stream_words(seed: Any, stream: Any = 0):
     """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the callback's operand.
 
@@ -79,7 +100,8 @@ def stream_words(seed: Any, stream: Any = 0):
     ----------
     seed, stream : int or integer scalar array
         Python ints (unsigned 64-bit) or integer JAX/NumPy scalars, traced or not
-        (32-bit ones give a zero high word).
+        (32-bit ones give a zero high word). The seed may also be a JAX key:
+        ``jax.random.key(n)`` or ``jax.random.PRNGKey(n)`` stand for ``n``.
 
     Returns
     -------
@@ -98,7 +120,7 @@ def stream_words(seed: Any, stream: Any = 0):
     >>> fastdrop.jax.stream_words(2**40 + 5, 7)
     Array([  5, 256,   7,   0], dtype=uint32)
     """
-    s_lo, s_hi = _int_words(seed, "seed")
+    s_lo, s_hi = _seed_words(seed)
     t_lo, t_hi = _int_words(stream, "stream")
     return jnp.stack([jnp.asarray(w, jnp.uint32) for w in (s_lo, s_hi, t_lo, t_hi)])
 

@@ -80,7 +80,7 @@ def test_traced_seed_and_stream():
         y = f(jnp.asarray(xn), jnp.uint32(seed), jnp.uint32(stream))
         assert_bits_equal(np.asarray(y), fastdrop.dropout(xn, 0.5, seed=seed, stream=stream))
     with pytest.raises(TypeError, match="seed must be an int or an integer scalar"):
-        fj.dropout(jnp.ones(3), 0.5, seed=jnp.ones(2, jnp.uint32))
+        fj.dropout(jnp.ones(3), 0.5, seed=jnp.ones((2, 2), jnp.uint32))  # uint32[2]: a key
 
 
 def test_vmap_is_per_element():
@@ -136,3 +136,25 @@ def test_errors():
         fj.dropout(jnp.ones(3), 0.5, seed=-1)
     with pytest.raises(TypeError, match="jvp"):
         jax.jvp(lambda x: fj.dropout(x, 0.5, seed=1), (jnp.ones(3),), (jnp.ones(3),))
+
+
+def test_jax_keys_are_seeds():
+    """jax.random.key(n) and jax.random.PRNGKey(n) stand for seed n (issue 16), eager,
+    under jit and under grad; split keys give their key_data's 64 bits."""
+    x = jnp.ones(64, jnp.float32)
+    expected = np.asarray(fj.dropout(x, 0.5, seed=42, stream=3))
+    for key in (jax.random.PRNGKey(42), jax.random.key(42)):
+        np.testing.assert_array_equal(np.asarray(fj.dropout(x, 0.5, seed=key, stream=3)),
+                                      expected)
+        jitted = jax.jit(lambda k: fj.dropout(x, 0.5, seed=k, stream=3))(key)
+        np.testing.assert_array_equal(np.asarray(jitted), expected)
+    sub = jax.random.split(jax.random.key(0))[1]
+    hi, lo = (int(w) for w in jax.random.key_data(sub))
+    np.testing.assert_array_equal(np.asarray(fj.dropout(x, 0.5, seed=sub)),
+                                  fastdrop.dropout(np.ones(64, np.float32), 0.5, seed=hi << 32 | lo))
+    grad = jax.grad(lambda v: fj.dropout(v, 0.5, seed=jax.random.key(42), stream=3).sum())(x)
+    np.testing.assert_array_equal(np.asarray(grad), expected)  # dropout of ones = its gradient
+    with pytest.raises(TypeError, match="single JAX key"):
+        fj.dropout(x, 0.5, seed=jax.random.split(jax.random.key(0)))
+    with pytest.raises(TypeError, match="uint32"):
+        fj.dropout(x, 0.5, seed=jnp.zeros(3, jnp.uint32))
