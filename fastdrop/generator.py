@@ -309,6 +309,16 @@ class Generator:
     def __repr__(self) -> str:
         return f"Generator(seed={self._seed}, stream={self._next})"
 
+    def __getstate__(self) -> dict:
+        """Pickling and deep copies keep the seed and the next stream (not the lock): a
+        copy replays what the original would draw next."""
+        return self.get_state()
+
+    def __setstate__(self, state: dict) -> None:
+        self._lock = threading.Lock()
+        self._seed, self._next = 0, 0
+        self.set_state(state)
+
     # -- operations ------------------------------------------------------------------
 
     def dropout(self, x: Any, p: float = 0.5, *, training: bool = True,

@@ -239,3 +239,24 @@ def test_repr_and_p_attribute():
     assert "p=0.1" in repr(m) and "bits=32" in repr(m) and "seed=3" in repr(m)
     m.p = 1.0  # as one may on nn.Dropout
     assert torch.equal(m(torch.ones(5)), torch.zeros(5))
+
+
+def test_seeded_layers_deep_copy_and_save():
+    """A seeded fastdrop.torch.Dropout can be deep-copied (nn.TransformerEncoder clones its
+    layer) and saved whole with torch.save; the copy replays the original's next masks."""
+    import copy
+    import io
+
+    layer = ft.Dropout(0.25, seed=5)
+    t = torch.ones(64)
+    layer(t)
+    clone = copy.deepcopy(layer)
+    assert torch.equal(clone(t), layer(t))
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert torch.equal(loaded(t), layer(t))
+    block = torch.nn.Sequential(torch.nn.Linear(8, 8), ft.Dropout(0.1, seed=1))
+    stack = torch.nn.ModuleList(copy.deepcopy(block) for _ in range(2))
+    assert len(stack) == 2

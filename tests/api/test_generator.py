@@ -124,3 +124,25 @@ def test_layer_errors():
         fd.Dropout(0.5, mode="other")
     with pytest.raises(ValueError, match="bits"):
         fd.Dropout(0.5, bits=8)
+
+
+def test_generators_and_layers_pickle_and_deep_copy():
+    """A copy keeps the seed and the next stream, so it replays what the original draws
+    next (a threading.Lock made pickling fail: issue 15)."""
+    import copy
+    import pickle
+
+    for clone_of in (lambda g: pickle.loads(pickle.dumps(g)), copy.deepcopy):
+        gen = fd.Generator(5, stream=7)
+        gen.take_stream()
+        clone = clone_of(gen)
+        assert clone.get_state() == {"seed": 5, "stream": 8}
+        assert clone.take() == gen.take() == (5, 8)
+        clone.take_stream()  # the copy's lock and counter are its own
+        assert gen.next_stream == 9 and clone.next_stream == 10
+    x = np.ones(64, np.float32)
+    layer = fd.Dropout(0.3, seed=9)
+    layer(x)
+    twin = pickle.loads(pickle.dumps(layer))
+    assert_bits_equal(twin(x), layer(x))
+    assert_bits_equal(twin.backward(x), layer.backward(x))
