@@ -217,6 +217,43 @@ cdef void _uniform64_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t
             dst[j] = <double>(<int64_t>(u >> 11)) * 1.1102230246251565e-16
 
 
+cdef enum:
+    FILL_DRAWS = 0
+    FILL_UNIFORM32 = 1
+    FILL_UNIFORM64 = 2
+
+
+cdef int _fill(int kind, uint64_t seed, uint64_t stream, uint64_t offset, int bits,
+               uint64_t per_tile, uint64_t n, void* out, int n_threads) except -1:
+    """Results offset .. offset+n-1 of a stream (draws or uniform floats, per_tile to a
+    tile) into out: chunks of TILES_PER_CHUNK tiles over the threads, with a look at
+    pending signals (Ctrl-C) every SIGNAL_CHUNKS chunks."""
+    cdef uint64_t glast = offset + (n - 1)
+    cdef uint64_t t0 = offset // per_tile
+    cdef uint64_t n_tiles = glast // per_tile - t0 + 1
+    cdef Py_ssize_t c, c0 = 0, c1
+    cdef Py_ssize_t n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
+    cdef uint64_t ta, tb
+    cdef int workers = _n_workers(n_chunks, n_threads)
+    while c0 < n_chunks:
+        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
+        for c in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
+            ta = t0 + <uint64_t>c * TILES_PER_CHUNK
+            tb = ta + TILES_PER_CHUNK
+            if tb > t0 + n_tiles:
+                tb = t0 + n_tiles
+            if kind == FILL_DRAWS:
+                _draws_chunk(seed, stream, bits, offset, glast, ta, tb, <char*>out)
+            elif kind == FILL_UNIFORM32:
+                _uniform32_chunk(seed, stream, offset, glast, ta, tb, <float*>out)
+            else:
+                _uniform64_chunk(seed, stream, offset, glast, ta, tb, <double*>out)
+        c0 = c1
+        if c0 < n_chunks:
+            PyErr_CheckSignals()
+    return 0
+
+
 def fill_draws(uint64_t seed, uint64_t stream, uint64_t offset, int bits, out, int n_threads):
     """Fill the contiguous uint32 (bits=32) or uint16 (bits=16) array `out` with draws
     offset, offset+1, ... of the stream."""
@@ -224,25 +261,8 @@ def fill_draws(uint64_t seed, uint64_t stream, uint64_t offset, int bits, out, i
     cdef uint64_t n = out.size
     if n == 0:
         return
-    cdef char* base = <char*>&view[0]
-    cdef uint64_t per_tile = FD_TILE_WORDS * (32 // bits)
-    cdef uint64_t glast = offset + (n - 1)
-    cdef uint64_t t0 = offset // per_tile
-    cdef uint64_t n_tiles = glast // per_tile - t0 + 1
-    cdef Py_ssize_t c, c0 = 0, c1, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
-    cdef uint64_t ta, tb
-    cdef int workers = _n_workers(n_chunks, n_threads)
-    while c0 < n_chunks:  # a look at pending signals (Ctrl-C) every SIGNAL_CHUNKS chunks
-        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
-        for c in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
-            ta = t0 + <uint64_t>c * TILES_PER_CHUNK
-            tb = ta + TILES_PER_CHUNK
-            if tb > t0 + n_tiles:
-                tb = t0 + n_tiles
-            _draws_chunk(seed, stream, bits, offset, glast, ta, tb, base)
-        c0 = c1
-        if c0 < n_chunks:
-            PyErr_CheckSignals()
+    _fill(FILL_DRAWS, seed, stream, offset, bits, FD_TILE_WORDS * (32 // bits), n,
+          &view[0], n_threads)
 
 
 def fill_uniform(uint64_t seed, uint64_t stream, uint64_t offset, out, int n_threads):
@@ -253,33 +273,11 @@ def fill_uniform(uint64_t seed, uint64_t stream, uint64_t offset, out, int n_thr
     cdef uint64_t n = out.size
     if n == 0:
         return
-    cdef bint single = out.dtype.itemsize == 4
-    cdef float* p32 = NULL
-    cdef double* p64 = NULL
-    if single:
+    if out.dtype.itemsize == 4:
         f32 = out.reshape(-1)
-        p32 = &f32[0]
+        _fill(FILL_UNIFORM32, seed, stream, offset, 32, FD_TILE_WORDS, n, &f32[0],
+              n_threads)
     else:
         f64 = out.reshape(-1)
-        p64 = &f64[0]
-    cdef uint64_t per_tile = FD_TILE_WORDS if single else FD_TILE_WORDS // 2
-    cdef uint64_t glast = offset + (n - 1)
-    cdef uint64_t t0 = offset // per_tile
-    cdef uint64_t n_tiles = glast // per_tile - t0 + 1
-    cdef Py_ssize_t c, c0 = 0, c1, n_chunks = (n_tiles + TILES_PER_CHUNK - 1) // TILES_PER_CHUNK
-    cdef uint64_t ta, tb
-    cdef int workers = _n_workers(n_chunks, n_threads)
-    while c0 < n_chunks:  # a look at pending signals (Ctrl-C) every SIGNAL_CHUNKS chunks
-        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
-        for c in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
-            ta = t0 + <uint64_t>c * TILES_PER_CHUNK
-            tb = ta + TILES_PER_CHUNK
-            if tb > t0 + n_tiles:
-                tb = t0 + n_tiles
-            if single:
-                _uniform32_chunk(seed, stream, offset, glast, ta, tb, p32)
-            else:
-                _uniform64_chunk(seed, stream, offset, glast, ta, tb, p64)
-        c0 = c1
-        if c0 < n_chunks:
-            PyErr_CheckSignals()
+        _fill(FILL_UNIFORM64, seed, stream, offset, 32, FD_TILE_WORDS // 2, n, &f64[0],
+              n_threads)

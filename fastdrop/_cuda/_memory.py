@@ -62,9 +62,9 @@ def _framework(obj) -> str:
     return "other"
 
 
-def _dtype_name(obj, typestr: str | None) -> str:
+def _dtype_name(obj, typestr: str | None, name: str = "the array") -> str:
     if typestr is not None and typestr[:1] == ">" and typestr[1:] not in ("u1", "b1", "i1"):
-        raise TypeError(f"has non-native byte order ({typestr}); convert it first")
+        raise TypeError(f"{name} has non-native byte order ({typestr}); convert it first")
     dt = getattr(obj, "dtype", None)
     if dt is not None:
         name = str(dt).replace("torch.", "")
@@ -208,23 +208,13 @@ def to_device_small(host: np.ndarray, stream):
 # ---- import ---------------------------------------------------------------------------------
 
 
-def _named(name, check, *args):
-    """check(*args), its TypeError prefixed with the argument's name."""
-    try:
-        return check(*args)
-    except TypeError as exc:
-        if str(exc).startswith("has "):
-            raise TypeError(f"{name} {exc}") from None
-        raise
-
-
 def as_operand(obj, name: str) -> Operand:
     """Zero-copy view of a CUDA array (see the module docstring)."""
     if SIMULATOR:
         if not getattr(obj, "__cuda_ndarray__", False):
             raise TypeError(f"{name} must be a CUDA array, got {type(obj).__name__}")
         host = obj._ary
-        nm = _named(name, _dtype_name, host, host.dtype.str)
+        nm = _dtype_name(host, host.dtype.str, name)
         return Operand(obj, "numba", nm, tuple(host.shape), tuple(host.strides),
                        host.__array_interface__["data"][0], not host.flags.writeable,
                        getattr(obj, "stream", 0), owner=obj, host=host)
@@ -248,7 +238,7 @@ def as_operand(obj, name: str) -> Operand:
             device_id = obj.device.id
     if desc is not None:
         shape = tuple(desc["shape"])
-        nm = nm or _named(name, _dtype_name, obj, desc["typestr"])
+        nm = nm or _dtype_name(obj, desc["typestr"], name)
         isz = storage_dtype(nm).itemsize
         strides = desc.get("strides")
         if strides is None:
@@ -278,7 +268,7 @@ def dlpack_view(obj, name: str = "x"):
     """(dtype name, shape, byte strides, data pointer, read-only, device id, the view) of
     an object through DLPack, without a copy."""
     smv = _strided_memory_view().from_dlpack(obj, stream_ptr=-1)
-    nm = _named(name, _dtype_name, smv, None)
+    nm = _dtype_name(smv, None, name)
     isz = storage_dtype(nm).itemsize
     shape = tuple(smv.shape)
     strides = smv.strides
