@@ -1,12 +1,25 @@
-"""JAX adapter: fastdrop dropout as a differentiable, jit- and vmap-able JAX function.
+"""JAX adapter: fastdrop's dropout ops as differentiable, jit- and vmap-able JAX functions.
 
 Install with ``pip install fastdrop[jax]``.
 
-``fastdrop.jax.dropout(x, p, seed=..., stream=...)`` runs fastdrop's CPU kernels from a
-``jax.pure_callback``, under a ``jax.custom_vjp`` whose backward pass calls
-``fastdrop.dropout_backward`` with the same (seed, stream): no mask is stored. The result
-equals ``fastdrop.dropout`` on the same NumPy data bit for bit, inside or outside
-``jax.jit``.
+Every op (``dropout``, ``alpha_dropout``, ``gaussian_dropout``, ``bias_dropout_add`` and
+their backward passes) is one JAX primitive, ``fastdrop_call``, whose rules say what the
+op is mathematically (docs/adapters.md, the JAX section's "Design"):
+
+- each op is linear (dropout, gaussian dropout, bias-dropout-add, the backward passes)
+  or affine (alpha dropout) in its array operands, with a diagonal map ``D`` fixed by
+  ``(seed, stream, p, bits, noise_shape, block)``. The JVP rule applies the op's linear
+  part to the tangent (``D t``: dropped with the same mask, scaled with the same noise)
+  and the transpose rule applies ``D^T`` (the backward kernel). So ``jax.grad`` (by
+  transposition), ``jax.jvp``, ``jacfwd``, ``jacrev``, ``hessian``, ``vmap`` and
+  ``lax.scan`` all work, to any order, and nothing is saved for the backward pass but the
+  four uint32 words of (seed, stream).
+- the kernels run on the host: eagerly straight on the JAX buffers (zero copy), under
+  ``jit`` from a ``jax.pure_callback`` (``_lower_callback``, the one function an XLA FFI
+  lowering replaces; each op's host call is one small ``_kernel_*`` function).
+
+Results equal the NumPy API (``fastdrop.dropout`` ...) on the same data bit for bit,
+eagerly and under ``jit``.
 
 Limits (see docs/adapters.md):
 
@@ -14,33 +27,43 @@ Limits (see docs/adapters.md):
   (XLA hands the buffer to Python and copies the result back); XLA cannot fuse it with
   neighbouring operations. CPU only: on a GPU backend the callback would copy device ->
   host -> device.
-- reverse mode only (``jax.grad``, ``jax.vjp``); forward mode (``jax.jvp``, ``jacfwd``)
-  is not defined for a custom_vjp function. The gradient is differentiable again (to any
-  order in reverse mode).
-- ``vmap``: the callback is called once with the whole batch (``vmap_method=
-  "broadcast_all"``) and loops over the batch on the host; each batch element gets
-  exactly what the unbatched call gives for its own (seed, stream), so
-  ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different masks.
+- ``jax.export`` is refused with a NotImplementedError naming the reason (XLA cannot
+  serialize host callbacks; the XLA FFI route of issue 16 will lift it).
+- sharding: under ``jit``, inputs sharded over Explicit mesh axes run in a
+  ``jax.shard_map`` where each device computes its shard as the block of the global array
+  (``block=``): equal to the unsharded result bit for bit, in the input's sharding. In
+  your own ``shard_map``, pass ``block=shard_block(x, global_shape, spec)``. Auto mesh
+  axes outside shard_map are gathered to one device for the callback.
+- ``vmap``: the callback is called once with the whole batch and loops over it on the
+  host; each batch element gets exactly what the unbatched call gives for its own
+  (seed, stream), so ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different
+  masks.
 - ``seed`` and ``stream`` may be Python ints (unsigned 64-bit), concrete integer arrays
   (checked as ints are: a negative one is a ValueError) or traced integer scalars
   (uint32/int32, or 64-bit with ``jax_enable_x64``). A traced value cannot raise inside
   jit: a negative one of a signed type is taken as its two's complement in 64 bits
-  (int32 -1 and int64 -1 both mean 2**64 - 1).
+  (int32 -1 and int64 -1 both mean 2**64 - 1). The seed may be a JAX key.
 """
 from __future__ import annotations
 
+import functools
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from . import functional as _F
-from ._core.args import check_bits, check_choice, check_noise_shape, check_p, check_uint64
+from ._core.args import (check_bits, check_bool, check_choice, check_noise_shape, check_p,
+                         check_placement, check_uint64)
 from ._core.interop import aligned_empty, jax_platform
 
-__all__ = ["dropout", "stream_words"]
+__all__ = ["dropout", "dropout_backward", "alpha_dropout", "alpha_dropout_backward",
+           "gaussian_dropout", "gaussian_dropout_backward", "bias_dropout_add",
+           "bias_dropout_add_backward", "shard_block", "stream_words"]
 
 _SUPPORTED = ("float16", "bfloat16", "float32", "float64")
 
@@ -79,6 +102,9 @@ def _seed_words(seed: Any):
     and ``key(n)`` give the masks of ``seed=n``."""
     if isinstance(seed, numbers.Integral):
         return _int_words(seed, "seed")
+    if seed is None:
+        raise TypeError("seed must be an int, an integer scalar array or a JAX key, got None "
+                        "(JAX functions are pure: pass a seed or a key)")
     arr = seed
     if hasattr(arr, "dtype") and jax.dtypes.issubdtype(arr.dtype, jax.dtypes.prng_key):
         if arr.ndim != 0:
@@ -94,7 +120,7 @@ def _seed_words(seed: Any):
 
 
 def stream_words(seed: Any, stream: Any = 0):
-    """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the callback's operand.
+    """uint32[4]: (seed lo, seed hi, stream lo, stream hi), the kernels' operand.
 
     Parameters
     ----------
@@ -125,100 +151,383 @@ def stream_words(seed: Any, stream: Any = 0):
     return jnp.stack([jnp.asarray(w, jnp.uint32) for w in (s_lo, s_hi, t_lo, t_hi)])
 
 
-# ---- host side ------------------------------------------------------------------------------
+# ---- the static configuration of a call ----------------------------------------------------
 
 
-def _host(kind: str, cfg: tuple):
-    """The callback: `kind` ("forward" or "backward") over x of shape batch + core shape,
-    one kernel call per batch element, with that element's words."""
-    p, bits, mode, noise_shape, core_ndim = cfg
-
-    def call(x, words):
-        x = np.asarray(x)
-        words = np.asarray(words)
-        batch = x.shape[:x.ndim - core_ndim]
-        words = np.broadcast_to(words, batch + (4,))
-        y = aligned_empty(x.shape, x.dtype)  # 64-byte aligned: jax.device_put aliases it
-        for idx in np.ndindex(*batch):
-            w = [int(v) for v in words[idx]]
-            seed, stream = w[0] | (w[1] << 32), w[2] | (w[3] << 32)
-            sl = idx + (Ellipsis,)  # a view, also for 0-d elements
-            if kind == "forward":
-                _F.dropout(x[sl], p, seed=seed, stream=stream, mode=mode,
-                           noise_shape=noise_shape, bits=bits, out=y[sl])
-            else:
-                _F.dropout_backward(x[sl], p, seed=seed, stream=stream, mode=mode,
-                                    noise_shape=noise_shape, bits=bits, out=y[sl])
-        return y
-
-    return call
+class _Cfg(NamedTuple):
+    """Everything static about a call (a primitive parameter: hashable)."""
+    p: float
+    bits: int = 16
+    mode: str = "inverted"
+    noise_shape: tuple | None = None
+    core_ndim: int = 0                 # ndim of the unbatched x (vmap adds leading axes)
+    has_bias: bool = False             # bias-dropout-add only
+    global_shape: tuple | None = None  # block=: an origin operand follows the words
 
 
-def _callback(kind: str, x, words, cfg: tuple):
-    if not isinstance(x, jax.core.Tracer) and not isinstance(words, jax.core.Tracer):
-        # eager call on concrete arrays: no callback. np.asarray views x's CPU buffer and
-        # device_put aliases the aligned result: no copy either way
-        if jax_platform(x) == "cpu":
-            return jax.device_put(_host(kind, cfg)(x, words))
-    return jax.pure_callback(_host(kind, cfg), jax.ShapeDtypeStruct(x.shape, x.dtype), x, words,
-                             vmap_method="broadcast_all")
+# ---- host kernels: one small function per op (what an XLA FFI handler replaces) -------------
+# Each takes the static cfg, the 64-bit seed and stream, the block (or None), the input
+# arrays (NumPy views of one batch element) and the preallocated outputs, and writes them.
 
 
-# ---- differentiation: y = D x, dx = D dy, d(dx) = D d(dy) -----------------------------------
+def _kernel_dropout(cfg, seed, stream, block, ins, outs):
+    _F.dropout(ins[0], cfg.p, seed=seed, stream=stream, mode=cfg.mode,
+               noise_shape=cfg.noise_shape, bits=cfg.bits, out=outs[0], block=block)
 
 
-def _forward_impl(x, words, cfg):
-    return _callback("forward", x, words, cfg)
+def _kernel_dropout_backward(cfg, seed, stream, block, ins, outs):
+    _F.dropout_backward(ins[0], cfg.p, seed=seed, stream=stream, mode=cfg.mode,
+                        noise_shape=cfg.noise_shape, bits=cfg.bits, out=outs[0], block=block)
 
 
-def _backward_impl(g, words, cfg):
-    return _callback("backward", g, words, cfg)
+def _kernel_alpha(cfg, seed, stream, block, ins, outs):
+    _F.alpha_dropout(ins[0], cfg.p, seed=seed, stream=stream, noise_shape=cfg.noise_shape,
+                     bits=cfg.bits, out=outs[0], block=block)
 
 
-# cfg, a hashable tuple (p, bits, mode, noise_shape, ndim), is static
-_dropout_core = jax.custom_vjp(_forward_impl, nondiff_argnums=(2,))
-_backward_core = jax.custom_vjp(_backward_impl, nondiff_argnums=(2,))
+def _kernel_alpha_backward(cfg, seed, stream, block, ins, outs):
+    _F.alpha_dropout_backward(ins[0], cfg.p, seed=seed, stream=stream,
+                              noise_shape=cfg.noise_shape, bits=cfg.bits, out=outs[0],
+                              block=block)
 
 
-# The forward rules call the custom_vjp functions themselves (not the raw callbacks), so
-# that differentiating through a vjp (second order) meets custom rules, never a callback.
-def _core_fwd(x, words, cfg):
-    return _dropout_core(x, words, cfg), words
+def _kernel_gaussian(cfg, seed, stream, block, ins, outs):
+    _F.gaussian_dropout(ins[0], cfg.p, seed=seed, stream=stream, out=outs[0], block=block)
 
 
-def _bcore_fwd(g, words, cfg):
-    return _backward_core(g, words, cfg), words
+def _kernel_gaussian_backward(cfg, seed, stream, block, ins, outs):
+    _F.gaussian_dropout_backward(ins[0], cfg.p, seed=seed, stream=stream, out=outs[0],
+                                 block=block)
 
 
-def _linear_bwd(cfg, words, g):
-    """Both maps are multiplication by the same diagonal D: their transpose is D again."""
-    return _backward_core(g, words, cfg), None
+def _kernel_bda(cfg, seed, stream, block, ins, outs):
+    x, bias, residual = (ins[0], ins[1], ins[2]) if cfg.has_bias else (ins[0], None, ins[1])
+    _F.bias_dropout_add(x, bias, residual, cfg.p, seed=seed, stream=stream, bits=cfg.bits,
+                        out=outs[0], block=block)
 
 
-_dropout_core.defvjp(_core_fwd, _linear_bwd)
-_backward_core.defvjp(_bcore_fwd, _linear_bwd)
+def _kernel_bda_backward(cfg, seed, stream, block, ins, outs):
+    dx, dbias, _ = _F.bias_dropout_add_backward(ins[0], cfg.p, seed=seed, stream=stream,
+                                                bits=cfg.bits, has_bias=cfg.has_bias,
+                                                block=block)
+    outs[0][...] = dx
+    if cfg.has_bias:
+        outs[1][...] = dbias
 
 
-# ---- public ---------------------------------------------------------------------------------
+_KERNELS = {
+    "dropout": _kernel_dropout, "dropout_backward": _kernel_dropout_backward,
+    "alpha": _kernel_alpha, "alpha_backward": _kernel_alpha_backward,
+    "gaussian": _kernel_gaussian, "gaussian_backward": _kernel_gaussian_backward,
+    "bda": _kernel_bda, "bda_backward": _kernel_bda_backward,
+}
+
+
+def _n_arrays(op: str, cfg: _Cfg) -> int:
+    """How many of the operands are arrays (the rest: words, and the origin with block)."""
+    return (2 + cfg.has_bias) if op == "bda" else 1
+
+
+def _out_shapes(op: str, cfg: _Cfg, shape: tuple, dtype) -> list[tuple[tuple, Any]]:
+    """(shape, dtype) of each output, for x (or grad) of `shape` (batch axes included)."""
+    outs = [(tuple(shape), dtype)]
+    if op == "bda_backward" and cfg.has_bias:
+        outs.append((tuple(shape[:len(shape) - cfg.core_ndim]) + (shape[-1],), dtype))
+    return outs
+
+
+def _host(op: str, cfg: _Cfg, *operands):
+    """The host side of one call: NumPy arrays in (leading batch axes allowed), a list of
+    64-byte aligned NumPy outputs back. One kernel call per batch element, each with its
+    own words (and origin)."""
+    operands = [np.asarray(a) for a in operands]
+    n = _n_arrays(op, cfg)
+    ins, words = operands[:n], operands[n]
+    x = ins[0]
+    batch = x.shape[:x.ndim - cfg.core_ndim]
+    outs = [aligned_empty(s, d) for s, d in _out_shapes(op, cfg, x.shape, x.dtype)]
+    kernel = _KERNELS[op]
+    for idx in np.ndindex(*batch):
+        w = [int(v) for v in words[idx]]
+        block = None
+        if cfg.global_shape is not None:
+            o = operands[n + 1][idx]
+            block = (tuple(int(lo) | (int(hi) << 32) for lo, hi in o), cfg.global_shape)
+        sl = idx + (Ellipsis,)  # views, also for 0-d elements
+        kernel(cfg, w[0] | (w[1] << 32), w[2] | (w[3] << 32), block,
+               [a[sl] for a in ins], [o[sl] for o in outs])
+    return outs
+
+
+# ---- the primitive -------------------------------------------------------------------------
+
+_call_p = Primitive("fastdrop_call")
+_call_p.multiple_results = True
+
+
+def _varying(a) -> frozenset:
+    """The mesh axes a value varies over inside jax.shard_map (empty elsewhere)."""
+    try:
+        return frozenset(jax.typeof(a).manual_axis_type.varying)
+    except (AttributeError, TypeError):
+        return frozenset()
+
+
+def _bind(op: str, cfg: _Cfg, *operands) -> list:
+    # inside shard_map, every operand is made to vary over the axes any operand varies
+    # over (as JAX's own ops do), so that the transpose of a replicated operand (a bias
+    # next to a sharded x) is summed over those axes
+    axes = frozenset().union(*(_varying(a) for a in operands))
+    if axes:
+        operands = [a if _varying(a) >= axes else
+                    jax.lax.pcast(a, tuple(sorted(axes - _varying(a))), to="varying")
+                    for a in operands]
+    return _call_p.bind(*operands, op=op, cfg=cfg)
+
+
+def _impl(*operands, op, cfg):
+    """Eager: the kernels read the JAX buffers through zero-copy NumPy views and write
+    64-byte aligned arrays that device_put adopts without copying."""
+    if all(jax_platform(a) == "cpu" for a in operands):
+        return [jax.device_put(o) for o in _host(op, cfg, *operands)]
+    return jax.jit(functools.partial(_bind, op, cfg))(*operands)  # through the lowering
+
+
+def _abstract_eval(*avals, op, cfg):
+    x = avals[0]
+    # inside shard_map the outputs vary over the mesh axes of the most varying operand
+    # (x, or the origin of shard_block, which varies over the mesh axes it reads)
+    mat = max((getattr(a, "manual_axis_type", None) for a in avals),
+              key=lambda m: len(getattr(m, "varying", ())))
+    out = []
+    for shape, dtype in _out_shapes(op, cfg, x.shape, x.dtype):
+        try:
+            extra = {} if mat is None else {"manual_axis_type": mat}
+            if shape != x.shape:  # dbias: replicated
+                extra["sharding"] = x.sharding.update(spec=jax.sharding.PartitionSpec())
+            out.append(x.update(shape=shape, dtype=dtype, weak_type=False, **extra))
+        except (AttributeError, TypeError, ValueError):  # other versions of JAX's avals
+            out.append(jax.core.ShapedArray(shape, dtype))
+    return out
+
+
+def _callback(*operands, op, cfg):
+    x = operands[0]
+    specs = [jax.ShapeDtypeStruct(s, d) for s, d in _out_shapes(op, cfg, x.shape, x.dtype)]
+    return jax.pure_callback(functools.partial(_host, op, cfg), specs, *operands)
+
+
+def _lower_callback(ctx, *operands, op, cfg):
+    """The lowering under jit: a host callback (jax.pure_callback) into `_host`. An XLA FFI
+    lowering (issue 16, item 1) registers in its place, op by op."""
+    params = getattr(ctx.module_context, "lowering_parameters", None)
+    if getattr(params, "for_export", False):
+        raise NotImplementedError(
+            "fastdrop.jax cannot be exported (jax.export): its kernels run through a host "
+            "callback (jax.pure_callback), which XLA cannot serialize; the XLA FFI route "
+            "(issue 16) will lift this. Export a model without fastdrop dropout (e.g. at "
+            "inference, training=False / deterministic=True, where no kernel runs).")
+    return mlir.lower_fun(functools.partial(_callback, op=op, cfg=cfg),
+                          multiple_results=True)(ctx, *operands)
+
+
+# -- autodiff: the tangent of an op is its linear part applied to the tangent; the transpose
+#    of a linear op is the backward kernel (D is diagonal: D^T = D)
+
+# the linear part of each op (for alpha, x -> a x where kept: its backward kernel)
+_TANGENT_OP = {"dropout": "dropout", "dropout_backward": "dropout_backward",
+               "alpha": "alpha_backward", "alpha_backward": "alpha_backward",
+               "gaussian": "gaussian", "gaussian_backward": "gaussian_backward",
+               "bda": "bda", "bda_backward": "bda_backward"}
+# the transposes of the linear ops (alpha itself is affine: never transposed)
+_TRANSPOSE_OP = {"dropout": "dropout_backward", "dropout_backward": "dropout",
+                 "alpha_backward": "alpha_backward",
+                 "gaussian": "gaussian_backward", "gaussian_backward": "gaussian"}
+
+
+def _jvp(primals, tangents, *, op, cfg):
+    outs = _bind(op, cfg, *primals)
+    n = _n_arrays(op, cfg)
+    ts = tangents[:n]
+    if all(type(t) is ad.Zero for t in ts):
+        return outs, [ad.Zero.from_primal_value(o) for o in outs]
+    ts = [ad.instantiate_zeros(t) for t in ts]
+    return outs, _bind(_TANGENT_OP[op], cfg, *ts, *primals[n:])
+
+
+def _transpose(cts, *operands, op, cfg):
+    n = _n_arrays(op, cfg)
+    rest = operands[n:]
+    if any(ad.is_undefined_primal(a) for a in rest):
+        raise TypeError("fastdrop.jax: the seed, stream and block origin are not "
+                        "differentiable")
+    ins = operands[:n]
+    x_aval = ins[0].aval if ad.is_undefined_primal(ins[0]) else jax.typeof(ins[0])
+    cts = [ad.instantiate_zeros(c) for c in cts]
+    if op in _TRANSPOSE_OP:
+        res = _bind(_TRANSPOSE_OP[op], cfg, cts[0], *rest)
+    elif op == "bda":  # y = r + D (x + b): x^T = D g, b^T = sum(D g), r^T = g
+        dx = _bind("bda_backward", cfg, cts[0], *rest)
+        res = dx + [cts[0]]
+    elif op == "bda_backward":  # (D g, sum D g)^T (cx, cb) = D (cx + cb): bda with r = 0
+        zero = jnp.zeros(x_aval.shape, x_aval.dtype)
+        res = _bind("bda", cfg, *cts, zero, *rest)
+    else:
+        raise NotImplementedError(f"fastdrop.jax: {op} is not linear")
+    return [r if ad.is_undefined_primal(a) else None for r, a in zip(res, ins)] + \
+        [None] * len(rest)
+
+
+def _batch(operands, dims, *, op, cfg):
+    """vmap: every operand gets the batch axis in front (broadcast where unbatched); the
+    host loops over it, each element with its own words."""
+    size = next(a.shape[d] for a, d in zip(operands, dims) if d is not None)
+    moved = [jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+             for a, d in zip(operands, dims)]
+    outs = _bind(op, cfg, *moved)
+    return outs, [0] * len(outs)
+
+
+_call_p.def_impl(_impl)
+_call_p.def_abstract_eval(_abstract_eval)
+mlir.register_lowering(_call_p, _lower_callback)
+ad.primitive_jvps[_call_p] = _jvp
+ad.primitive_transposes[_call_p] = _transpose
+batching.primitive_batchers[_call_p] = _batch
+
+
+# ---- argument checks ----------------------------------------------------------------------
+
+
+def _check_array(a: Any, name: str):
+    a = jnp.asarray(a)
+    if a.dtype.name not in _SUPPORTED:
+        raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, "
+                        f"got {a.dtype}")
+    return a
+
+
+def _check_training(training: Any) -> bool:
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool (static), got {type(training).__name__}")
+    return bool(training)
+
+
+def _block_operands(block: Any, shape: tuple) -> tuple[tuple | None, list]:
+    """(global_shape, [origin words uint32[ndim, 2]]) of block=, or (None, [])."""
+    if block is None:
+        return None, []
+    if isinstance(block, (str, bytes)) or not hasattr(block, "__len__") or len(block) != 2:
+        raise TypeError("block must be a pair (origin, global_shape)")
+    origin, gshape = block
+    if not isinstance(origin, jax.core.Tracer) and not isinstance(origin, jax.Array):
+        origin, gshape = check_placement(block, shape)  # static: every check now
+        o = np.array([[v & 0xFFFFFFFF, v >> 32] for v in origin], np.uint32)
+        return gshape, [jnp.asarray(o.reshape(len(shape), 2))]
+    # an integer array of one entry per axis, possibly traced (jax.lax.axis_index)
+    gshape = check_placement(((0,) * len(shape), gshape), shape)[1]
+    origin = jnp.asarray(origin)
+    if origin.shape != (len(shape),) or not jnp.issubdtype(origin.dtype, jnp.integer):
+        raise TypeError(f"block origin must be ints or an integer array of shape "
+                        f"({len(shape)},), got {origin.dtype}{list(origin.shape)}")
+    lo = origin.astype(jnp.uint32)
+    hi = ((origin.astype(jnp.uint64) >> 32).astype(jnp.uint32) if origin.dtype.itemsize == 8
+          else jnp.zeros_like(lo))
+    return gshape, [jnp.stack([lo, hi], axis=-1)]
+
+
+def _noise(noise_shape: Any, shape: tuple, gshape: tuple | None):
+    if noise_shape is None:
+        return None
+    return check_noise_shape(noise_shape, gshape if gshape is not None else shape)
+
+
+def _run(op: str, arrays: list, seed: Any, stream: Any, block: Any, **cfg):
+    x = arrays[0]
+    gshape, origin = _block_operands(block, tuple(x.shape))
+    noise_shape = _noise(cfg.pop("noise_shape", None), tuple(x.shape), gshape)
+    words = stream_words(seed, stream)
+    spec = _explicit_spec(x) if block is None and op != "bda_backward" else None
+    if spec is not None:
+        return _run_sharded(op, arrays, words, spec, noise_shape=noise_shape, **cfg)
+    c = _Cfg(noise_shape=noise_shape, core_ndim=x.ndim, global_shape=gshape, **cfg)
+    return _bind(op, c, *arrays, words, *origin)
+
+
+def _explicit_spec(x) -> tuple | None:
+    """The PartitionSpec entries of x when it is sharded over Explicit mesh axes (under
+    jit, ``jax.sharding.AxisType.Explicit``, the default of ``jax.make_mesh``), else None."""
+    try:
+        sharding = jax.typeof(x).sharding
+        spec, mesh = tuple(sharding.spec), sharding.mesh
+        explicit = {n for n, t in zip(mesh.axis_names, mesh.axis_types)
+                    if t == jax.sharding.AxisType.Explicit}
+    except (AttributeError, TypeError):
+        return None
+    spec = spec + (None,) * (x.ndim - len(spec))
+    used = [n for e in spec if e is not None for n in (e if isinstance(e, tuple) else (e,))]
+    if not used or not set(used) <= explicit:
+        return None
+    return spec
+
+
+def _run_sharded(op: str, arrays: list, words, spec: tuple, **cfg):
+    """Each device runs its shard as the block of the global array (``shard_block``), in a
+    ``jax.shard_map`` over x's mesh: the result equals the unsharded one bit for bit and
+    keeps x's sharding. bias follows x's last axis, residual x's spec."""
+    from jax.sharding import PartitionSpec
+
+    x = arrays[0]
+    gshape = tuple(x.shape)
+    mesh = jax.typeof(x).sharding.mesh
+    c = _Cfg(core_ndim=x.ndim, global_shape=gshape, **cfg)
+    in_specs = [PartitionSpec(*spec)]
+    if op == "bda":
+        if c.has_bias:
+            in_specs.append(PartitionSpec(spec[-1]))
+        in_specs.append(PartitionSpec(*spec))
+        arrays = [arrays[0]] + [jax.sharding.reshard(a, jax.NamedSharding(mesh, s))
+                                for a, s in zip(arrays[1:], in_specs[1:])]
+
+    def per_shard(*operands):
+        origin, _ = shard_block(operands[0], gshape, spec)
+        lo = origin.astype(jnp.uint32)
+        o = jnp.stack([lo, jnp.zeros_like(lo)], axis=-1)
+        return _bind(op, c, *operands, o)
+
+    return jax.shard_map(per_shard, mesh=mesh,
+                         in_specs=tuple(in_specs) + (PartitionSpec(),),
+                         out_specs=[PartitionSpec(*spec)])(*arrays, words)
+
+
+# ---- public: dropout ------------------------------------------------------------------------
 
 
 def dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0, training: bool = True,
-            mode: str = "inverted", noise_shape: Any = None, bits: int = 16):
-    """Dropout of a JAX array through fastdrop's CPU kernels; differentiable (reverse mode),
-    jit- and vmap-able.
+            mode: str = "inverted", noise_shape: Any = None, bits: int = 16,
+            block: Any = None) -> jax.Array:
+    """Dropout of a JAX array through fastdrop's CPU kernels; differentiable in both
+    modes (grad, jvp, jacfwd, jacrev, hessian), jit-, vmap- and scan-able.
 
     Parameters
     ----------
     x : jax.Array (or array_like) of float16, bfloat16, float32 or float64
     p : float
         Drop probability in [0, 1] (a Python number: it is static under jit).
-    seed, stream : int or integer scalar array
-        The Philox key and stream (traced values allowed, so a step counter can be the
-        stream without recompiling).
+    seed : int, integer scalar array or JAX key
+        The Philox key; traced values allowed. ``jax.random.key(n)`` and
+        ``jax.random.PRNGKey(n)`` stand for ``n``; other keys for their 64 key bits.
+    stream : int or integer scalar array
+        The Philox stream (traced values allowed, so a step counter can be the stream
+        without recompiling).
     training : bool
         False: inverted mode returns x itself; classic mode ``x * P(keep)``.
     mode, noise_shape, bits
         As in ``fastdrop.dropout`` (static).
+    block : (origin, global_shape), optional
+        As in ``fastdrop.dropout``: x is the block at `origin` of a global array. The
+        origin may be a traced integer array of one entry per axis (a shard's place,
+        see `shard_block`); global_shape is static.
 
     Returns
     -------
@@ -230,9 +539,9 @@ def dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0, training: boo
     ------
     TypeError
         x has an unsupported dtype, training is not a bool, seed or stream is not an
-        integer.
+        integer or key, a bad block.
     ValueError
-        p outside [0, 1], a bad bits, mode or noise_shape, a seed or stream outside
+        p outside [0, 1], a bad bits, mode, noise_shape or block, a seed or stream outside
         [0, 2**64 - 1].
 
     Examples
@@ -246,23 +555,394 @@ def dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0, training: boo
     Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
     >>> jax.grad(lambda x: fastdrop.jax.dropout(x, 0.5, seed=42).sum())(x)
     Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    >>> jax.jvp(lambda x: fastdrop.jax.dropout(x, 0.5, seed=42), (x,), (3 * x,))[1]
+    Array([6., 6., 0., 0., 0., 0., 6., 0.], dtype=float32)
     """
-    x = jnp.asarray(x)
-    if x.dtype.name not in _SUPPORTED:
-        raise TypeError(f"x must have dtype float16, bfloat16, float32 or float64, got {x.dtype}")
+    x = _check_array(x, "x")
     pf = check_p(p)
     b = check_bits(bits)
     m = check_choice(mode, "mode", ("inverted", "classic"))
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool (static), got {type(training).__name__}")
-    ns = None
-    if noise_shape is not None:
-        ns = check_noise_shape(noise_shape, tuple(x.shape))
-    words = stream_words(seed, stream)
-    if not training:
+    if not _check_training(training):
+        stream_words(seed, stream)  # checked all the same
         if m == "inverted":
             return x
         ct = jnp.float32 if x.dtype.itemsize == 2 else x.dtype
         keep = np.array(1.0 - _F.effective_p(pf, b), dtype=ct)
         return (x.astype(ct) * keep).astype(x.dtype)
-    return _dropout_core(x, words, (pf, b, m, ns, x.ndim))
+    return _run("dropout", [x], seed, stream, block, p=pf, bits=b, mode=m,
+                noise_shape=noise_shape)[0]
+
+
+def dropout_backward(grad: Any, p: float, *, seed: Any, stream: Any = 0,
+                     mode: str = "inverted", noise_shape: Any = None, bits: int = 16,
+                     block: Any = None) -> jax.Array:
+    """Gradient of `dropout`: ``grad * scale`` where kept, else +0 (classic: ``grad``),
+    the mask regenerated from (seed, stream); itself differentiable in both modes.
+
+    Parameters
+    ----------
+    grad : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+        The gradient of dropout's output.
+    p : float
+        The forward call's drop probability (static).
+    seed, stream
+        The forward call's seed (or JAX key) and stream; traced values allowed.
+    mode, noise_shape, bits, block
+        The forward call's (as in `dropout`).
+
+    Returns
+    -------
+    jax.Array
+        Of grad's dtype and shape; equal to ``fastdrop.dropout_backward`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> fastdrop.jax.dropout_backward(jnp.full(8, 3.0), 0.5, seed=42)
+    Array([6., 6., 0., 0., 0., 0., 6., 0.], dtype=float32)
+    """
+    g = _check_array(grad, "grad")
+    return _run("dropout_backward", [g], seed, stream, block, p=check_p(p),
+                bits=check_bits(bits), mode=check_choice(mode, "mode", ("inverted", "classic")),
+                noise_shape=noise_shape)[0]
+
+
+# ---- public: alpha and gaussian dropout -----------------------------------------------------
+
+
+def alpha_dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0,
+                  training: bool = True, noise_shape: Any = None, bits: int = 16,
+                  block: Any = None) -> jax.Array:
+    """Alpha dropout (SELU networks) of a JAX array, as ``fastdrop.alpha_dropout``;
+    differentiable in both modes, jit-, vmap- and scan-able.
+
+    Kept elements become ``x * a + b``, dropped ones ``c`` (the constants of
+    ``fastdrop.alpha_dropout``): an affine map, whose tangent and gradient are
+    ``t * a`` where kept and 0 elsewhere (``alpha_dropout_backward``).
+
+    Parameters
+    ----------
+    x : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+    p : float
+        Drop probability in [0, 1] (static).
+    seed, stream
+        As in `dropout` (traced values and JAX keys allowed).
+    training : bool
+        False returns x itself.
+    noise_shape, bits, block
+        As in `dropout` (static; a block origin may be traced).
+
+    Returns
+    -------
+    jax.Array
+        Of x's dtype and shape; equal to ``fastdrop.alpha_dropout`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, fastdrop.jax
+    >>> fastdrop.jax.alpha_dropout(jnp.zeros(4), 0.5, seed=42)
+    Array([ 0.7791...,  0.7791..., -0.7791..., -0.7791...], dtype=float32)
+    >>> jax.grad(lambda x: fastdrop.jax.alpha_dropout(x, 0.5, seed=42).sum())(jnp.zeros(4))
+    Array([0.8864..., 0.8864..., 0.       , 0.       ], dtype=float32)
+    """
+    x = _check_array(x, "x")
+    pf, b = check_p(p), check_bits(bits)
+    if not _check_training(training):
+        stream_words(seed, stream)
+        return x
+    return _run("alpha", [x], seed, stream, block, p=pf, bits=b, noise_shape=noise_shape)[0]
+
+
+def alpha_dropout_backward(grad: Any, p: float, *, seed: Any, stream: Any = 0,
+                           noise_shape: Any = None, bits: int = 16,
+                           block: Any = None) -> jax.Array:
+    """Gradient of `alpha_dropout`: ``grad * a`` where kept, else +0.
+
+    Parameters
+    ----------
+    grad : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+        The gradient of alpha_dropout's output.
+    p : float
+        The forward call's drop probability.
+    seed, stream, noise_shape, bits, block
+        The forward call's (as in `alpha_dropout`).
+
+    Returns
+    -------
+    jax.Array
+        Equal to ``fastdrop.alpha_dropout_backward`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> fastdrop.jax.alpha_dropout_backward(jnp.ones(4), 0.5, seed=42)
+    Array([0.8864..., 0.8864..., 0.       , 0.       ], dtype=float32)
+    """
+    g = _check_array(grad, "grad")
+    return _run("alpha_backward", [g], seed, stream, block, p=check_p(p),
+                bits=check_bits(bits), noise_shape=noise_shape)[0]
+
+
+def _gaussian_p(p: Any) -> float:
+    pf = check_p(p)
+    _F.gaussian_sigma(pf)  # p = 1: ValueError (infinite variance)
+    return pf
+
+
+def gaussian_dropout(x: Any, p: float = 0.5, *, seed: Any, stream: Any = 0,
+                     training: bool = True, block: Any = None) -> jax.Array:
+    """Gaussian dropout (Keras ``GaussianDropout``) of a JAX array, as
+    ``fastdrop.gaussian_dropout``: ``x * g``, g = 1 + sigma z; linear in x, so its tangent
+    and gradient are ``t * g`` with the same noise.
+
+    Parameters
+    ----------
+    x : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+    p : float
+        In [0, 1) (static).
+    seed, stream
+        As in `dropout` (traced values and JAX keys allowed).
+    training : bool
+        False returns x itself.
+    block : (origin, global_shape), optional
+        As in `dropout`.
+
+    Returns
+    -------
+    jax.Array
+        Equal to ``fastdrop.gaussian_dropout`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `dropout`; p = 1.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> fastdrop.jax.gaussian_dropout(jnp.ones(3), 0.5, seed=1)
+    Array([2.2279..., 2.2518..., 1.2165...], dtype=float32)
+    """
+    x = _check_array(x, "x")
+    pf = _gaussian_p(p)
+    if not _check_training(training):
+        stream_words(seed, stream)
+        return x
+    return _run("gaussian", [x], seed, stream, block, p=pf)[0]
+
+
+def gaussian_dropout_backward(grad: Any, p: float, *, seed: Any, stream: Any = 0,
+                              block: Any = None) -> jax.Array:
+    """Gradient of `gaussian_dropout`: ``grad * g`` with the forward call's noise.
+
+    Parameters
+    ----------
+    grad : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+        The gradient of gaussian_dropout's output.
+    p : float
+        The forward call's rate, in [0, 1).
+    seed, stream, block
+        The forward call's.
+
+    Returns
+    -------
+    jax.Array
+        Equal to ``fastdrop.gaussian_dropout_backward`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `gaussian_dropout`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> fastdrop.jax.gaussian_dropout_backward(jnp.ones(3), 0.5, seed=1)
+    Array([2.2279..., 2.2518..., 1.2165...], dtype=float32)
+    """
+    g = _check_array(grad, "grad")
+    return _run("gaussian_backward", [g], seed, stream, block, p=_gaussian_p(p))[0]
+
+
+# ---- public: bias-dropout-add -----------------------------------------------------------------
+
+
+def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: Any,
+                     stream: Any = 0, bits: int = 16, block: Any = None) -> jax.Array:
+    """Fused ``residual + dropout(x + bias)``, as ``fastdrop.bias_dropout_add``; linear
+    in (x, bias, residual) jointly, differentiable in both modes with respect to all three.
+
+    Parameters
+    ----------
+    x : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+        The input of the dropout.
+    bias : jax.Array of x's dtype, shape ``(x.shape[-1],)``, or None
+        Added to every row of x before the dropout.
+    residual : jax.Array of x's dtype and shape
+        Added after the dropout.
+    p : float
+        Drop probability in [0, 1] (static).
+    seed, stream
+        As in `dropout` (traced values and JAX keys allowed).
+    bits, block
+        As in `dropout`.
+
+    Returns
+    -------
+    jax.Array
+        Equal to ``fastdrop.bias_dropout_add`` bit for bit; its gradients are
+        `bias_dropout_add_backward`'s.
+
+    Raises
+    ------
+    TypeError
+        Mixed or unsupported dtypes.
+    ValueError
+        A bias or residual of the wrong shape, and as `dropout`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> x = jnp.ones((2, 4))
+    >>> fastdrop.jax.bias_dropout_add(x, jnp.ones(4), jnp.zeros_like(x), 0.5, seed=42)
+    Array([[4., 4., 0., 0.],
+           [0., 0., 4., 0.]], dtype=float32)
+    """
+    x = _check_array(x, "x")
+    residual = _check_array(residual, "residual")
+    if residual.dtype != x.dtype or residual.shape != x.shape:
+        kind = TypeError if residual.dtype != x.dtype else ValueError
+        raise kind(f"residual must have x's dtype and shape {x.dtype}{list(x.shape)}, got "
+                   f"{residual.dtype}{list(residual.shape)}")
+    arrays = [x]
+    if bias is not None:
+        bias = _check_array(bias, "bias")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"bias must have x's dtype {x.dtype}, got {bias.dtype}")
+        if x.ndim == 0 or bias.shape != (x.shape[-1],):
+            raise ValueError(f"bias must have shape (x.shape[-1],) = "
+                             f"{(x.shape[-1],) if x.ndim else '(none: x is 0-d)'}, got "
+                             f"{bias.shape}")
+        arrays.append(bias)
+    arrays.append(residual)
+    return _run("bda", arrays, seed, stream, block, p=check_p(p), bits=check_bits(bits),
+                has_bias=bias is not None)[0]
+
+
+def bias_dropout_add_backward(grad: Any, p: float, *, seed: Any, stream: Any = 0,
+                              bits: int = 16, has_bias: bool = True,
+                              block: Any = None) -> tuple:
+    """Gradients of `bias_dropout_add`: ``(dx, dbias, dresidual)``, as
+    ``fastdrop.bias_dropout_add_backward``.
+
+    Parameters
+    ----------
+    grad : jax.Array (or array_like) of float16, bfloat16, float32 or float64
+        The gradient of bias_dropout_add's output.
+    p : float
+        The forward call's drop probability.
+    seed, stream, bits, block
+        The forward call's.
+    has_bias : bool
+        False: dbias is None.
+
+    Returns
+    -------
+    dx : jax.Array
+        Dropout's gradient, of grad's shape.
+    dbias : jax.Array of shape ``(grad.shape[-1],)``, or None
+        dx summed over all axes but the last (accumulated in float64 on the host).
+    dresidual : jax.Array
+        grad itself.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `bias_dropout_add`; a 0-d grad with has_bias.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, fastdrop.jax
+    >>> dx, dbias, dres = fastdrop.jax.bias_dropout_add_backward(jnp.ones((2, 4)), 0.5, seed=42)
+    >>> dbias
+    Array([2., 2., 2., 0.], dtype=float32)
+    """
+    g = _check_array(grad, "grad")
+    hb = check_bool(has_bias, "has_bias")
+    if hb and g.ndim == 0:
+        raise ValueError("grad must have at least one axis when has_bias (dbias has shape "
+                         "(grad.shape[-1],))")
+    outs = _run("bda_backward", [g], seed, stream, block, p=check_p(p),
+                bits=check_bits(bits), has_bias=hb)
+    return outs[0], (outs[1] if hb else None), g
+
+
+# ---- sharding: a shard as the block of the global array ------------------------------------
+
+
+def shard_block(x_shard: Any, global_shape: Any, axis_names: Any) -> tuple:
+    """The ``block=`` of a shard inside ``jax.shard_map``: (origin, global_shape), the
+    origin traced from ``jax.lax.axis_index``, so that each shard draws as its part of the
+    global array does and the shards put together equal the unsharded result bit for bit.
+
+    Parameters
+    ----------
+    x_shard : jax.Array
+        The shard (its shape is the per-device block shape; even sharding).
+    global_shape : tuple of ints
+        The global array's shape.
+    axis_names : sequence
+        One entry per axis of x: the mesh axis name (or a tuple of names, major first)
+        that axis is split over, or None where it is not split (the ``PartitionSpec``).
+
+    Returns
+    -------
+    (origin, global_shape)
+        To pass as ``block=`` to any function of this module.
+
+    Raises
+    ------
+    ValueError
+        global_shape or axis_names has not one entry per axis of x.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpy as np, fastdrop.jax as fj
+    >>> from jax.sharding import PartitionSpec as P
+    >>> mesh = jax.make_mesh((1,), ("d",))
+    >>> x = jax.device_put(jnp.ones(8), jax.NamedSharding(mesh, P("d")))
+    >>> def f(x):
+    ...     return fj.dropout(x, 0.5, seed=42, block=fj.shard_block(x, (8,), ("d",)))
+    >>> jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("d"), out_specs=P("d")))(x)
+    Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    """
+    shape = tuple(jnp.shape(x_shard))
+    gshape = tuple(int(g) for g in global_shape)
+    names = tuple(axis_names)
+    if len(gshape) != len(shape) or len(names) != len(shape):
+        raise ValueError(f"global_shape {gshape} and axis_names {names} must have one entry "
+                         f"per axis of the shard, shape {shape}")
+    origin = []
+    for n, name in zip(shape, names):
+        if name is None:
+            origin.append(jnp.int32(0))
+            continue
+        idx = jax.lax.axis_index(name)  # a tuple of names: the flattened index, major first
+        origin.append(idx.astype(jnp.int32) * n)
+    return jnp.stack(origin), gshape
+

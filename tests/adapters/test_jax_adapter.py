@@ -1,4 +1,5 @@
-"""fastdrop.jax: custom_vjp dropout over the CPU kernels (pure_callback), jit, vmap, grads."""
+"""fastdrop.jax.dropout: the primitive over the CPU kernels (pure_callback), jit, vmap, grads,
+keys. The other ops, forward mode and the higher derivatives: test_jax_ops.py."""
 import numpy as np
 import pytest
 
@@ -134,8 +135,12 @@ def test_errors():
         fj.dropout(jnp.ones(3), 2.0, seed=1)
     with pytest.raises(ValueError, match="seed must be in"):
         fj.dropout(jnp.ones(3), 0.5, seed=-1)
-    with pytest.raises(TypeError, match="jvp"):
-        jax.jvp(lambda x: fj.dropout(x, 0.5, seed=1), (jnp.ones(3),), (jnp.ones(3),))
+    with pytest.raises(TypeError, match="training must be a bool"):
+        fj.dropout(jnp.ones(3), 0.5, seed=1, training=1)
+    with pytest.raises(TypeError, match="seed must be an int.*got None"):
+        fj.dropout(jnp.ones(3), 0.5, seed=None)
+    with pytest.raises(ValueError, match="noise_shape"):
+        fj.dropout(jnp.ones((2, 3)), 0.5, seed=1, noise_shape=(2, 2))
 
 
 def test_jax_keys_are_seeds():
@@ -150,8 +155,9 @@ def test_jax_keys_are_seeds():
         np.testing.assert_array_equal(np.asarray(jitted), expected)
     sub = jax.random.split(jax.random.key(0))[1]
     hi, lo = (int(w) for w in jax.random.key_data(sub))
-    np.testing.assert_array_equal(np.asarray(fj.dropout(x, 0.5, seed=sub)),
-                                  fastdrop.dropout(np.ones(64, np.float32), 0.5, seed=hi << 32 | lo))
+    np.testing.assert_array_equal(
+        np.asarray(fj.dropout(x, 0.5, seed=sub)),
+        fastdrop.dropout(np.ones(64, np.float32), 0.5, seed=hi << 32 | lo))
     grad = jax.grad(lambda v: fj.dropout(v, 0.5, seed=jax.random.key(42), stream=3).sum())(x)
     np.testing.assert_array_equal(np.asarray(grad), expected)  # dropout of ones = its gradient
     with pytest.raises(TypeError, match="single JAX key"):

@@ -231,6 +231,8 @@ DOCTEST_MODULES = {
     "fastdrop.torch": ("torch",),
     "fastdrop.jax": ("jax",),
     "fastdrop.dask": ("dask.array",),
+    "fastdrop.flax.linen": ("flax",),
+    "fastdrop.flax.nnx": ("flax",),
 }
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -260,7 +262,8 @@ def test_doctests(name):
 
 # the public API: fastdrop.__all__ and the adapters' __all__
 PUBLIC_MODULES = {"fastdrop": (), "fastdrop.torch": ("torch",), "fastdrop.jax": ("jax",),
-                  "fastdrop.dask": ("dask.array",)}
+                  "fastdrop.dask": ("dask.array",), "fastdrop.flax.linen": ("flax",),
+                  "fastdrop.flax.nnx": ("flax",)}
 # Cython functions of fastdrop._cpu (no arguments, nothing raised): build information
 BUILD_INFO = {"openmp_enabled", "omp_max_threads", "get_simd_level", "simd_levels"}
 
