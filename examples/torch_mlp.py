@@ -1,9 +1,14 @@
 """A small PyTorch MLP on scikit-learn's digits with fastdrop.torch.Dropout.
 
     python examples/torch_mlp.py [--epochs 30] [--p 0.2] [--keep seed|mask] [--threads 1]
+                                 [--compile] [--replace]
 
-Needs torch and scikit-learn. Runs in a few seconds on a CPU. torch.manual_seed(0)
-makes the run reproducible: the dropout seeds are drawn from torch's generator.
+Needs torch and scikit-learn. Runs in a few seconds on a CPU (--compile adds the
+compilation, tens of seconds). torch.manual_seed(0) makes the run reproducible: the
+dropout seeds are drawn from torch's generator. --replace builds the model with torch's
+nn.Dropout and swaps it with fastdrop.torch.replace_dropout; --compile trains through
+torch.compile(model, fullgraph=True) (fastdrop's dropout is a torch operator: no graph
+break, no recompile from step to step).
 """
 import argparse
 import time
@@ -22,6 +27,10 @@ def main():
     ap.add_argument("--p", type=float, default=0.2)
     ap.add_argument("--keep", choices=["seed", "mask"], default="seed")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compile", action="store_true",
+                    help="train through torch.compile(model, fullgraph=True)")
+    ap.add_argument("--replace", action="store_true",
+                    help="build with nn.Dropout, then fastdrop.torch.replace_dropout")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (fastdrop.torch follows them); a model this small "
                          "runs fastest on one")
@@ -35,12 +44,22 @@ def main():
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=args.seed,
                                               stratify=y)
 
-    model = nn.Sequential(
-        nn.Linear(64, 128), nn.ReLU(), ft.Dropout(args.p, keep=args.keep),
-        nn.Linear(128, 128), nn.ReLU(), ft.Dropout(args.p, keep=args.keep),
-        nn.Linear(128, 10),
-    )
+    if args.replace:
+        model = nn.Sequential(
+            nn.Linear(64, 128), nn.ReLU(), nn.Dropout(args.p),
+            nn.Linear(128, 128), nn.ReLU(), nn.Dropout(args.p),
+            nn.Linear(128, 10),
+        )
+        replaced = ft.replace_dropout(model, keep=args.keep)
+        print("replaced:", [name for name, _ in replaced])
+    else:
+        model = nn.Sequential(
+            nn.Linear(64, 128), nn.ReLU(), ft.Dropout(args.p, keep=args.keep),
+            nn.Linear(128, 128), nn.ReLU(), ft.Dropout(args.p, keep=args.keep),
+            nn.Linear(128, 10),
+        )
     print(model)
+    forward = torch.compile(model, fullgraph=True) if args.compile else model
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     lossf = nn.CrossEntropyLoss()
     batch = 64
@@ -52,7 +71,7 @@ def main():
         for i in range(0, len(x_tr), batch):
             idx = perm[i:i + batch]
             opt.zero_grad()
-            loss = lossf(model(x_tr[idx]), y_tr[idx])
+            loss = lossf(forward(x_tr[idx]), y_tr[idx])
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)

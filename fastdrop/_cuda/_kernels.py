@@ -62,6 +62,11 @@ def set_launch_geometry(blocks: int | None = None, threads: int | None = None):
     return prev
 
 
+def forced_geometry():
+    """The (blocks, threads) forced by `set_launch_geometry`, or None."""
+    return _geometry[0]
+
+
 def geometry(units: int):
     """(blocks, threads) for `units` units of work."""
     if _geometry[0] is not None:
@@ -142,6 +147,12 @@ _CODECS = {
 
 def compute_type(dtype_name: str):
     return _CODECS[dtype_name][4]
+
+
+def codec(dtype_name: str) -> tuple:
+    """(load, store, mul, add, compute type, store a float64) of a dtype: the device
+    functions of the general kernels (the fast path's tail uses them too)."""
+    return _CODECS[dtype_name]
 
 
 # ---- generator kernels ------------------------------------------------------------------------

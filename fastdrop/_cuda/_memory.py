@@ -88,6 +88,28 @@ def _numba_stream(cai_stream):
     return cuda.external_stream(int(cai_stream))
 
 
+_external_streams: dict = {}
+
+
+def torch_stream(device, torch_module=None):
+    """PyTorch's current stream on `device` as a Numba stream.  A torch tensor's
+    ``__cuda_array_interface__`` names no stream, so without this every launch would go
+    to the legacy default stream, unordered with torch's side streams (which are
+    non-blocking): a race with the producer, and with the caching allocator reusing
+    outputs.  Handle 0 (torch's default stream, the legacy default stream) is Numba's
+    default stream, 0; another handle is wrapped once with ``cuda.external_stream``
+    (cached by handle).  The simulator has no external streams: 0."""
+    if torch_module is None:
+        import torch as torch_module
+    handle = int(torch_module.cuda.current_stream(device).cuda_stream)
+    if handle == 0 or SIMULATOR:
+        return 0
+    strm = _external_streams.get(handle)
+    if strm is None:
+        strm = _external_streams[handle] = cuda.external_stream(handle)
+    return strm
+
+
 @dataclass
 class Operand:
     """A CUDA array as the kernels see it (see the module docstring)."""
@@ -243,8 +265,12 @@ def as_operand(obj, name: str) -> Operand:
         strides = desc.get("strides")
         if strides is None:
             strides = _c_strides(shape, isz)
-        stream = getattr(obj, "stream", 0) if framework == "numba" else \
-            _numba_stream(desc.get("stream"))
+        if framework == "numba":
+            stream = getattr(obj, "stream", 0)
+        elif framework == "torch":
+            stream = torch_stream(t.device)
+        else:
+            stream = _numba_stream(desc.get("stream"))
         return Operand(obj, framework, nm, shape, tuple(strides), int(desc["data"][0]),
                        bool(desc["data"][1]), stream, owner=owner, device_id=device_id)
     if hasattr(obj, "__dlpack__"):

@@ -29,6 +29,7 @@ from .._core.layout import coalesce
 from .._core.ops import Keep, Op
 from .._core.requests import (BiasBackwardRequest, DrawsRequest, DropoutRequest, PhiloxRequest,
                               UnpackRequest)
+from . import _fast as F
 from . import _kernels as K
 from . import is_cuda_array
 from ._env import SIMULATOR, cuda
@@ -176,13 +177,30 @@ def _draw_map_args(shape: tuple, draws, strm):
 
 def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16, t=0,
          s=1.0, a=0.0, c=0.0, d=0.0, bias: Operand | None = None,
-         res: Operand | None = None, pin=None, fin=None, pout=None, bout=None,
-         noise: tuple | None = None, draws=None):
+         res: Operand | None = None, pin=None, fin=None, P: Operand | None = None,
+         bout=None, noise: tuple | None = None, draws=None, M: Operand | None = None):
     """One launch of the fused dropout kernel over x's n elements (C order); draws: the
-    draw map of x's elements (KS_DRAWS only, see `_draw_map_args`)."""
+    draw map of x's elements (KS_DRAWS only, see `_draw_map_args`); P: the packed-mask
+    output; M: the caller's packed mask (KS_PACKED; else pin, an array).  Eligible
+    requests (flags drawn over x's own shape, no block, no bool mask, no bias or
+    residual; or a packed mask of x's own shape; or bias-dropout-add) take the fast path
+    (`_fast.try_forward`, `_fast.try_masked`, `_fast.try_bda`) when its checks pass."""
     n = X.size
     if n == 0:
         return
+    full_noise = noise is None or noise == X.shape
+    if (ks == K.KS_DRAWS and full_noise and draws is None and bout is None and bias is None
+            and res is None and F.try_forward(op, X, Y, P, seed, stream, bits, t, s, a, c, d)):
+        return
+    if (ks == K.KS_PACKED and M is not None and full_noise and bias is None and res is None
+            and F.try_masked(op, X, Y, M, s)):
+        return
+    if (op == K.OP_BDA and ks == K.KS_DRAWS and full_noise and draws is None and bout is None
+            and res is not None and F.try_bda(X, Y, bias, res, P, seed, stream, bits, t, s)):
+        return
+    pout = P.flat() if P is not None else None
+    if M is not None:
+        pin = M.flat()
     ct = K.compute_type(X.name)
     sd = storage_dtype(X.name)
     strm = X.stream
@@ -245,8 +263,7 @@ def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bit
     common = dict(bits=bits, **scalars)
     if mask is None:
         if full:
-            _run(op, K.KS_DRAWS, X, Y, seed=seed, stream=stream, t=t,
-                 pout=P.flat() if P is not None else None,
+            _run(op, K.KS_DRAWS, X, Y, seed=seed, stream=stream, t=t, P=P,
                  bout=B.flat() if B is not None else None, draws=draws, **common)
         else:
             drawn = dict(draws=draws, shape=noise)
@@ -260,7 +277,7 @@ def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bit
                 _run_mask(nn, 0, seed, stream, bits, t, X.stream, pout=packed, **drawn)
                 _run(op, K.KS_PACKED, X, Y, pin=packed, noise=noise, **common)
     elif mask.name == "uint8":
-        _run(op, K.KS_PACKED, X, Y, pin=mask.flat(), noise=noise, **common)
+        _run(op, K.KS_PACKED, X, Y, M=mask, noise=noise, **common)
     else:
         _run(op, K.KS_BOOL, X, Y, fin=mask.flat(), noise=noise, **common)
     return P, B

@@ -82,6 +82,27 @@ def main() -> int:
             jobs.append((f"convert/f32->{name}", K.convert_kernel("float32", name),
                          (A(sd), A(f32), u64)))
 
+    from fastdrop._cuda import _fast as F  # the fast path: every specialisation
+    for name, sd in storage.items():
+        c = ct[name]
+        sig = (u64, u64, u64, u32, u32, u32, u32, u32, u32, c, c, c, c)   # addresses
+        for op in F.OPS:
+            for bits in (16, 32):
+                for packed in (False, True):
+                    jobs.append((f"fast/{name}/op{op}/bits{bits}/packed{int(packed)}",
+                                 F.forward_kernel(name, op, bits, packed), sig))
+            jobs.append((f"fast_tail/{name}/op{op}", F.tail_kernel(name, op),
+                         (A(sd), A(sd), A(u8), u64, u64, u64, u64, u64, u64, c, c, c, c, b1)))
+
+        jobs.append((f"fast_masked/{name}", F.masked_kernel(name), (u64, u64, u64, u32, c)))
+        for bits in (16, 32):
+            for has_bias in (False, True):
+                jobs.append((f"fast_bda/{name}/bits{bits}/bias{int(has_bias)}",
+                             F.bda_kernel(name, bits, True, has_bias),
+                             (u64, u64, u64, u64, u64) + (u32,) * 7 + (c,)))
+        jobs.append((f"fast_masked_tail/{name}", F.masked_tail_kernel(name),
+                     (A(sd), A(sd), A(u8), u64, u64, c)))
+
     def control(out, a, b):  # plain arithmetic: NVVM contracts it, the check must see it
         i = cuda.grid(1)
         if i < out.size:

@@ -1,0 +1,118 @@
+"""fastdrop.torch against torch's own dropout: module forward + backward by size, and a
+training step of nn.TransformerEncoderLayer, eager and compiled, side by side in one run.
+
+    python benchmarks/torch_dropout.py sizes [--threads 1] [--min-exp 8] [--max-exp 26]
+    python benchmarks/torch_dropout.py transformer [--threads 2] [--steps 20] [--no-compile]
+
+Each figure is the best of `--repeats` timed batches (time.perf_counter), after warm-up
+calls; torch's and fastdrop's are measured alternately in the same process, so a busy
+machine slows both. Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from torch import nn
+
+import fastdrop.torch as ft
+
+
+def _best(fn, reps: int, repeats: int) -> float:
+    """Best seconds per call over `repeats` batches of `reps` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
+def sizes(args) -> None:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
+          f"p=0.1, module forward + backward (best of {args.repeats})\n")
+    print("| n | torch nn.Dropout | fastdrop Dropout (seed=None) | fastdrop Dropout (seed=1) "
+          "| torch / fastdrop |")
+    print("|---|---|---|---|---|")
+    for e in range(args.min_exp, args.max_exp + 1, args.step):
+        n = 1 << e
+        x = torch.randn(n, requires_grad=True)
+        g = torch.ones(n)
+        reps = max(2, min(500, (1 << 23) // n))
+        times = []
+        for m in (nn.Dropout(0.1), ft.Dropout(0.1), ft.Dropout(0.1, seed=1)):
+            def call(m=m):
+                m(x).backward(g)
+                x.grad = None
+            for _ in range(3):
+                call()
+            times.append(_best(call, reps, args.repeats))
+        t, a, b = times
+        print(f"| 2^{e} | {t * 1e6:.1f} us | {a * 1e6:.1f} us | {b * 1e6:.1f} us "
+              f"| {t / a:.2f} |", flush=True)
+
+
+def transformer(args) -> None:
+    torch.manual_seed(0)
+    base = nn.TransformerEncoderLayer(512, 8, 2048, dropout=0.1, batch_first=True)
+    ours = copy.deepcopy(base)
+    replaced = ft.replace_dropout(ours)
+    x = torch.randn(16, 128, 512)
+    variants = [("torch", base), ("fastdrop", ours)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+          f"TransformerEncoderLayer(512, 8, 2048), batch 16, sequence 128, float32; "
+          f"one step = forward, backward, SGD step; fastdrop replaced "
+          f"{[n for n, _ in replaced]} (attention dropout stays torch's)\n")
+    rows = []
+    for mode in (["eager"] + ([] if args.no_compile else ["compiled"])):
+        fns = {}
+        for name, model in variants:
+            model.train()
+            opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+            run = model if mode == "eager" else torch.compile(model, fullgraph=True)
+
+            def step(run=run, opt=opt):
+                opt.zero_grad(set_to_none=True)
+                run(x).square().mean().backward()
+                opt.step()
+            t0 = time.perf_counter()
+            step()  # compiles in compiled mode
+            first = time.perf_counter() - t0
+            for _ in range(2):
+                step()
+            fns[name] = (step, first)
+        res = {}
+        for _ in range(args.repeats):  # alternate: the same machine load for both
+            for name, (step, _) in fns.items():
+                t = _best(step, args.steps, 1)
+                res[name] = min(res.get(name, float("inf")), t)
+        rows.append((mode, res["torch"], res["fastdrop"], fns["torch"][1], fns["fastdrop"][1]))
+    print("| mode | torch dropout | fastdrop dropout | torch / fastdrop | first call "
+          "(torch, fastdrop) |")
+    print("|---|---|---|---|---|")
+    for mode, t, f, ft0, ff0 in rows:
+        print(f"| {mode} | {t * 1e3:.1f} ms | {f * 1e3:.1f} ms | {t / f:.2f} "
+              f"| {ft0:.1f} s, {ff0:.1f} s |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["sizes", "transformer"])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--min-exp", type=int, default=8)
+    ap.add_argument("--max-exp", type=int, default=26)
+    ap.add_argument("--step", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="training steps per timed batch")
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes(args) if args.what == "sizes" else transformer(args)
+
+
+if __name__ == "__main__":
+    main()

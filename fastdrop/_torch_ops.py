@@ -1,0 +1,776 @@
+"""fastdrop's kernels as PyTorch operators (``torch.library.custom_op``), for fastdrop.torch.
+
+Operators (namespace ``fastdrop``), each with a fake (meta) implementation, an autograd
+formula, a vmap rule, a CPU implementation on the tensors' own memory and a device
+implementation through ``fastdrop._core.route.device_implementation``:
+
+- ``fastdrop::dropout(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
+  -> (y, mask)``
+- ``fastdrop::dropout_backward(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
+  -> dx``
+- ``fastdrop::alpha_dropout(x, seed, p, bits, noise_shape, return_mask, n_threads)
+  -> (y, mask)``
+- ``fastdrop::alpha_dropout_backward(grad, seed, mask, p, bits, noise_shape, n_threads)
+  -> dx``
+- ``fastdrop::bias_dropout_add(x, bias, residual, seed, p, bits, return_mask, n_threads)
+  -> (y, mask)``
+- ``fastdrop::bias_dropout_add_backward(grad, seed, mask, p, bits, has_bias, n_threads)
+  -> (dx, dbias)``
+
+``seed`` is an int64 tensor of shape (3,): ``[seed mod 2**32, seed div 2**32, stream]``
+(the stream's 64 bits as a two's-complement int64). It is a tensor, not a Python int, so
+that a compiled graph takes a new seed or stream as data: no guard, no recompile. ``mask``
+is the packed uint8 mask (docs/contract.md section 5); when ``return_mask`` is False the
+operators return an empty one and the backward regenerates the mask from ``seed``.
+``noise_shape`` is fully resolved (one int per axis) or None; ``n_threads`` 0 means
+``torch.get_num_threads()``.
+
+The backward of every operator is itself one of these operators (the maps are diagonal,
+hence self-adjoint), so double backward composes. ``fastdrop::take_stream(state)`` returns
+a copy of a module's seed tensor and advances its stream in place (what compiled code
+calls).
+
+`entry` picks what a call goes through: the operators (compiled and exported code, fake
+and meta tensors, dispatch modes, the profiler), `torch.autograd.Function`s on the
+operators under a ``torch.func`` transform (torch.func rejects a custom op's own autograd
+formula), or, for plain eager CPU tensors, classic Functions on the operators'
+implementations (the same kernels and bits, less per-call Python).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import functional as F
+from ._core.interop import DeviceArrayError, numpy_to_torch, to_host_array
+from ._core.route import device_implementation
+
+__all__ = ["take_stream", "dropout", "dropout_backward", "alpha_dropout", "alpha_dropout_backward",
+           "bias_dropout_add", "bias_dropout_add_backward", "seed_words", "seed_tensor",
+           "MASK64"]
+
+MASK64 = (1 << 64) - 1
+_LO32 = (1 << 32) - 1
+
+
+def seed_tensor(seed: int, stream: int, device=None) -> Tensor:
+    """The (3,) int64 seed tensor of an unsigned 64-bit seed and stream."""
+    st = stream - (1 << 64) if stream >= (1 << 63) else stream
+    return torch.tensor([seed & _LO32, seed >> 32, st], dtype=torch.int64, device=device)
+
+
+def seed_words(seed: Tensor) -> tuple[int, int]:
+    """(seed, stream) as unsigned 64-bit Python ints, from a (3,) seed tensor."""
+    lo, hi, st = seed.tolist()
+    return ((lo & _LO32) | ((hi & _LO32) << 32)), st & MASK64
+
+
+def _nthreads(n: int) -> int:
+    return n if n > 0 else torch.get_num_threads()
+
+
+def _nbytes(x: Tensor, noise_shape, return_mask: bool):
+    if not return_mask:
+        return 0
+    n = x.numel() if noise_shape is None else _prod(noise_shape)
+    return (n + 7) // 8
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n = n * d
+    return n
+
+
+def _ns(noise_shape):
+    return None if noise_shape is None else tuple(int(d) for d in noise_shape)
+
+
+def _device(name: str, t: Tensor):
+    impl = device_implementation(name, t)
+    if impl is None:
+        raise NotImplementedError(
+            f"fastdrop.torch: tensors on {t.device} are not supported (CPU tensors only; "
+            f"no GPU implementation of fastdrop.{name} is registered)")
+    return impl
+
+
+def _host(t: Tensor, name: str, writable: bool = False):
+    """A NumPy view of a CPU tensor (no copy), or None for a device tensor."""
+    try:
+        return to_host_array(t, name, writable=writable)[0]
+    except DeviceArrayError:
+        return None
+
+
+def _empty_mask(x: Tensor, n: int) -> Tensor:
+    return torch.empty((n,), dtype=torch.uint8, device=x.device)
+
+
+# ---- the stream counter ---------------------------------------------------------------------
+
+
+@torch.library.custom_op("fastdrop::take_stream", mutates_args=("state",))
+def take_stream(state: Tensor) -> Tensor:
+    """A copy of the seed tensor `state`, whose stream is then advanced in place.
+
+    What a module's training call does inside compiled code. An operator, not
+    ``state.clone()`` and ``add_``: inductor may drop a clone of a graph input and save the
+    input itself for the backward pass, which would then read the advanced stream; the
+    output of an opaque operator is a value of its own."""
+    out = state.clone()
+    state.narrow(0, 2, 1).add_(1)
+    return out
+
+
+@take_stream.register_fake
+def _(state):
+    return torch.empty_like(state)
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+
+def dropout_impl(x: Tensor, seed: Tensor, p: float, bits: int, mode: str,
+            noise_shape: Optional[Sequence[int]], return_mask: bool,
+            n_threads: int) -> tuple[Tensor, Tensor]:
+    s, st = seed_words(seed)
+    ns = _ns(noise_shape)
+    kw = dict(seed=s, stream=st, mode=mode, noise_shape=ns, bits=bits,
+              return_mask=return_mask)
+    y = torch.empty_like(x)
+    xa = _host(x, "input")
+    if xa is None:
+        res = _device("dropout", x)(x, p, out=y, **kw)
+        return res if return_mask else (res, _empty_mask(x, 0))
+    res = F.dropout(xa, p, out=_host(y, "out", True), n_threads=_nthreads(n_threads), **kw)
+    if return_mask:
+        return y, torch.from_numpy(res[1])
+    return y, _empty_mask(x, 0)
+
+
+dropout = torch.library.custom_op(
+    "fastdrop::dropout", mutates_args=())(dropout_impl)
+
+
+@dropout.register_fake
+def _(x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
+    return torch.empty_like(x), _empty_mask(x, _nbytes(x, noise_shape, return_mask))
+
+
+def dropout_backward_impl(grad: Tensor, seed: Tensor, mask: Optional[Tensor], p: float,
+                     bits: int, mode: str, noise_shape: Optional[Sequence[int]],
+                     n_threads: int) -> Tensor:
+    kw = dict(mode=mode, noise_shape=_ns(noise_shape), bits=bits)
+    if mask is not None:
+        kw["mask"] = mask
+    else:
+        kw["seed"], kw["stream"] = seed_words(seed)
+    out = torch.empty_like(grad)
+    ga = _host(grad, "grad")
+    if ga is None:
+        return _device("dropout_backward", grad)(grad, p, out=out, **kw)
+    if mask is not None:
+        kw["mask"] = _host(mask, "mask")
+    F.dropout_backward(ga, p, out=_host(out, "out", True), n_threads=_nthreads(n_threads),
+                       **kw)
+    return out
+
+
+dropout_backward = torch.library.custom_op(
+    "fastdrop::dropout_backward", mutates_args=())(dropout_backward_impl)
+
+
+@dropout_backward.register_fake
+def _(grad, seed, mask, p, bits, mode, noise_shape, n_threads):
+    return torch.empty_like(grad)
+
+
+# ---- alpha dropout --------------------------------------------------------------------------
+
+
+def alpha_dropout_impl(x: Tensor, seed: Tensor, p: float, bits: int,
+                  noise_shape: Optional[Sequence[int]], return_mask: bool,
+                  n_threads: int) -> tuple[Tensor, Tensor]:
+    s, st = seed_words(seed)
+    kw = dict(seed=s, stream=st, noise_shape=_ns(noise_shape), bits=bits,
+              return_mask=return_mask)
+    y = torch.empty_like(x)
+    xa = _host(x, "input")
+    if xa is None:
+        res = _device("alpha_dropout", x)(x, p, out=y, **kw)
+        return res if return_mask else (res, _empty_mask(x, 0))
+    res = F.alpha_dropout(xa, p, out=_host(y, "out", True), n_threads=_nthreads(n_threads),
+                          **kw)
+    if return_mask:
+        return y, torch.from_numpy(res[1])
+    return y, _empty_mask(x, 0)
+
+
+alpha_dropout = torch.library.custom_op(
+    "fastdrop::alpha_dropout", mutates_args=())(alpha_dropout_impl)
+
+
+@alpha_dropout.register_fake
+def _(x, seed, p, bits, noise_shape, return_mask, n_threads):
+    return torch.empty_like(x), _empty_mask(x, _nbytes(x, noise_shape, return_mask))
+
+
+def alpha_dropout_backward_impl(grad: Tensor, seed: Tensor, mask: Optional[Tensor], p: float,
+                           bits: int, noise_shape: Optional[Sequence[int]],
+                           n_threads: int) -> Tensor:
+    kw = dict(noise_shape=_ns(noise_shape), bits=bits)
+    if mask is not None:
+        kw["mask"] = mask
+    else:
+        kw["seed"], kw["stream"] = seed_words(seed)
+    out = torch.empty_like(grad)
+    ga = _host(grad, "grad")
+    if ga is None:
+        return _device("alpha_dropout_backward", grad)(grad, p, out=out, **kw)
+    if mask is not None:
+        kw["mask"] = _host(mask, "mask")
+    F.alpha_dropout_backward(ga, p, out=_host(out, "out", True),
+                             n_threads=_nthreads(n_threads), **kw)
+    return out
+
+
+alpha_dropout_backward = torch.library.custom_op(
+    "fastdrop::alpha_dropout_backward", mutates_args=())(alpha_dropout_backward_impl)
+
+
+@alpha_dropout_backward.register_fake
+def _(grad, seed, mask, p, bits, noise_shape, n_threads):
+    return torch.empty_like(grad)
+
+
+# ---- bias-dropout-add -----------------------------------------------------------------------
+
+
+@torch.library.custom_op("fastdrop::bias_dropout_add", mutates_args=())
+def bias_dropout_add(x: Tensor, bias: Optional[Tensor], residual: Tensor, seed: Tensor,
+                     p: float, bits: int, return_mask: bool,
+                     n_threads: int) -> tuple[Tensor, Tensor]:
+    s, st = seed_words(seed)
+    kw = dict(seed=s, stream=st, bits=bits, return_mask=return_mask)
+    y = torch.empty_like(x)
+    xa = _host(x, "x")
+    if xa is None:
+        res = _device("bias_dropout_add", x)(x, bias, residual, p, out=y, **kw)
+        return res if return_mask else (res, _empty_mask(x, 0))
+    ba = None if bias is None else _host(bias, "bias")
+    res = F.bias_dropout_add(xa, ba, _host(residual, "residual"), p,
+                             out=_host(y, "out", True), n_threads=_nthreads(n_threads), **kw)
+    if return_mask:
+        return y, torch.from_numpy(res[1])
+    return y, _empty_mask(x, 0)
+
+
+@bias_dropout_add.register_fake
+def _(x, bias, residual, seed, p, bits, return_mask, n_threads):
+    return torch.empty_like(x), _empty_mask(x, _nbytes(x, None, return_mask))
+
+
+@torch.library.custom_op("fastdrop::bias_dropout_add_backward", mutates_args=())
+def bias_dropout_add_backward(grad: Tensor, seed: Tensor, mask: Optional[Tensor], p: float,
+                              bits: int, has_bias: bool,
+                              n_threads: int) -> tuple[Tensor, Tensor]:
+    kw = dict(bits=bits, has_bias=has_bias)
+    if mask is not None:
+        kw["mask"] = mask
+    else:
+        kw["seed"], kw["stream"] = seed_words(seed)
+    ga = _host(grad, "grad")
+    if ga is None:
+        dx, db, _ = _device("bias_dropout_add_backward", grad)(grad, p, **kw)
+    else:
+        if mask is not None:
+            kw["mask"] = _host(mask, "mask")
+        dx, db, _ = F.bias_dropout_add_backward(ga, p, n_threads=_nthreads(n_threads), **kw)
+        dx = numpy_to_torch(dx)
+        db = None if db is None else numpy_to_torch(db)
+    if dx.stride() != grad.stride():  # the fake's layout: grad's, as empty_like gives
+        dx = torch.empty_like(grad).copy_(dx)
+    if db is None:
+        db = grad.new_empty((0,))
+    return dx, db
+
+
+@bias_dropout_add_backward.register_fake
+def _(grad, seed, mask, p, bits, has_bias, n_threads):
+    nb = grad.shape[-1] if has_bias else 0
+    return torch.empty_like(grad), grad.new_empty((nb,))
+
+
+# ---- autograd -------------------------------------------------------------------------------
+# y = D x (+ b for alpha dropout), D diagonal: dx = D dy, through the backward operator,
+# whose own derivative is D again.
+
+
+def _dropout_setup(ctx, inputs, output):
+    x, seed, p, bits, mode, noise_shape, return_mask, n_threads = inputs
+    ctx.save_for_backward(seed, output[1] if return_mask else None)
+    ctx.args = (p, bits, mode, noise_shape, n_threads)
+
+
+def _dropout_bwd(ctx, gy, gmask):
+    seed, mask = ctx.saved_tensors
+    p, bits, mode, noise_shape, n_threads = ctx.args
+    dx = dropout_backward(gy, seed, mask, p, bits, mode, noise_shape, n_threads)
+    return dx, None, None, None, None, None, None, None
+
+
+dropout.register_autograd(_dropout_bwd, setup_context=_dropout_setup)
+
+
+def _dropout_backward_setup(ctx, inputs, output):
+    grad, seed, mask, p, bits, mode, noise_shape, n_threads = inputs
+    ctx.save_for_backward(seed, mask)
+    ctx.args = (p, bits, mode, noise_shape, n_threads)
+
+
+def _dropout_backward_bwd(ctx, gg):
+    seed, mask = ctx.saved_tensors
+    p, bits, mode, noise_shape, n_threads = ctx.args
+    return (dropout_backward(gg, seed, mask, p, bits, mode, noise_shape, n_threads),
+            None, None, None, None, None, None, None)
+
+
+dropout_backward.register_autograd(_dropout_backward_bwd, setup_context=_dropout_backward_setup)
+
+
+def _alpha_setup(ctx, inputs, output):
+    x, seed, p, bits, noise_shape, return_mask, n_threads = inputs
+    ctx.save_for_backward(seed, output[1] if return_mask else None)
+    ctx.args = (p, bits, noise_shape, n_threads)
+
+
+def _alpha_bwd(ctx, gy, gmask):
+    seed, mask = ctx.saved_tensors
+    p, bits, noise_shape, n_threads = ctx.args
+    dx = alpha_dropout_backward(gy, seed, mask, p, bits, noise_shape, n_threads)
+    return dx, None, None, None, None, None, None
+
+
+alpha_dropout.register_autograd(_alpha_bwd, setup_context=_alpha_setup)
+
+
+def _alpha_backward_setup(ctx, inputs, output):
+    grad, seed, mask, p, bits, noise_shape, n_threads = inputs
+    ctx.save_for_backward(seed, mask)
+    ctx.args = (p, bits, noise_shape, n_threads)
+
+
+def _alpha_backward_bwd(ctx, gg):
+    seed, mask = ctx.saved_tensors
+    p, bits, noise_shape, n_threads = ctx.args
+    return (alpha_dropout_backward(gg, seed, mask, p, bits, noise_shape, n_threads),
+            None, None, None, None, None, None)
+
+
+alpha_dropout_backward.register_autograd(_alpha_backward_bwd,
+                                         setup_context=_alpha_backward_setup)
+
+
+def _bda_setup(ctx, inputs, output):
+    x, bias, residual, seed, p, bits, return_mask, n_threads = inputs
+    ctx.save_for_backward(seed, output[1] if return_mask else None)
+    ctx.args = (p, bits, bias is not None, n_threads)
+
+
+def _bda_bwd(ctx, gy, gmask):
+    seed, mask = ctx.saved_tensors
+    p, bits, has_bias, n_threads = ctx.args
+    dx, db = bias_dropout_add_backward(gy, seed, mask, p, bits, has_bias, n_threads)
+    return dx, (db if has_bias else None), gy, None, None, None, None, None
+
+
+bias_dropout_add.register_autograd(_bda_bwd, setup_context=_bda_setup)
+
+
+def _bda_backward_setup(ctx, inputs, output):
+    grad, seed, mask, p, bits, has_bias, n_threads = inputs
+    ctx.save_for_backward(seed, mask)
+    ctx.args = (p, bits, has_bias, n_threads)
+
+
+def _bda_backward_bwd(ctx, ggx, ggb):
+    # dx = D g, dbias = sum_rows(D g): the adjoint maps (ggx, ggb) to D (ggx + ggb)
+    seed, mask = ctx.saved_tensors
+    p, bits, has_bias, n_threads = ctx.args
+    v = ggx
+    if has_bias and ggb is not None:
+        v = ggb.expand(ctx.shape) if v is None else v + ggb
+    if v is None:
+        return (None,) * 7
+    dg = dropout_backward(v, seed, mask, p, bits, "inverted", None, n_threads)
+    return dg, None, None, None, None, None, None
+
+
+def _bda_backward_setup_shape(ctx, inputs, output):
+    _bda_backward_setup(ctx, inputs, output)
+    ctx.shape = inputs[0].shape
+
+
+bias_dropout_add_backward.register_autograd(_bda_backward_bwd,
+                                            setup_context=_bda_backward_setup_shape)
+
+
+# ---- vmap -----------------------------------------------------------------------------------
+# Each batch element gets exactly what the unbatched call gives it. An unbatched seed (and
+# mask) with a batched input: one call over the whole batch with the noise shape
+# (1, *noise_shape), whose mask is the unbatched one broadcast over the batch. A batched
+# seed or mask: one call per element.
+
+
+def _front(t, d, size):
+    if d is None:
+        return t.unsqueeze(0).expand((size,) + tuple(t.shape))
+    return t.movedim(d, 0)
+
+
+def _stacked(results):
+    if isinstance(results[0], tuple):
+        return tuple(torch.stack([r[i] for r in results]) for i in range(len(results[0])))
+    return torch.stack(results)
+
+
+def _vmap_forward(op, info, in_dims, x, seed, p, bits, *rest, mode=None):
+    """rest: (noise_shape, return_mask, n_threads); mode given for dropout."""
+    noise_shape, return_mask, n_threads = rest
+    xd, sd = in_dims[0], in_dims[1]
+    B = info.batch_size
+    xb = _front(x, xd, B)
+    head = (p, bits) if mode is None else (p, bits, mode)
+    if sd is None:
+        ns = tuple(xb.shape[1:]) if noise_shape is None else tuple(noise_shape)
+        y, m = op(xb, seed, *head, (1,) + ns, return_mask, n_threads)
+        return (y, m), (0, None)
+    sb = seed.movedim(sd, 0)
+    res = [op(xb[i], sb[i], *head, noise_shape, return_mask, n_threads) for i in range(B)]
+    return _stacked(res), (0, 0)
+
+
+def _vmap_backward(op, info, in_dims, grad, seed, mask, p, bits, *rest, mode=None):
+    noise_shape, n_threads = rest
+    gd, sd, md = in_dims[0], in_dims[1], in_dims[2]
+    B = info.batch_size
+    gb = _front(grad, gd, B)
+    head = (p, bits) if mode is None else (p, bits, mode)
+    if sd is None and md is None:
+        ns = tuple(gb.shape[1:]) if noise_shape is None else tuple(noise_shape)
+        return op(gb, seed, mask, *head, (1,) + ns, n_threads), 0
+    sb = _front(seed, sd, B)
+    mb = None if mask is None else _front(mask, md, B)
+    res = [op(gb[i], sb[i], None if mb is None else mb[i], *head, noise_shape, n_threads)
+           for i in range(B)]
+    return _stacked(res), 0
+
+
+@dropout.register_vmap
+def _(info, in_dims, x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
+    return _vmap_forward(dropout, info, in_dims, x, seed, p, bits, noise_shape, return_mask,
+                         n_threads, mode=mode)
+
+
+@dropout_backward.register_vmap
+def _(info, in_dims, grad, seed, mask, p, bits, mode, noise_shape, n_threads):
+    return _vmap_backward(dropout_backward, info, in_dims, grad, seed, mask, p, bits,
+                          noise_shape, n_threads, mode=mode)
+
+
+@alpha_dropout.register_vmap
+def _(info, in_dims, x, seed, p, bits, noise_shape, return_mask, n_threads):
+    return _vmap_forward(alpha_dropout, info, in_dims, x, seed, p, bits, noise_shape,
+                         return_mask, n_threads)
+
+
+@alpha_dropout_backward.register_vmap
+def _(info, in_dims, grad, seed, mask, p, bits, noise_shape, n_threads):
+    return _vmap_backward(alpha_dropout_backward, info, in_dims, grad, seed, mask, p, bits,
+                          noise_shape, n_threads)
+
+
+@bias_dropout_add.register_vmap
+def _(info, in_dims, x, bias, residual, seed, p, bits, return_mask, n_threads):
+    # the mask is drawn over x's whole (per-element) shape: one call per batch element
+    B = info.batch_size
+    xd, bd, rd, sd = in_dims[:4]
+    xb, rb = _front(x, xd, B), _front(residual, rd, B)
+    bb = None if bias is None else _front(bias, bd, B)
+    sb = _front(seed, sd, B)
+    res = [bias_dropout_add(xb[i], None if bb is None else bb[i], rb[i], sb[i], p, bits,
+                            return_mask, n_threads) for i in range(B)]
+    return _stacked(res), (0, 0)
+
+
+@bias_dropout_add_backward.register_vmap
+def _(info, in_dims, grad, seed, mask, p, bits, has_bias, n_threads):
+    B = info.batch_size
+    gd, sd, md = in_dims[:3]
+    gb, sb = _front(grad, gd, B), _front(seed, sd, B)
+    mb = None if mask is None else _front(mask, md, B)
+    res = [bias_dropout_add_backward(gb[i], sb[i], None if mb is None else mb[i], p, bits,
+                                     has_bias, n_threads) for i in range(B)]
+    return _stacked(res), (0, 0)
+
+
+# ---- entry points under torch.func: autograd.Functions ------------------------------------
+# torch.func (grad, jacrev, jvp, functional_call) does not accept the autograd formula of a
+# custom_op (its generated Function has no setup_context) and dynamo refuses a Function
+# with a custom jvp. So calls under a torch.func transform go through these Functions
+# (setup_context, jvp, vmap through the operators' own rules); everything else, compiled
+# and exported code included, calls the operators, whose registered autograd AOTAutograd
+# uses. Both run exactly the same operators.
+
+
+class DropoutFunction(torch.autograd.Function):
+    """fastdrop::dropout with a backward, a jvp and a vmap rule usable by torch.func."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
+        return dropout(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, seed, p, bits, mode, noise_shape, return_mask, n_threads = inputs
+        mask = output[1] if return_mask else None
+        ctx.save_for_backward(seed, mask)
+        ctx.save_for_forward(seed, mask)
+        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        dx = DropoutBackwardFunction.apply(gy, seed, mask, *ctx.args)
+        return dx, None, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, xt, *rest):
+        seed, mask = ctx.saved_tensors
+        return dropout_backward(xt, seed, mask, *ctx.args), None
+
+
+class DropoutBackwardFunction(torch.autograd.Function):
+    """fastdrop::dropout_backward, differentiable again (the same diagonal map)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad, seed, mask, p, bits, mode, noise_shape, n_threads):
+        return dropout_backward(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad, seed, mask = inputs[:3]
+        ctx.save_for_backward(seed, mask)
+        ctx.save_for_forward(seed, mask)
+        ctx.args = inputs[3:]
+
+    @staticmethod
+    def backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (DropoutBackwardFunction.apply(gg, seed, mask, *ctx.args),
+                None, None, None, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, gt, *rest):
+        seed, mask = ctx.saved_tensors
+        return dropout_backward(gt, seed, mask, *ctx.args)
+
+
+class AlphaDropoutFunction(torch.autograd.Function):
+    """fastdrop::alpha_dropout for torch.func (its derivative is the diagonal ``a * keep``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, seed, p, bits, noise_shape, return_mask, n_threads):
+        return alpha_dropout(x, seed, p, bits, noise_shape, return_mask, n_threads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, seed, p, bits, noise_shape, return_mask, n_threads = inputs
+        mask = output[1] if return_mask else None
+        ctx.save_for_backward(seed, mask)
+        ctx.save_for_forward(seed, mask)
+        ctx.args = (p, bits, noise_shape, n_threads)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        dx = AlphaDropoutBackwardFunction.apply(gy, seed, mask, *ctx.args)
+        return dx, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, xt, *rest):
+        seed, mask = ctx.saved_tensors
+        return alpha_dropout_backward(xt, seed, mask, *ctx.args), None
+
+
+class AlphaDropoutBackwardFunction(torch.autograd.Function):
+    """fastdrop::alpha_dropout_backward, differentiable again."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad, seed, mask, p, bits, noise_shape, n_threads):
+        return alpha_dropout_backward(grad, seed, mask, p, bits, noise_shape, n_threads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad, seed, mask = inputs[:3]
+        ctx.save_for_backward(seed, mask)
+        ctx.save_for_forward(seed, mask)
+        ctx.args = inputs[3:]
+
+    @staticmethod
+    def backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (AlphaDropoutBackwardFunction.apply(gg, seed, mask, *ctx.args),
+                None, None, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, gt, *rest):
+        seed, mask = ctx.saved_tensors
+        return alpha_dropout_backward(gt, seed, mask, *ctx.args)
+
+
+class BiasDropoutAddFunction(torch.autograd.Function):
+    """fastdrop::bias_dropout_add for torch.func: y = residual + D (x + bias)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, bias, residual, seed, p, bits, return_mask, n_threads):
+        return bias_dropout_add(x, bias, residual, seed, p, bits, return_mask, n_threads)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, bias, residual, seed, p, bits, return_mask, n_threads = inputs
+        mask = output[1] if return_mask else None
+        ctx.save_for_backward(seed, mask)
+        ctx.save_for_forward(seed, mask)
+        ctx.args = (p, bits, n_threads)
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        p, bits, n_threads = ctx.args
+        # the operator, as compiled code uses: dbias accumulated in float64, bit for bit
+        # the same (first order only: this backward is not differentiable again)
+        dx, db = bias_dropout_add_backward(gy, seed, mask, p, bits, ctx.has_bias, n_threads)
+        return dx, (db if ctx.has_bias else None), gy, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, xt, bt, rt, *rest):
+        seed, mask = ctx.saved_tensors
+        p, bits, n_threads = ctx.args
+        v = xt
+        if bt is not None:
+            v = bt.expand(xt.shape) if v is None else v + bt
+        out = rt
+        if v is not None:
+            d = dropout_backward(v, seed, mask, p, bits, "inverted", None, n_threads)
+            out = d if out is None else out + d
+        return out, None
+
+
+class _EagerDropout(torch.autograd.Function):
+    """Plain eager CPU calls: the operators' own implementations under a classic
+    autograd.Function (no dispatcher round trip, no signature binding): the same
+    kernels, the same bits, a fraction of the per-call cost."""
+
+    @staticmethod
+    def forward(ctx, x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
+        y, mask = dropout_impl(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
+        ctx.save_for_backward(seed, mask if return_mask else None)
+        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        ctx.mark_non_differentiable(mask)
+        return y, mask
+
+    @staticmethod
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        dx = _EagerDropoutBackward.apply(gy, seed, mask, *ctx.args)
+        return dx, None, None, None, None, None, None, None
+
+
+class _EagerDropoutBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad, seed, mask, p, bits, mode, noise_shape, n_threads):
+        ctx.save_for_backward(seed, mask)
+        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        return dropout_backward_impl(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
+
+    @staticmethod
+    def backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (_EagerDropoutBackward.apply(gg, seed, mask, *ctx.args),
+                None, None, None, None, None, None, None)
+
+
+class _EagerAlphaDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, seed, p, bits, noise_shape, return_mask, n_threads):
+        y, mask = alpha_dropout_impl(x, seed, p, bits, noise_shape, return_mask, n_threads)
+        ctx.save_for_backward(seed, mask if return_mask else None)
+        ctx.args = (p, bits, noise_shape, n_threads)
+        ctx.mark_non_differentiable(mask)
+        return y, mask
+
+    @staticmethod
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        dx = _EagerAlphaDropoutBackward.apply(gy, seed, mask, *ctx.args)
+        return dx, None, None, None, None, None, None
+
+
+class _EagerAlphaDropoutBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad, seed, mask, p, bits, noise_shape, n_threads):
+        ctx.save_for_backward(seed, mask)
+        ctx.args = (p, bits, noise_shape, n_threads)
+        return alpha_dropout_backward_impl(grad, seed, mask, p, bits, noise_shape, n_threads)
+
+    @staticmethod
+    def backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (_EagerAlphaDropoutBackward.apply(gg, seed, mask, *ctx.args),
+                None, None, None, None, None, None)
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def entry(kind: str, x: Tensor):
+    """The callable for one dropout ("dropout" or "alpha") of x: the operator (compiled
+    and exported code, fake and meta tensors, dispatch modes, the profiler, which then
+    shows ``fastdrop::...``), the torch.func Functions (under a transform), or, for plain
+    eager CPU tensors, the classic Functions on the same implementations."""
+    if torch.compiler.is_compiling():
+        return dropout if kind == "dropout" else alpha_dropout
+    if torch._C._are_functorch_transforms_active():
+        return DropoutFunction.apply if kind == "dropout" else AlphaDropoutFunction.apply
+    if (type(x) in _PLAIN and x.device.type == "cpu"
+            and not torch.autograd.profiler._is_profiler_enabled
+            and not torch._C._len_torch_dispatch_stack() and not torch.jit.is_tracing()):
+        return _EagerDropout.apply if kind == "dropout" else _EagerAlphaDropout.apply
+    return dropout if kind == "dropout" else alpha_dropout
+
+
+def use_functions() -> bool:
+    """True under a torch.func transform (eager): call the Functions above. Otherwise
+    (plain eager code; dynamo, i.e. compile and export) call the operators, whose
+    autograd is cheaper (``Function.apply`` binds its signature with ``inspect`` on
+    every call when setup_context is defined)."""
+    return (not torch.compiler.is_compiling()) and torch._C._are_functorch_transforms_active()

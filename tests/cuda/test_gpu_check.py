@@ -1,0 +1,39 @@
+"""benchmarks/gpu_check.py --sim: the hardware script's steps, exercised under the simulator.
+
+The timings are meaningless there; this checks that the script runs, that its
+bit-identity cases pass and took the kernel they meant, and that it writes its JSON.
+tests/cuda/test_simulator_run.py's child run leaves this file out (it runs once).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None
+                                or importlib.util.find_spec("numba.cuda") is None,
+                                reason="numba-cuda is not installed")
+
+
+def test_gpu_check_runs_under_the_simulator(tmp_path):
+    out = tmp_path / "check.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("OUT", None)
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--sim", "--json",
+                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-4000:]
+    assert "gpu_check: PASS" in text and "SIMULATOR: not a measurement" in text, text
+    data = json.loads(out.read_text())
+    assert data["info"]["simulator"] is True
+    ident = data["identity"]
+    assert len(ident) == 84 and all(r["ok"] for r in ident), ident
+    assert sum(r["fast"] for r in ident) == 68           # 17 fast cases per dtype
+    ops = {(r["dtype"], r["log2n"], r["op"]) for r in data["bandwidth"]}
+    assert len(ops) == 16 and all(r["ms"] > 0 for r in data["bandwidth"])
