@@ -20,7 +20,7 @@ from ._core import parse
 from ._core.args import check_bits, check_p
 from ._core.contract import gaussian_sigma as _sigma
 from ._core.contract import inverted_scale, threshold
-from ._core.route import Spec, call
+from ._core.route import Spec, call, fast_path
 
 __all__ = [
     "dropout", "dropout_backward", "dropout_mask", "unpack_mask", "effective_p",
@@ -31,6 +31,9 @@ __all__ = [
 
 _DROPOUT = Spec("dropout", parse.dropout, ("x",), "out")
 _DROPOUT_BACKWARD = Spec("dropout_backward", parse.dropout_backward, ("grad", "mask"), "out")
+# the common NumPy calls of these two run without a request (route.fast_path)
+_fast_dropout = fast_path("dropout")
+_fast_dropout_backward = fast_path("dropout_backward")
 _DROPOUT_MASK = Spec("dropout_mask", parse.dropout_mask)
 _UNPACK_MASK = Spec("unpack_mask", parse.unpack_mask, ("mask",))
 _BDA = Spec("bias_dropout_add", parse.bias_dropout_add, ("x", "bias", "residual"), "out")
@@ -218,6 +221,10 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     >>> fastdrop.dropout(x, 0.5, training=False) is x
     True
     """
+    y = _fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
+                      mask_format, out, n_threads, block)
+    if y is not None:
+        return y
     return call(_DROPOUT, dict(x=x, p=p, seed=seed, stream=stream, training=training,
                                mode=mode, noise_shape=noise_shape, bits=bits,
                                return_mask=return_mask, mask_format=mask_format, out=out,
@@ -280,6 +287,10 @@ def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None 
     >>> fastdrop.dropout_backward(dy, 0.5, seed=42)
     array([6., 6., 0., 0., 0., 0., 6., 0.], dtype=float32)
     """
+    y = _fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, out,
+                               n_threads, block)
+    if y is not None:
+        return y
     return call(_DROPOUT_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
                                         mode=mode, noise_shape=noise_shape, bits=bits,
                                         out=out, n_threads=n_threads, block=block))

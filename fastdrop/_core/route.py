@@ -25,7 +25,7 @@ import numpy as np
 from .. import _cuda
 from .interop import DeviceArrayError, aligned_empty, array_kind, to_host_array
 
-__all__ = ["Spec", "call", "register_device_dispatch", "device_implementation",
+__all__ = ["Spec", "call", "fast_path", "register_device_dispatch", "device_implementation",
            "wants_cuda", "on_backend", "BACKENDS"]
 
 BACKENDS = ("cpu", "cuda")
@@ -124,6 +124,16 @@ def _cpu():
     if _cpu_backend is None:
         _cpu_backend = importlib.import_module("fastdrop._cpu.backend")
     return _cpu_backend
+
+
+def fast_path(func_name: str) -> Callable:
+    """The CPU backend's fast path of ``fastdrop.<func_name>`` ("dropout",
+    "dropout_backward"): called with the public parameters in order, it runs the common
+    call (one C-contiguous, aligned, native NumPy array; a float p; int seed and stream;
+    no noise shape, block or bool mask) and returns its result, or returns None for any
+    other call, which then goes through `call`.  It accepts only calls that the parse
+    accepts, and gives the same result bit for bit, without building a request."""
+    return _cpu().FAST_PATHS[func_name]
 
 
 def _run_on_gpu(spec: Spec, kw: dict) -> Any:

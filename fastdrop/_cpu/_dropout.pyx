@@ -25,11 +25,14 @@ written in one pass.  It equals the general driver bit for bit; the tests run bo
 """
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from libc.math cimport floor, fmod
 from cython.parallel cimport prange
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from fastdrop._cpu._philox cimport draws_u16, draws_u32, simd_level
+
+import numpy as np
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
@@ -553,6 +556,12 @@ cdef extern from *:
     """
     ctypedef struct fd_array_interface:
         int two
+        int nd
+        char typekind
+        int itemsize
+        int flags
+        Py_ssize_t* shape
+        Py_ssize_t* strides
         void* data
 
 
@@ -570,6 +579,77 @@ def address(arr):
 
 cdef inline char* _ptr(obj):
     return <char*><uintptr_t>obj if obj is not None else NULL
+
+
+cdef enum:
+    NPY_C_CONTIGUOUS = 0x0001   # NumPy's array flags, as __array_struct__ reports them
+    NPY_ALIGNED = 0x0100
+    NPY_NOTSWAPPED = 0x0200
+    NPY_WRITEABLE = 0x0400
+
+
+cdef void _choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcept:
+    """The plan's non-temporal stores, none_kept and fused path (fd_fused.h) from its
+    op, dtype code, keep source and strides: the same decision for every caller."""
+    cdef int64_t isz = 8 if code == 1 else 4 if code == 0 else 2
+    cdef int nd = P.nd
+    P.stream_stores = FD_HAVE_STREAM and (P.op == OP_DROPOUT or P.op == OP_BDA) and \
+        P.n * isz >= STREAM_MIN_BYTES
+    # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
+    # or the packed mask only, and the AVX2 level selected (float16 also needs F16C)
+    P.fused = (FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+               and P.ks == KS_DRAWS and not has_bool_out and (code != 2 or _HAS_F16C)
+               and nd == 1
+               and (P.op == OP_MASK or (P.op == OP_DROPOUT and P.sx[0] == isz
+                                        and P.sy[0] == isz)))
+    # and bias-dropout-add of float32/float64 with contiguous rows (any number of rows)
+    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+            and P.op == OP_BDA and P.ks == KS_DRAWS and not has_bool_out and code <= 1
+            and P.sx[nd - 1] == isz and P.sy[nd - 1] == isz and P.sr[nd - 1] == isz
+            and (not has_b or P.sb[nd - 1] == isz)):
+        P.fused = 2
+
+
+cdef inline void _chunks(const Plan* P, int code, uint64_t lo, uint64_t hi) noexcept nogil:
+    if code == 0:
+        _chunk(<float*>NULL, P, lo, hi)
+    elif code == 1:
+        _chunk(<double*>NULL, P, lo, hi)
+    elif code == 2:
+        _chunk(<fd_f16*>NULL, P, lo, hi)
+    else:
+        _chunk(<fd_bf16*>NULL, P, lo, hi)
+
+
+cdef int _execute(const Plan* P, int code, int n_threads) except -1:
+    """Run a complete plan of P.n > 0 elements on up to n_threads threads: one chunk of
+    CHUNK elements per unit of work (so at most one thread per CHUNK elements: the grain),
+    SIGNAL_CHUNKS chunks between two looks at pending signals (Ctrl-C stops a long call
+    within milliseconds; the chunks, hence the result, are the same).  One worker runs no
+    parallel region at all."""
+    cdef uint64_t n = P.n
+    cdef Py_ssize_t ci, c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
+    cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
+    cdef uint64_t lo, hi
+    while c0 < n_chunks:
+        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
+        if workers <= 1:
+            with nogil:
+                for ci in range(c0, c1):
+                    lo = <uint64_t>ci * CHUNK
+                    hi = lo + CHUNK if lo + CHUNK < n else n
+                    _chunks(P, code, lo, hi)
+        else:
+            for ci in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
+                lo = <uint64_t>ci * CHUNK
+                hi = lo + CHUNK
+                if hi > n:
+                    hi = n
+                _chunks(P, code, lo, hi)
+        c0 = c1
+        if c0 < n_chunks:
+            PyErr_CheckSignals()
+    return 0
 
 
 def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None, f=None,
@@ -596,24 +676,8 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
         P.sy[dd], P.sx[dd], P.sb[dd], P.sr[dd], P.sf[dd] = sy[dd], sx[dd], sb[dd], sr[dd], sf[dd]
         P.sg[dd] = sg[dd]
     P.n = n
-    P.stream_stores = FD_HAVE_STREAM and (op == OP_DROPOUT or op == OP_BDA) and n * (
-        8 if code == 1 else 4 if code == 0 else 2) >= STREAM_MIN_BYTES
     P.none_kept = t >= (<uint64_t>1 << bits)
-    # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
-    # or the packed mask only, and the AVX2 level selected (float16 also needs F16C)
-    isz = 8 if code == 1 else 4 if code == 0 else 2
-    P.fused = (FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
-               and ks == KS_DRAWS and bool_out is None and (code != 2 or _HAS_F16C)
-               and P.nd == 1
-               and (op == OP_MASK or (op == OP_DROPOUT and P.sx[0] == isz
-                                      and P.sy[0] == isz)))
-    # and bias-dropout-add of float32/float64 with contiguous rows (any number of rows)
-    nd = P.nd
-    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
-            and op == OP_BDA and ks == KS_DRAWS and bool_out is None and code <= 1
-            and P.sx[nd - 1] == isz and P.sy[nd - 1] == isz and P.sr[nd - 1] == isz
-            and (b is None or P.sb[nd - 1] == isz)):
-        P.fused = 2
+    _choose_path(&P, code, bool_out is not None, b is not None)
     P.t = <uint32_t>t if not P.none_kept else 0
     P.seed, P.stream, P.offset = seed, stream, offset
     P.s, P.a, P.c, P.d = scale, a, c, d
@@ -624,27 +688,298 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
     P.bool_out = <uint8_t*>_ptr(bool_out)
     if n == 0:
         return False
-    cdef Py_ssize_t ci, c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
-    cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
-    cdef uint64_t lo, hi
-    # SIGNAL_CHUNKS chunks per parallel region, then a look at the signals: Ctrl-C stops a
-    # long call within milliseconds (the chunks, hence the result, are the same)
-    while c0 < n_chunks:
-        c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
-        for ci in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
-            lo = <uint64_t>ci * CHUNK
-            hi = lo + CHUNK
-            if hi > n:
-                hi = n
-            if code == 0:
-                _chunk(<float*>NULL, &P, lo, hi)
-            elif code == 1:
-                _chunk(<double*>NULL, &P, lo, hi)
-            elif code == 2:
-                _chunk(<fd_f16*>NULL, &P, lo, hi)
-            else:
-                _chunk(<fd_bf16*>NULL, &P, lo, hi)
-        c0 = c1
-        if c0 < n_chunks:
-            PyErr_CheckSignals()
+    _execute(&P, code, n_threads)
     return P.fused != 0
+
+
+# ---- the common call, checked and run without the request layer ------------------------
+#
+# `dropout` and `dropout_backward` of one exact, C-contiguous, aligned, native NumPy array
+# with a Python float p, int seed and stream, no noise shape, block or mask format other
+# than packed, take this path: every argument is checked here against the same rules as
+# fastdrop._core.parse, and a call that is not plainly valid and common returns None, so
+# that the public function goes the general way (which raises the documented errors).
+# The result is the same bit for bit (tests/cpu/test_fast_path.py).
+
+cdef object _ndarray = np.ndarray
+cdef object _empty = np.empty
+cdef object _empty_like = np.empty_like
+cdef object _uint8 = np.dtype(np.uint8)
+cdef object _bf16 = None      # ml_dtypes' bfloat16 dtype, once an array of it was seen
+cdef object _thread_policy = None  # fastdrop._cpu.backend._threads: n_threads -> threads
+cdef object _randbits = None  # secrets.randbits (seed=None)
+cdef object _INVERTED = "inverted", _PACKED = "packed", _BOOL = "bool"
+
+
+def set_hooks(thread_policy, randbits):
+    """The backend's thread policy (called for calls of more than one chunk) and the
+    seed source of seed=None."""
+    global _thread_policy, _randbits
+    _thread_policy, _randbits = thread_policy, randbits
+
+
+cdef inline bint _is(object value, str word) except -1:
+    """value is the str word (a str subclass or any other object is not)."""
+    return value is word or (type(value) is str and <str>value == word)
+
+
+cdef inline fd_array_interface* _inter(object cap) except NULL:
+    cdef fd_array_interface* inter = <fd_array_interface*>PyCapsule_GetPointer(cap, NULL)
+    if inter.two != 2:
+        raise ValueError("not an array interface struct")
+    return inter
+
+
+cdef int _float_code(object arr, fd_array_interface* v, bint writeable) except -2:
+    """The dtype code of a native, aligned, C-contiguous float array view; -1 if the view
+    is anything else."""
+    cdef int need = NPY_C_CONTIGUOUS | NPY_ALIGNED | NPY_NOTSWAPPED
+    global _bf16
+    if writeable:
+        need |= NPY_WRITEABLE
+    if (v.flags & need) != need:
+        return -1
+    if v.typekind == b'f':
+        return 0 if v.itemsize == 4 else 1 if v.itemsize == 8 else 2 if v.itemsize == 2 \
+            else -1
+    if v.typekind == b'V' and v.itemsize == 2:
+        dt = arr.dtype
+        if _bf16 is None and dt.name == "bfloat16":
+            _bf16 = dt
+        return 3 if dt is _bf16 else -1
+    return -1
+
+
+cdef inline uint64_t _size(fd_array_interface* v) noexcept:
+    cdef uint64_t n = 1
+    cdef int dd
+    for dd in range(v.nd):
+        n *= <uint64_t>v.shape[dd]
+    return n
+
+
+cdef inline bint _same_shape(fd_array_interface* a, fd_array_interface* b) noexcept:
+    cdef int dd
+    if a.nd != b.nd:
+        return False
+    for dd in range(a.nd):
+        if a.shape[dd] != b.shape[dd]:
+            return False
+    return True
+
+
+cdef inline bint _disjoint(fd_array_interface* a, uint64_t abytes,
+                           fd_array_interface* b, uint64_t bbytes) noexcept:
+    cdef uintptr_t pa = <uintptr_t>a.data, pb = <uintptr_t>b.data
+    return pa + abytes <= pb or pb + bbytes <= pa
+
+
+cdef inline int _uint64_arg(object v, uint64_t* out) except -2:
+    """A Python int in [0, 2**64 - 1] (not bool) into out: 0; anything else: -1."""
+    if type(v) is not int or v < 0 or v > 0xFFFFFFFFFFFFFFFF:
+        return -1
+    out[0] = <uint64_t>v
+    return 0
+
+
+cdef inline int _threads_arg(object n_threads) except -2:
+    """0 for None (the default), n for a Python int in [1, 2**31 - 1], -1 otherwise."""
+    if n_threads is None:
+        return 0
+    if type(n_threads) is not int or n_threads < 1 or n_threads > 0x7FFFFFFF:
+        return -1
+    return <int>n_threads
+
+
+cdef inline int64_t _threshold_of(double p, int bits) noexcept:
+    """round_half_even(p * 2**bits) for p in [0, 1] (exact: a power-of-two scaling), as
+    fastdrop._core.contract.threshold; -1 when p > 0 rounds to 0 (the general path warns)."""
+    cdef double v = p * (<double>(<uint64_t>1 << bits))
+    cdef double r = floor(v)
+    cdef double frac = v - r
+    if frac > 0.5 or (frac == 0.5 and fmod(r, 2.0) != 0.0):
+        r += 1.0
+    if r == 0.0 and p > 0.0:
+        return -1
+    return <int64_t>r
+
+
+cdef inline double _inverted_scale(int64_t t, int bits) noexcept:
+    """2**bits / (2**bits - t), 0 when all are dropped: contract.inverted_scale."""
+    cdef double full = <double>(<uint64_t>1 << bits)
+    return 0.0 if t == (<int64_t>1 << bits) else full / (full - <double>t)
+
+
+cdef void _plan_contiguous(Plan* P, int op, int ks, int code, uint64_t n, int bits,
+                           int64_t t, double scale, uint64_t seed, uint64_t stream,
+                           char* y, const char* x, const uint8_t* packed_in,
+                           uint8_t* packed_out) noexcept:
+    """A one-axis plan of n contiguous elements."""
+    cdef int64_t isz = 8 if code == 1 else 4 if code == 0 else 2
+    P.op, P.ks, P.bits, P.nd, P.gmap = op, ks, bits, 1, 0
+    P.shape[0] = <int64_t>n
+    P.n = n
+    P.sy[0] = isz if y != NULL else 0
+    P.sx[0] = isz
+    P.sb[0] = P.sr[0] = P.sf[0] = 0
+    P.sg[0] = 0
+    P.none_kept = t >= (<int64_t>1 << bits)
+    _choose_path(P, code, False, False)
+    P.t = <uint32_t>t if not P.none_kept else 0
+    P.seed, P.stream, P.offset = seed, stream, 0
+    P.s, P.a, P.c, P.d = scale, 0.0, 0.0, 0.0
+    P.y, P.x, P.b, P.r, P.f = y, x, NULL, NULL, NULL
+    P.packed_in, P.packed_out, P.bool_out = packed_in, packed_out, NULL
+
+
+cdef inline int _workers(uint64_t n, int n_threads) except -1:
+    """Threads for n elements: 1 for a single chunk, else the backend's policy."""
+    if n <= CHUNK:
+        return 1
+    return <int>_thread_policy(None if n_threads == 0 else n_threads)
+
+
+def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
+                 mask_format, out, n_threads, block):
+    """fastdrop.dropout's common call (the public parameters, in order), or None when
+    the call is not one: then the general path parses it."""
+    cdef uint64_t key, st, n, nbytes
+    cdef int code, b, threads
+    cdef int64_t t
+    cdef fd_array_interface* xv
+    cdef fd_array_interface* yv
+    cdef Plan P
+    if (type(x) is not _ndarray or type(p) is not float or training is not True
+            or noise_shape is not None or block is not None or type(bits) is not int):
+        return None
+    if not _is(mode, _INVERTED):
+        return None
+    if not (_is(mask_format, _PACKED) or (_is(mask_format, _BOOL) and return_mask is False)):
+        return None
+    if return_mask is not True and return_mask is not False:
+        return None
+    if bits != 16 and bits != 32:
+        return None
+    b = bits
+    if not 0.0 <= p <= 1.0:  # NaN too
+        return None
+    if _uint64_arg(stream, &st) < 0:
+        return None
+    threads = _threads_arg(n_threads)
+    if threads < 0:
+        return None
+    if seed is not None and _uint64_arg(seed, &key) < 0:
+        return None
+    xcap = x.__array_struct__
+    xv = _inter(xcap)
+    code = _float_code(x, xv, False)
+    if code < 0:
+        return None
+    n = _size(xv)
+    if n == 0:
+        return None
+    nbytes = n * <uint64_t>xv.itemsize
+    t = _threshold_of(<double>p, b)
+    if t < 0:
+        return None
+    if out is None:
+        y = _empty_like(x)
+    elif out is x:
+        if not xv.flags & NPY_WRITEABLE:
+            return None
+        y = x
+    else:
+        if type(out) is not _ndarray:
+            return None
+        ycap = out.__array_struct__
+        yv = _inter(ycap)
+        if (_float_code(out, yv, True) != code or not _same_shape(xv, yv)
+                or not _disjoint(xv, nbytes, yv, nbytes)):
+            return None
+        y = out
+    if seed is None:  # drawn last, as parse.check_seed does
+        key = <uint64_t>_randbits(64)
+    packed = _empty((n + 7) // 8, _uint8) if return_mask else None
+    _plan_contiguous(&P, OP_DROPOUT, KS_DRAWS, code, n, b, t, _inverted_scale(t, b),
+                     key, st, _ptr(address(y)), _ptr(address(x)), NULL,
+                     <uint8_t*>_ptr(address(packed)))
+    _execute(&P, code, _workers(n, threads))
+    return (y, packed) if return_mask else y
+
+
+def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, out,
+                          n_threads, block):
+    """fastdrop.dropout_backward's common call (the public parameters, in order), or
+    None when the call is not one."""
+    cdef uint64_t key = 0, st, n, nbytes
+    cdef int code, b, threads, ks
+    cdef int64_t t
+    cdef fd_array_interface* gv
+    cdef fd_array_interface* mv = NULL
+    cdef fd_array_interface* yv
+    cdef Plan P
+    if (type(grad) is not _ndarray or type(p) is not float or noise_shape is not None
+            or block is not None or type(bits) is not int or (mask is None) == (seed is None)):
+        return None
+    if not _is(mode, _INVERTED):
+        return None
+    if bits != 16 and bits != 32:
+        return None
+    b = bits
+    if not 0.0 <= p <= 1.0:
+        return None
+    if _uint64_arg(stream, &st) < 0:
+        return None
+    threads = _threads_arg(n_threads)
+    if threads < 0:
+        return None
+    gcap = grad.__array_struct__
+    gv = _inter(gcap)
+    code = _float_code(grad, gv, False)
+    if code < 0:
+        return None
+    n = _size(gv)
+    if n == 0:
+        return None
+    nbytes = n * <uint64_t>gv.itemsize
+    if mask is not None:
+        if type(mask) is not _ndarray:
+            return None
+        mcap = mask.__array_struct__
+        mv = _inter(mcap)
+        if (mv.typekind != b'u' or mv.itemsize != 1 or mv.nd != 1
+                or not mv.flags & NPY_C_CONTIGUOUS or <uint64_t>mv.shape[0] != (n + 7) // 8):
+            return None
+        ks = KS_PACKED
+    else:
+        if _uint64_arg(seed, &key) < 0:
+            return None
+        ks = KS_DRAWS
+    t = _threshold_of(<double>p, b)
+    if t < 0:
+        return None
+    if out is None:
+        y = _empty_like(grad)
+    elif out is grad:
+        if not gv.flags & NPY_WRITEABLE:
+            return None
+        y = grad
+    else:
+        if type(out) is not _ndarray:
+            return None
+        ycap = out.__array_struct__
+        yv = _inter(ycap)
+        if (_float_code(out, yv, True) != code or not _same_shape(gv, yv)
+                or not _disjoint(gv, nbytes, yv, nbytes)):
+            return None
+        y = out
+    if mv != NULL and out is not None:  # out must not overlap the mask either
+        ycap = out.__array_struct__
+        yv = _inter(ycap)
+        if not _disjoint(mv, (n + 7) // 8, yv, nbytes):
+            return None
+    _plan_contiguous(&P, OP_DROPOUT, ks, code, n, b, t, _inverted_scale(t, b), key, st,
+                     _ptr(address(y)), _ptr(address(grad)),
+                     <const uint8_t*>(mv.data if mv != NULL else NULL), NULL)
+    _execute(&P, code, _workers(n, threads))
+    return y

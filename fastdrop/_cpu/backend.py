@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from .._core.requests import (BiasBackwardRequest, DrawsRequest, DropoutRequest,
 from .._core.threads import current_default
 from . import _dropout, _openmp_helpers, _philox
 
-__all__ = ["POLICY", "CpuArrays", "run", "run_kernel", "dtype_name"]
+__all__ = ["POLICY", "CpuArrays", "run", "run_kernel", "dtype_name", "FAST_PATHS"]
 
 for _op in Op:  # the C enum of the driver must be the core's numbering
     assert int(getattr(_dropout.Op, "OP_" + _op.name)) == _op, _op
@@ -264,6 +265,15 @@ def _threads(n: int | None) -> int:
     if t > 1:
         _state["parallel_ran"] = True
     return t
+
+
+# (through the module's name, so that tests may watch _threads on both paths)
+_dropout.set_hooks(lambda n: _threads(n), secrets.randbits)
+
+# The common calls of dropout and dropout_backward, checked and run in Cython without a
+# request (fastdrop._core.route.fast_path): None for any other call.
+FAST_PATHS = {"dropout": _dropout.fast_dropout,
+              "dropout_backward": _dropout.fast_dropout_backward}
 
 
 def thread_policy() -> dict:

@@ -26,14 +26,15 @@ def test_cgroup_quota_is_read(tmp_path, files, expected):
 
 @pytest.fixture
 def seen_threads(monkeypatch):
-    """The n_threads of every kernel call the CPU backend makes."""
-    seen, run = [], backend.run_kernel
+    """The thread count the CPU backend's policy gives each call (of more than one chunk:
+    a single chunk always runs on one thread), on the general path and the fast one."""
+    seen, policy = [], backend._threads
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["n_threads"])
-        return run(*args, **kwargs)
+    def spy(n):
+        seen.append(policy(n))
+        return seen[-1]
 
-    monkeypatch.setattr(backend, "run_kernel", spy)
+    monkeypatch.setattr(backend, "_threads", spy)
     return seen
 
 
