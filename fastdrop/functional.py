@@ -57,7 +57,7 @@ def effective_p(p: float, bits: int = 16) -> float:
     ----------
     p : float
         Drop probability in [0, 1].
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
 
     Returns
@@ -70,7 +70,7 @@ def effective_p(p: float, bits: int = 16) -> float:
     TypeError
         p is not a real number, or bits not an integer.
     ValueError
-        p is outside [0, 1] or NaN, or bits is not 16 or 32.
+        p is outside [0, 1] or NaN, or bits is not 8, 16 or 32.
 
     Examples
     --------
@@ -91,7 +91,7 @@ def dropout_scale(p: float, bits: int = 16) -> float:
     ----------
     p : float
         Drop probability in [0, 1].
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
 
     Returns
@@ -174,8 +174,9 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     noise_shape : tuple, optional
         Shape of the mask, one entry per axis, each x's or 1 (e.g. ``(N, C, 1, 1)`` drops
         whole channels); None entries mean x's.
-    bits : {16, 32}
-        Bits per draw: p is resolved to multiples of 2**-bits.
+    bits : {16, 32, 8}
+        Bits per draw: p is resolved to multiples of 2**-bits (8: opt-in, half the
+        generator's work of 16, p in steps of 1/256).
     return_mask : bool
         Also return the mask (over noise_shape) for the backward pass.
     mask_format : {"packed", "bool"}
@@ -255,7 +256,7 @@ def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None 
         The forward call's mode.
     noise_shape : tuple, optional
         The forward call's noise shape.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         The forward call's bits per draw.
     out : array, optional
         Output of grad's shape and dtype; may be grad itself.
@@ -311,7 +312,7 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
         Unsigned 64-bit key.
     stream : int
         Unsigned 64-bit stream number.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
     packed : bool
         True: uint8 bytes, LSB first, ``ceil(n / 8)`` of them; False: bool of `shape`.
@@ -406,7 +407,7 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
         ``dropout(x, p, seed=seed, stream=stream, bits=bits)`` draws.
     stream : int
         Unsigned 64-bit stream number.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
     return_mask : bool
         Also return the packed mask.
@@ -461,7 +462,7 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
         The forward call's seed: the mask is regenerated.
     stream : int
         The forward call's stream.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         The forward call's bits per draw.
     has_bias : bool
         False: dbias is None.

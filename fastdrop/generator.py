@@ -491,7 +491,7 @@ class Generator:
             The shape of the array the mask is for.
         p : float
             Drop probability in [0, 1].
-        bits : {16, 32}
+        bits : {16, 32, 8}
             Bits per draw.
         packed : bool
             True: packed uint8 bytes (LSB first); False: a bool array of `shape`.
@@ -614,7 +614,7 @@ class Dropout:
     mode : {"inverted", "classic"}
     seed : int or Generator, optional
         A seed, or a Generator to share with other layers; None: OS entropy.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
 
     Raises

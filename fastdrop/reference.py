@@ -78,8 +78,8 @@ def _check_p(p):
 
 
 def _check_bits(bits):
-    if bits not in (16, 32):
-        raise ValueError(f"bits must be 16 or 32, got {bits!r}")
+    if bits not in (8, 16, 32):
+        raise ValueError(f"bits must be 8, 16 or 32, got {bits!r}")
     return int(bits)
 
 
@@ -149,10 +149,15 @@ def stream_words(seed, stream, first_word, n):
 
 def draws_at(seed, stream, bits, d):
     """Draws ``d`` (an array of draw indices; section 3): bits=32, word d (uint32);
-    bits=16, the low (d even) or high (d odd) half of word ``d div 2`` (uint16)."""
+    bits=16, the low (d even) or high (d odd) half of word ``d div 2`` (uint16); bits=8,
+    byte ``d mod 4`` of word ``d div 4``, least significant first (uint8)."""
     d = np.asarray(d, dtype=np.uint64)
     if bits == 32:
         return words_at(seed, stream, d)
+    if bits == 8:
+        word = words_at(seed, stream, d >> np.uint64(2))
+        byte = (d & np.uint64(3)).astype(np.uint32)
+        return ((word >> (np.uint32(8) * byte)) & np.uint32(0xFF)).astype(np.uint8)
     word = words_at(seed, stream, d >> np.uint64(1))
     half = (d & np.uint64(1)).astype(np.uint32)
     return ((word >> (np.uint32(16) * half)) & np.uint32(0xFFFF)).astype(np.uint16)
@@ -226,8 +231,8 @@ def noise_draws(shape, noise_shape=None, block=None):
 
 def random_bits(shape, *, seed, stream=0, bits=32, offset=0, out=None, n_threads=None,
                 device=None):
-    """Element i (C order over `shape`) is draw ``offset + i``: a word (bits=32, uint32)
-    or a half word (bits=16, uint16)."""
+    """Element i (C order over `shape`) is draw ``offset + i``: a word (bits=32, uint32),
+    a half word (bits=16, uint16) or a byte (bits=8, uint8)."""
     shape = _shape(shape)
     bits = _check_bits(bits)
     d = draw_indices(shape, offset=offset)

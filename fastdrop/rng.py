@@ -71,7 +71,8 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
 
     Element i (C order over `shape`) gets draw ``offset + i``: for ``bits=32`` word
     ``offset + i`` of the stream; for ``bits=16`` the low (even index) or high (odd index)
-    half of word ``(offset + i) // 2``.
+    half of word ``(offset + i) // 2``; for ``bits=8`` byte ``(offset + i) % 4`` of word
+    ``(offset + i) // 4``, least significant first.
 
     Parameters
     ----------
@@ -79,8 +80,8 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
         Output shape.
     seed, stream : int
         Unsigned 64-bit integers: the Philox key and the stream's counter words.
-    bits : {32, 16}
-        Bits per draw; the result is uint32 or uint16.
+    bits : {32, 16, 8}
+        Bits per draw; the result is uint32, uint16 or uint8.
     offset : int, optional
         Index of the first draw (a block of a larger logical array starts there).
         ``offset + size`` must be at most 2**64.
@@ -95,7 +96,7 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
 
     Returns
     -------
-    numpy.ndarray of uint32 or uint16
+    numpy.ndarray of uint32, uint16 or uint8
         `out` itself when given; on the GPU, an array of the `device` array's framework
         (or of `out`'s).
 
@@ -105,7 +106,7 @@ def random_bits(shape: ShapeLike, *, seed: int, stream: int = 0, bits: int = 32,
         A shape, seed, stream, bits or offset that is not an integer (or a sequence of
         them), or an `out` that is not a NumPy array (on the CPU) or has the wrong dtype.
     ValueError
-        A negative dimension, seed or stream outside [0, 2**64 - 1], bits not 16 or 32,
+        A negative dimension, seed or stream outside [0, 2**64 - 1], bits not 8, 16 or 32,
         ``offset + size`` past 2**64, or an `out` of the wrong shape or not C-contiguous.
     ImportError
         A GPU `device` without numba-cuda (``pip install fastdrop[cuda]``).

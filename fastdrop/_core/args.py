@@ -58,10 +58,11 @@ def check_seed(seed: Any, required: bool = False) -> int:
 
 
 def check_bits(bits: Any) -> int:
-    """Bits per draw: 16 or 32."""
+    """Bits per draw: 16 (the default), 32, or 8 (opt-in: half the Philox work of 16,
+    p resolved to multiples of 1/256)."""
     b = as_int(bits, "bits")
-    if b not in (16, 32):
-        raise ValueError(f"bits must be 16 or 32, got {b}")
+    if b not in (8, 16, 32):
+        raise ValueError(f"bits must be 8, 16 or 32, got {b}")
     return b
 
 

@@ -386,7 +386,7 @@ def random_bits(A: ArrayPolicy, shape, *, seed, stream=0, bits=32, offset=0, out
                 n_threads=None, device=None) -> DrawsRequest:
     def resolve():
         b = check_bits(bits)
-        return ("uint32" if b == 32 else "uint16"), b, 64
+        return {32: "uint32", 16: "uint16", 8: "uint8"}[b], b, 64
 
     return _draws(A, "bits", shape, seed, stream, resolve, offset, out, n_threads, device)
 

@@ -30,7 +30,7 @@ from cython.parallel cimport prange
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
-from fastdrop._cpu._philox cimport draws_u16, draws_u32, simd_level
+from fastdrop._cpu._philox cimport draws_u8, draws_u8_wide, draws_u16, draws_u32, simd_level
 
 import numpy as np
 
@@ -297,10 +297,17 @@ cdef inline void _flags_from_draws(const Plan* P, uint64_t first, uint64_t m,
     cdef uint32_t t = P.t
     cdef uint16_t t16
     cdef uint16_t* d16 = <uint16_t*>draws
+    cdef uint8_t* d8 = <uint8_t*>draws
+    cdef uint8_t t8
     if P.none_kept:
         memset(kb, 0, m)
         return
-    if P.bits == 16:  # t < 2^16 here: compare the 16-bit draws as they are
+    if P.bits == 8:  # t < 2^8 here
+        t8 = <uint8_t>t
+        draws_u8(P.seed, P.stream, first, m, d8)
+        for k in range(m):
+            kb[k] = d8[k] >= t8
+    elif P.bits == 16:  # t < 2^16 here: compare the 16-bit draws as they are
         t16 = <uint16_t>t
         draws_u16(P.seed, P.stream, first, m, d16)
         for k in range(m):
@@ -380,13 +387,22 @@ cdef inline void _advance(const Plan* P, int64_t* idx, int64_t seg) noexcept nog
 cdef inline void _fused_draws(const Plan* P, uint64_t pos, int64_t m,
                               uint32_t* draws) noexcept nogil:
     """The m draws of elements pos .. pos+m-1 into draws (16-bit draws packed two to a
-    word at bits=16); nothing when no element can be kept."""
+    word at bits=16; 8-bit draws widened to 16 bits at bits=8, for the same compares:
+    see _cmp_bits); nothing when no element can be kept."""
     if P.none_kept:
         return
-    if P.bits == 16:
+    if P.bits == 8:
+        draws_u8_wide(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint16_t*>draws)
+    elif P.bits == 16:
         draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint16_t*>draws)
     else:
         draws_u32(P.seed, P.stream, P.offset + pos, <uint64_t>m, draws)
+
+
+cdef inline int _cmp_bits(const Plan* P) noexcept nogil:
+    """The draw width the fused kernels compare: 16 for bits=8 too (_fused_draws widens
+    8-bit draws, and t < 2^8 then compares the same)."""
+    return 16 if P.bits == 8 else P.bits
 
 
 cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexcept nogil:
@@ -405,13 +421,13 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         y = <real_t*>P.y + pos if P.y != NULL else NULL
         pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
         if real_t is float:
-            fd_fused_f32(d16, draws, P.bits, P.t, P.none_kept, <const float*>P.x + pos,
+            fd_fused_f32(d16, draws, _cmp_bits(P), P.t, P.none_kept, <const float*>P.x + pos,
                          y, pk, m, <float>P.s, P.stream_stores)
         elif real_t is double:
-            fd_fused_f64(d16, draws, P.bits, P.t, P.none_kept, <const double*>P.x + pos,
+            fd_fused_f64(d16, draws, _cmp_bits(P), P.t, P.none_kept, <const double*>P.x + pos,
                          y, pk, m, P.s, P.stream_stores)
         else:
-            fd_fused_h16(real_t is fd_bf16, d16, draws, P.bits, P.t, P.none_kept,
+            fd_fused_h16(real_t is fd_bf16, d16, draws, _cmp_bits(P), P.t, P.none_kept,
                          <const uint16_t*>(<const real_t*>P.x + pos), <uint16_t*>y, pk, m,
                          <float>P.s, P.stream_stores)
         pos += <uint64_t>m
@@ -434,7 +450,7 @@ cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) n
         m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
         _fused_draws(P, pos, m, draws)
         if P.packed_out != NULL:  # the mask only (no x, no y)
-            fd_fused_f32(d16, draws, P.bits, P.t, P.none_kept, NULL, NULL,
+            fd_fused_f32(d16, draws, _cmp_bits(P), P.t, P.none_kept, NULL, NULL,
                          P.packed_out + pos // 8, m, 0.0, 0)
         k = 0
         while k < m:
@@ -448,13 +464,13 @@ cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) n
                 ob += idx[dd] * P.sb[dd]
                 orr += idx[dd] * P.sr[dd]
             if real_t is float:
-                fd_fused_bda_f32(d16 + k, draws + k, P.bits, P.t, P.none_kept,
+                fd_fused_bda_f32(d16 + k, draws + k, _cmp_bits(P), P.t, P.none_kept,
                                  <const float*>(P.x + ox),
                                  <const float*>(P.b + ob) if P.b != NULL else NULL,
                                  <const float*>(P.r + orr), <float*>(P.y + oy), seg,
                                  <float>P.s, P.stream_stores)
             elif real_t is double:
-                fd_fused_bda_f64(d16 + k, draws + k, P.bits, P.t, P.none_kept,
+                fd_fused_bda_f64(d16 + k, draws + k, _cmp_bits(P), P.t, P.none_kept,
                                  <const double*>(P.x + ox),
                                  <const double*>(P.b + ob) if P.b != NULL else NULL,
                                  <const double*>(P.r + orr), <double*>(P.y + oy), seg,
@@ -858,7 +874,7 @@ def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_m
         return None
     if return_mask is not True and return_mask is not False:
         return None
-    if bits != 16 and bits != 32:
+    if bits != 16 and bits != 32 and bits != 8:
         return None
     b = bits
     if not 0.0 <= p <= 1.0:  # NaN too
@@ -923,7 +939,7 @@ def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, 
         return None
     if not _is(mode, _INVERTED):
         return None
-    if bits != 16 and bits != 32:
+    if bits != 16 and bits != 32 and bits != 8:
         return None
     b = bits
     if not 0.0 <= p <= 1.0:

@@ -1,5 +1,5 @@
 # Shared with the other kernel modules (cimport fastdrop._philox): one dispatch state.
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "philox.h" nogil:
     enum: FD_TILE_BLOCKS
@@ -13,5 +13,11 @@ cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
 
 cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint16_t* dst) noexcept nogil
+
+cdef void draws_u8(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                   uint8_t* dst) noexcept nogil
+
+cdef void draws_u8_wide(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                        uint16_t* dst) noexcept nogil
 
 cdef int simd_level() noexcept nogil

@@ -9,7 +9,7 @@ Work is split into chunks of whole tiles (FD_TILE_BLOCKS blocks, aligned to the
 stream's global block index), and chunks are spread over OpenMP threads.  Each
 element's value depends only on its global index, so the split never changes a result.
 """
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cython.parallel cimport prange
@@ -25,6 +25,8 @@ cdef extern from "philox.h" nogil:
                            uint32_t* out)
     int fd_simd_best()
     void fd_copy_draws16(const uint32_t* words, size_t first, size_t n, uint16_t* dst)
+    void fd_copy_draws8(const uint32_t* words, size_t first, size_t n, uint8_t* dst)
+    void fd_widen8(const uint8_t* src, size_t n, uint16_t* dst)
 
 # Tiles per chunk: a chunk is the unit of work handed to a thread (16 KiB of words).
 cdef enum:
@@ -142,8 +144,10 @@ cdef void _draws_chunk(uint64_t seed, uint64_t stream, int bits, uint64_t g0,
     cdef size_t n = (tb - 1) * per_tile + hi - first
     if bits == 32:
         draws_u32(seed, stream, first, n, <uint32_t*>out + (first - g0))
-    else:
+    elif bits == 16:
         draws_u16(seed, stream, first, n, <uint16_t*>out + (first - g0))
+    else:
+        draws_u8(seed, stream, first, n, <uint8_t*>out + (first - g0))
 
 
 cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
@@ -185,6 +189,40 @@ cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
         else:
             philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
             fd_copy_draws16(buf, lo, hi - lo, p)
+
+
+cdef void draws_u8(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                   uint8_t* dst) noexcept nogil:
+    """8-bit draws first .. first+n-1 (first + n <= 2^64) into dst; whole tiles at a
+    4-byte-aligned place are generated in place (little-endian machines)."""
+    cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t per_tile = 4 * FD_TILE_WORDS
+    cdef uint64_t t, lo, hi, glast
+    cdef uint8_t* p
+    if n == 0:
+        return
+    glast = first + (n - 1)
+    for t in range(first // per_tile, glast // per_tile + 1):
+        _tile_span(t, per_tile, first, glast, &lo, &hi)
+        p = dst + (t * per_tile + lo - first)
+        if FD_LITTLE_ENDIAN and lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
+        else:
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
+            fd_copy_draws8(buf, lo, hi - lo, p)
+
+
+cdef void draws_u8_wide(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                        uint16_t* dst) noexcept nogil:
+    """8-bit draws first .. first+n-1 widened to uint16 in dst (n <= 4 * FD_TILE_WORDS
+    at a time through a stack buffer): the 16-bit compare paths then serve bits = 8."""
+    cdef uint8_t buf[4 * FD_TILE_WORDS]
+    cdef size_t done = 0, m
+    while done < n:
+        m = n - done if n - done < 4 * FD_TILE_WORDS else 4 * FD_TILE_WORDS
+        draws_u8(seed, stream, first + done, m, buf)
+        fd_widen8(buf, m, dst + done)
+        done += m
 
 
 cdef void _uniform32_chunk(uint64_t seed, uint64_t stream, uint64_t g0, uint64_t glast,
@@ -255,7 +293,7 @@ cdef int _fill(int kind, uint64_t seed, uint64_t stream, uint64_t offset, int bi
 
 
 def fill_draws(uint64_t seed, uint64_t stream, uint64_t offset, int bits, out, int n_threads):
-    """Fill the contiguous uint32 (bits=32) or uint16 (bits=16) array `out` with draws
+    """Fill the contiguous uint32 (bits=32), uint16 (bits=16) or uint8 (bits=8) array `out` with draws
     offset, offset+1, ... of the stream."""
     cdef unsigned char[::1] view = out.reshape(-1).view("u1")
     cdef uint64_t n = out.size

@@ -78,7 +78,7 @@ def calls(draw):
     shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))
     if name.startswith("bias") and not shape:
         shape = (3,)
-    bits = draw(st.sampled_from([16, 32]))
+    bits = draw(st.sampled_from([8, 16, 32]))
     k = draw(st.integers(0, 1 << bits))
     p = draw(st.sampled_from([0.0, 1.0, k / 2.0**bits, (k + 0.5) / 2.0**bits,
                               draw(st.floats(0, 1))]))

@@ -83,7 +83,7 @@ def test_block_masks_round_trip():
 
 
 @given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
-       data=st.data(), bits=st.sampled_from([16, 32]))
+       data=st.data(), bits=st.sampled_from([8, 16, 32]))
 def test_any_chunking_property(shape, data, bits):
     chunks = []
     for n in shape:
@@ -142,7 +142,7 @@ def test_noise_shape_refers_to_the_global_array():
     assert_bits_equal(y, whole[2:])
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_draw_strides_beyond_int64(bits):
     """A global array of 2 x 2^63 elements: axis 0's draw stride is 2^63, past int64
     (the driver's strides are unsigned 64-bit)."""

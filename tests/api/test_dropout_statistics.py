@@ -93,7 +93,7 @@ def channels_all_or_nothing(y):
 
 # ---- keep fraction ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_keep_fraction(p, bits):
     q = keep_prob(p, bits)
@@ -107,7 +107,7 @@ def test_keep_fraction(p, bits):
     assert not binomial_ok(int(np.unpackbits(wrong).sum()), N, q)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_keep_fraction_of_dropout_masks(bits):
     """The masks dropout and alpha_dropout return are Binomial(n, P(keep)) too."""
     x = np.ones(N, np.float32)
@@ -164,7 +164,7 @@ def test_inverted_check_rejects_unscaled_output(p):
 
 # ---- classic mode: E[y] = P(keep) x ---------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_classic_mean(p, bits):
     q = keep_prob(p, bits)
@@ -184,7 +184,7 @@ def test_classic_mean(p, bits):
 
 # ---- independence -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_adjacent_elements_not_correlated(p, bits):
     f = flags(p, seed=31, stream=5, bits=bits)
@@ -197,7 +197,7 @@ def test_adjacent_elements_not_correlated(p, bits):
         assert uncorrelated(f[:-lag], f[lag:])
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("stream", [0, 1000, 2**32 - 1, 2**64 - 2])
 def test_consecutive_streams_not_correlated(stream, bits):
     """Streams s and s + 1 (also across the 32-bit boundary of the stream number)."""
@@ -229,7 +229,7 @@ def test_correlation_check_rejects_correlated_flags():
 
 # ---- alpha dropout ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_alpha_dropout_self_normalising(p, bits):
     x = _normal_x()

@@ -123,7 +123,7 @@ def test_layer_errors():
     with pytest.raises(ValueError, match="mode"):
         fd.Dropout(0.5, mode="other")
     with pytest.raises(ValueError, match="bits"):
-        fd.Dropout(0.5, bits=8)
+        fd.Dropout(0.5, bits=12)
 
 
 def test_generators_and_layers_pickle_and_deep_copy():

@@ -63,7 +63,7 @@ def test_scale_hand_values():
     assert isinstance(ref.threshold(0.3), int)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("k,t", [(0, 0), (1, 2), (2, 2), (3, 4), (100, 100), (101, 102)])
 def test_threshold_ties_round_half_even(bits, k, t):
     p = (k + 0.5) / 2**bits  # exactly representable, p * 2^bits = k + 1/2
@@ -71,7 +71,7 @@ def test_threshold_ties_round_half_even(bits, k, t):
     assert ref.threshold(p, bits) == t
 
 
-@given(p=st.floats(0, 1), bits=st.sampled_from([16, 32]))
+@given(p=st.floats(0, 1), bits=st.sampled_from([8, 16, 32]))
 def test_threshold_is_exact_rational_rounding(p, bits):
     """round() on a Fraction rounds half to even, exactly: an independent reading."""
     assert ref.threshold(p, bits) == min(max(round(Fraction(p) * 2**bits), 0), 2**bits)
@@ -82,7 +82,7 @@ def test_threshold_is_exact_rational_rounding(p, bits):
 
 # --- keep_mask -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 0.999, 1.0])
 def test_keep_mask_is_draws_at_least_t_by_hand(bits, p):
     shape = (3, 7, 5)
@@ -94,7 +94,7 @@ def test_keep_mask_is_draws_at_least_t_by_hand(bits, p):
     np.testing.assert_array_equal(keep, expected)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_keep_mask_extremes(bits):
     assert ref.keep_mask(10_000, 0.0, 7, 8, bits).all()
     assert not ref.keep_mask(10_000, 1.0, 7, 8, bits).any()  # t = 2^bits: nothing kept
@@ -107,14 +107,14 @@ def test_keep_mask_extremes(bits):
 
 
 @given(seed=U64, stream=U64, offset=st.integers(0, 2**40), n=st.integers(0, 300),
-       bits=st.sampled_from([16, 32]))
+       bits=st.sampled_from([8, 16, 32]))
 def test_keep_mask_offset_is_a_slice(seed, stream, offset, n, bits):
     big = ref.keep_mask(n + 11, 0.4, seed, stream, bits, offset)
     np.testing.assert_array_equal(ref.keep_mask(n, 0.4, seed, stream, bits, offset + 11),
                                   big[11:])
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_keep_fraction_binomial(bits, p):
     n = 2**20
@@ -174,7 +174,7 @@ def test_dropped_is_positive_zero_and_nan_survives(dtype, mode, request):
     assert np.signbit(kept_y[kept_x == 0]).tolist() == np.signbit(kept_x[kept_x == 0]).tolist()
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_full_precision_arithmetic(dtype, bits):
     x = np.random.default_rng(1).standard_normal(5000).astype(dtype)
@@ -251,14 +251,14 @@ def test_p0_identity_p1_zeros(dtype, mode, request):
     if dtype == "bfloat16":
         dtype = request.getfixturevalue("bf16")
     x = special_input(dtype, 100)
-    for bits in (16, 32):
+    for bits in (8, 16, 32):
         y, keep = ref.dropout(x, 0.0, seed=3, mode=mode, bits=bits, **BOOL)
         assert keep.all() and bitwise_equal(y, x)
         y, keep = ref.dropout(x, 1.0, seed=3, mode=mode, bits=bits, **BOOL)
         assert not keep.any() and bitwise_equal(y, np.zeros(100, dtype))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_noise_shape_channel_masks(bits):
     x = np.ones((4, 8, 5, 6), dtype=np.float32)
     y, keep = ref.dropout(x, 0.5, seed=21, stream=22, noise_shape=(4, 8, 1, 1), bits=bits,
@@ -275,7 +275,7 @@ def test_noise_shape_channel_masks(bits):
 
 
 @given(seed=U64, stream=U64, shape=st.lists(st.integers(0, 9), min_size=1, max_size=3),
-       p=st.floats(0, 1), bits=st.sampled_from([16, 32]))
+       p=st.floats(0, 1), bits=st.sampled_from([8, 16, 32]))
 def test_mask_is_keep_mask(seed, stream, shape, p, bits):
     x = np.ones(shape)
     y, keep = ref.dropout(x, p, seed=seed, stream=stream, bits=bits, **BOOL)

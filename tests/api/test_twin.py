@@ -39,7 +39,7 @@ LEVELS = fastdrop.simd_levels()
 
 DTYPES = FLOAT_DTYPES  # float16, float32, float64 and bfloat16 when ml_dtypes is there
 PS = [0.0, 2.0**-16, 0.5, 1.0]
-BITS = [16, 32]
+BITS = [8, 16, 32]
 BIG = 2**64 - 1
 
 
@@ -324,7 +324,7 @@ for _shape, _bits, _offset in itertools.product(GEN_SHAPES, BITS, [0, 3, 2**34 +
             kw = dict(seed=BIG - 7, stream=2**63 + 1, bits=bits, offset=offset)
             if k:
                 dims = (shape,) if isinstance(shape, int) else shape
-                kw["out"] = np.zeros(dims, np.uint32 if bits == 32 else np.uint16)
+                kw["out"] = np.zeros(dims, {32: np.uint32, 16: np.uint16, 8: np.uint8}[bits])
             return (shape,), kw
         CASES["random_bits"].append(Case(f"{_shape}-b{_bits}-o{_offset}-{_k}", _bits_case))
 
@@ -459,7 +459,7 @@ REFUSED = {
                                                     block=((0, 0), (8, 5))),
     "sigma-p1": lambda m, x: m.gaussian_sigma(1.0),
     "gaussian-p1": lambda m, x: m.gaussian_dropout(x, 1.0, seed=1),
-    "bits": lambda m, x: m.effective_p(0.5, bits=8),
+    "bits": lambda m, x: m.effective_p(0.5, bits=12),
     "unpack-size": lambda m, x: m.unpack_mask(np.zeros(2, np.uint8), 3),
 }
 

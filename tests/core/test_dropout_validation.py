@@ -335,7 +335,7 @@ def test_in_place_with_strided_view_works():
 
 
 @pytest.mark.parametrize("api", WITH_OUT)
-@pytest.mark.parametrize("bad", [dict(seed=-1), dict(stream=2**64), dict(bits=8),
+@pytest.mark.parametrize("bad", [dict(seed=-1), dict(stream=2**64), dict(bits=12),
                                  dict(n_threads=0), dict(p=math.nan)], ids=str)
 def test_in_place_refusal_leaves_input_untouched(api, bad):
     """A bad argument with out = the input itself: the input is not modified."""
@@ -499,10 +499,10 @@ def test_bad_mode_at_inference():
     assert_refused("dropout", ValueError, r"\bmode\b", mode="Classic", training=False)
 
 
-BAD_BITS = [(8, ValueError), (64, ValueError), (0, ValueError), (-16, ValueError),
+BAD_BITS = [(12, ValueError), (64, ValueError), (0, ValueError), (-16, ValueError),
             (17, ValueError), ("16", TypeError), (16.0, TypeError), (True, TypeError),
             (None, TypeError), (np.float32(32), TypeError)]
-BITS_IDS = ["8", "64", "0", "-16", "17", "str", "float", "bool", "None", "np.float32"]
+BITS_IDS = ["12", "64", "0", "-16", "17", "str", "float", "bool", "None", "np.float32"]
 
 
 @pytest.mark.parametrize("api", ALL_APIS)

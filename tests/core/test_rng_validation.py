@@ -29,7 +29,7 @@ def test_seed_is_required():
         fastdrop.random_bits(4)
 
 
-@pytest.mark.parametrize("bits,exc", [(8, ValueError), (64, ValueError), (0, ValueError),
+@pytest.mark.parametrize("bits,exc", [(12, ValueError), (64, ValueError), (0, ValueError),
                                       ("16", TypeError), (16.0, TypeError)])
 def test_bad_bits(bits, exc):
     with pytest.raises(exc, match="bits"):

@@ -20,7 +20,7 @@ BOOL = dict(return_mask=True, mask_format="bool")  # the twin returns (y, bool k
 @pytest.mark.parametrize("p", PS)
 def test_forward_equals_reference(dtype, shape, p):
     x = make_x(shape, dtype, seed=len(shape))
-    for bits in (16, 32):
+    for bits in (8, 16, 32):
         exp_y, exp_keep = ref.dropout(x, p, seed=11, stream=3, bits=bits, **BOOL)
         y, mask = fd.dropout(x, p, seed=11, stream=3, bits=bits, return_mask=True)
         assert_bits_equal(y, exp_y)
@@ -92,7 +92,7 @@ def test_backward_from_packed_bool_and_seed(dtype, mode, noise):
                                               noise_shape=noise), expected)
 
 
-@given(data=st.data(), dtype=st.sampled_from(FLOAT_DTYPES), bits=st.sampled_from([16, 32]),
+@given(data=st.data(), dtype=st.sampled_from(FLOAT_DTYPES), bits=st.sampled_from([8, 16, 32]),
        mode=st.sampled_from(["inverted", "classic"]),
        p=st.one_of(st.sampled_from([0.0, 1.0, 0.5, 2.0**-17]), st.floats(0, 1)),
        seed=st.integers(0, 2**64 - 1), stream=st.integers(0, 2**64 - 1))
@@ -150,7 +150,7 @@ def test_nan_policy():
     assert (y[m & np.isinf(x)] == 2 * x[m & np.isinf(x)]).all()
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_p_edges(bits):
     x = make_x((5000,), np.float64)
     assert_bits_equal(fd.dropout(x, 0.0, seed=1, bits=bits), x)  # exact identity
@@ -162,7 +162,7 @@ def test_p_edges(bits):
     assert fd.dropout_scale(0.3, bits) == ref.dropout_scale(0.3, bits)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("offset", [0, 13, 2**31 - 3, 2**34 + 5])
 def test_dropout_mask_at_offsets(bits, offset):
     """Masks of blocks of logical arrays past 2^31 (and 2^34) elements."""

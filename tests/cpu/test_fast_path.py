@@ -58,7 +58,8 @@ def same(a, b):
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (1 << 16,), (2, 3, 4)])
 def test_the_common_call_is_taken_and_equals_the_general_path(dtype, shape):
     x = np.linspace(-3, 3, int(np.prod(shape))).reshape(shape).astype(dtype)
-    for kw in (dict(seed=5), dict(seed=5, stream=9, bits=32), dict(seed=2**64 - 1,
+    for kw in (dict(seed=5), dict(seed=5, stream=9, bits=32), dict(seed=7, bits=8),
+               dict(seed=2**64 - 1,
                return_mask=True), dict(seed=0, n_threads=1)):
         got = fast_fwd(x, 0.3, **kw)
         assert got is not None
@@ -74,10 +75,15 @@ def test_the_common_call_is_taken_and_equals_the_general_path(dtype, shape):
 
 
 @pytest.mark.parametrize("p", [0.0, 2.0**-16, 0.5, 1.0 - 2.0**-17, 1.0])
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_edge_probabilities(p, bits):
     x = np.linspace(-4, 4, 1001).astype(np.float32)
     got = fast_fwd(x, p, seed=3, bits=bits, return_mask=True)
+    if fd.effective_p(p, bits) == 0.0 and p > 0.0:  # below the resolution: the general
+        assert got is None                          # path warns
+        with pytest.warns(UserWarning, match="resolution"):
+            fd.dropout(x, p, seed=3, bits=bits)
+        return
     assert got is not None
     same(got, GENERAL_FWD(x, p, seed=3, bits=bits, return_mask=True))
     same(fast_bwd(x, p, seed=3, bits=bits), GENERAL_BWD(x, p, seed=3, bits=bits))
@@ -155,7 +161,7 @@ def _declined_forward_calls():
     yield "bad mode", (x, 0.5), dict(seed=1, mode="inverse")
     yield "array mode", (x, 0.5), dict(seed=1, mode=np.array(["inverted"] * 2))
     yield "noise shape", (x, 0.5), dict(seed=1, noise_shape=(64,))
-    yield "bits 8", (x, 0.5), dict(seed=1, bits=8)
+    yield "bits 12", (x, 0.5), dict(seed=1, bits=12)
     yield "bool mask", (x, 0.5), dict(seed=1, return_mask=True, mask_format="bool")
     yield "bad mask format", (x, 0.5), dict(seed=1, mask_format="bits")
     yield "truthy return_mask", (x, 0.5), dict(seed=1, return_mask=1)
@@ -230,7 +236,7 @@ def test_a_declined_bad_out_writes_nothing():
 
 @settings(max_examples=60, deadline=None)
 @given(dtype=st.sampled_from(DTYPES), n=st.integers(1, 3000),
-       p=st.floats(0.0, 1.0), bits=st.sampled_from([16, 32]),
+       p=st.floats(0.0, 1.0), bits=st.sampled_from([8, 16, 32]),
        seed=st.integers(0, 2**64 - 1), stream=st.integers(0, 2**64 - 1),
        return_mask=st.booleans(), from_mask=st.booleans())
 def test_fast_path_property(dtype, n, p, bits, seed, stream, return_mask, from_mask):

@@ -28,7 +28,7 @@ BOOL = dict(return_mask=True, mask_format="bool")  # the twin returns (y, bool k
 @pytest.mark.parametrize("dtype", ALL, ids=IDS)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("p", PS)
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_forward_backward_and_masks(simd_level, dtype, n, p, bits):
     x = make_x((n,), dtype, seed=n)
     exp_y, keep = ref.dropout(x, p, seed=5, stream=2, bits=bits, **BOOL)
@@ -45,7 +45,7 @@ def test_forward_backward_and_masks(simd_level, dtype, n, p, bits):
                                   ref.pack_mask(keep))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("offset", [1, 13, 255, 256 * 7 + 3, 2**31 - 3, 2**34 + 5])
 def test_masks_at_unaligned_offsets(simd_level, bits, offset):
     """Draw runs that do not start on a Philox tile (the copying branch of draws_u16)."""

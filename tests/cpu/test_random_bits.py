@@ -11,18 +11,18 @@ SIZES = [0, 1, 3, 4, 5, 1023, 2**20 + 7]
 U64 = st.integers(0, 2**64 - 1)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("n", SIZES)
 def test_equals_reference(bits, n):
     rng = np.random.default_rng(n + bits)
     seed, stream = (int(v) for v in rng.integers(0, 2**63, size=2))
     got = fastdrop.random_bits(n, seed=seed, stream=stream, bits=bits)
-    assert got.dtype == (np.uint32 if bits == 32 else np.uint16)
+    assert got.dtype == {32: np.uint32, 16: np.uint16, 8: np.uint8}[bits]
     assert got.shape == (n,)
     np.testing.assert_array_equal(got, ref.random_bits(n, seed=seed, stream=stream, bits=bits))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("shape", [(), (0,), (3, 0, 2), (7, 5), (2, 3, 129)])
 def test_shapes_follow_c_order(bits, shape):
     got = fastdrop.random_bits(shape, seed=5, stream=6, bits=bits)
@@ -32,7 +32,7 @@ def test_shapes_follow_c_order(bits, shape):
     np.testing.assert_array_equal(got, ref.random_bits(shape, seed=5, stream=6, bits=bits))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("offset", [2**34 - 1000, 2**34 * (32 // 16) - 333, 2**35 + 3, 2**64 - 5000])
 def test_large_offsets_do_not_wrap(bits, offset):
     """Word indices near and past 2^34 (block counters past 2^32): the high counter word
@@ -55,7 +55,7 @@ def test_block_counter_high_word():
 
 
 def test_last_draws_of_the_index_space():
-    for bits in (16, 32):
+    for bits in (8, 16, 32):
         got = fastdrop.random_bits(300, seed=3, bits=bits, offset=2**64 - 300)
         np.testing.assert_array_equal(got, ref.random_bits(300, seed=3, stream=0, bits=bits,
                                                            offset=2**64 - 300))
@@ -68,7 +68,7 @@ def test_sixteen_bit_draws_are_word_halves():
     np.testing.assert_array_equal(halves[1::2], words >> 16)
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_threads_do_not_change_draws(bits):
     n = 3 * 2**18 + 5
     one = fastdrop.random_bits(n, seed=7, stream=8, bits=bits, offset=3, n_threads=1)
@@ -78,7 +78,7 @@ def test_threads_do_not_change_draws(bits):
     np.testing.assert_array_equal(one, many)
 
 
-@given(seed=U64, stream=U64, bits=st.sampled_from([16, 32]),
+@given(seed=U64, stream=U64, bits=st.sampled_from([8, 16, 32]),
        offset=st.integers(0, 2**40), n=st.integers(0, 3000), data=st.data())
 def test_any_slice_is_the_draws_at_its_offset(seed, stream, bits, offset, n, data):
     """Chunk invariance: the draws of a sub-range are the slice of the whole range."""
@@ -148,3 +148,29 @@ def test_uniform_offsets_threads_and_extremes(dtype):
     out = np.empty((4, 5), dtype)
     assert fastdrop.uniform((4, 5), seed=3, dtype=dtype, out=out) is out
     np.testing.assert_array_equal(out, ref.uniform((4, 5), seed=3, stream=0, dtype=dtype))
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3, 4, 2**36 + 5])
+def test_8_bit_draws_are_the_bytes_of_the_words_least_significant_first(offset):
+    """docs/contract.md section 3: draw d of bits=8 is byte d mod 4 of word d div 4."""
+    n = 1001
+    d = offset + np.arange(n, dtype=np.uint64)
+    first_word = offset // 4
+    words = fastdrop.random_bits((offset + n + 3) // 4 - first_word, seed=9, stream=4,
+                                 bits=32, offset=first_word)
+    expected = (words[(d // 4 - first_word).astype(np.int64)] >> (8 * (d % 4)).astype(np.uint32)
+                ) & 0xFF
+    got = fastdrop.random_bits(n, seed=9, stream=4, bits=8, offset=offset)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 1 / 256, 255 / 256])
+def test_8_bit_dropout_keeps_the_draws_at_or_above_the_threshold(p):
+    n = 3001
+    draws = fastdrop.random_bits(n, seed=9, stream=4, bits=8)
+    _, mask = fastdrop.dropout(np.ones(n, np.float32), p, seed=9, stream=4, bits=8,
+                               return_mask=True)
+    keep = np.unpackbits(mask, count=n, bitorder="little").astype(bool)
+    np.testing.assert_array_equal(keep, draws >= round(p * 256))
+    assert fastdrop.effective_p(p, bits=8) == round(p * 256) / 256

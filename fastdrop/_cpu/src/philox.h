@@ -229,4 +229,29 @@ static inline void fd_copy_draws16(const uint32_t *words, size_t first, size_t n
 #endif
 }
 
+/* 8-bit draw j of a word buffer: byte j mod 4 of word j/4, least significant first. */
+static inline uint8_t fd_draw8(const uint32_t *words, size_t j)
+{
+    return (uint8_t)(words[j >> 2] >> ((j & 3u) * 8u));
+}
+
+/* Copy n 8-bit draws starting at draw `first` of a word buffer into dst. */
+static inline void fd_copy_draws8(const uint32_t *words, size_t first, size_t n, uint8_t *dst)
+{
+#if FD_LITTLE_ENDIAN
+    /* on little-endian machines the byte view of the words is the draw order */
+    memcpy(dst, (const uint8_t *)(const void *)words + first, n);
+#else
+    for (size_t j = 0; j < n; j++)
+        dst[j] = fd_draw8(words, first + j);
+#endif
+}
+
+/* n 8-bit draws widened to 16 bits (the 16-bit compare paths then serve bits = 8). */
+static inline void fd_widen8(const uint8_t *src, size_t n, uint16_t *dst)
+{
+    for (size_t j = 0; j < n; j++)
+        dst[j] = src[j];
+}
+
 #endif /* FASTDROP_PHILOX_H */
