@@ -7,7 +7,7 @@ import numpy as np
 
 import fastdrop
 
-from .common import DTYPES, P, SEED, SIZES, Timed, array, dtype_of, need
+from .common import DTYPES, P, SEED, SIZES, Timed, array, dtype_of, need, need_bits
 
 
 class DropoutMask(Timed):
@@ -62,12 +62,13 @@ class Dropout(Timed):
 
 class DropoutP(Timed):
     """The drop probability and the draw width, float32, 2^22 elements."""
-    params = ([0.1, 0.5, 0.9], [16, 32])
+    params = ([0.1, 0.5, 0.9], [8, 16, 32])
     param_names = ["p", "bits"]
     n = 2**22
 
     def setup(self, p, bits):
         self.dropout = need(fastdrop, "dropout")
+        need_bits(bits)
         self.x = array(self.n, np.float32)
         self.y = array(self.n, np.float32, 0.0)
 

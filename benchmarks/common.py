@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-SIZES = [2**12, 2**18, 2**24]
+SIZES = [2**10, 2**12, 2**18, 2**24]  # 2^10, 2^12: the per-call cost dominates
 DTYPES = ["float32", "bfloat16", "float16", "float64"]
 P = 0.5
 SEED = 1
@@ -38,6 +38,29 @@ def need(module, name: str):
     if f is None:
         raise NotImplementedError(f"{module.__name__}.{name} does not exist at this commit")
     return f
+
+
+def need_bits(bits: int) -> None:
+    """NotImplementedError (asv: skipped) at a commit whose draws lack this width (bits=8
+    came with issue 14)."""
+    import fastdrop
+    try:
+        fastdrop.effective_p(0.5, bits=bits)
+    except ValueError:
+        raise NotImplementedError(f"bits={bits} does not exist at this commit") from None
+
+
+def simd_level_or_skip(level: str):
+    """Select the Philox kernel level `level` for this benchmark (restore with the
+    returned callable); NotImplementedError where this CPU or commit lacks it."""
+    import fastdrop
+    levels = getattr(fastdrop, "simd_levels", None)
+    if levels is None or level not in levels():
+        raise NotImplementedError(f"SIMD level {level} is not available here")
+    from fastdrop._cpu import _philox
+    before = _philox.get_simd_level()
+    _philox.set_simd_level(level)
+    return lambda: _philox.set_simd_level(before)
 
 
 def torch_or_skip():
