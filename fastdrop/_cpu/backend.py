@@ -278,8 +278,10 @@ FAST_PATHS = {"dropout": _dropout.fast_dropout,
 
 def thread_policy() -> dict:
     """The thread caps in force: {"cpus": usable CPUs, "single": forced to one thread
-    (a forked child)}."""
-    return {"cpus": _state["cpus"], "single": _state["single"]}
+    (a forked child), "wait_policy": how OpenMP's idle threads wait (fastdrop._cpu:
+    "passive" by default, "user", "default" or "preloaded")}."""
+    from . import WAIT_POLICY
+    return {"cpus": _state["cpus"], "single": _state["single"], "wait_policy": WAIT_POLICY}
 
 
 # ---- requests ----------------------------------------------------------------------------

@@ -65,3 +65,37 @@ def test_dask_chunks_run_on_one_thread_each(seen_threads):
     y = graph.compute(scheduler="threads")
     assert seen_threads and set(seen_threads) == {1}
     np.testing.assert_array_equal(y, fd.dropout(np.ones((4, 1 << 16), np.float32), 0.5, seed=3))
+
+
+def _display_env(env_changes: dict) -> tuple[str, str]:
+    """(fastdrop's wait_policy, libgomp's GOMP_SPINCOUNT: 0 for PASSIVE, 300000 for its
+    default, 3e10 for ACTIVE) in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FASTDROP_WAIT_POLICY")}
+    env.update(env_changes)
+    code = ("import ctypes, os, fastdrop\n"
+            "from fastdrop._cpu import backend\n"
+            "assert os.environ.get('OMP_WAIT_POLICY') == " + repr(env.get("OMP_WAIT_POLICY"))
+            + "\nprint(backend.thread_policy()['wait_policy'], flush=True)\n"
+            "ctypes.CDLL('libgomp.so.1').omp_display_env(1)\n")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    line = [ln for ln in res.stderr.splitlines() if "GOMP_SPINCOUNT" in ln]
+    return res.stdout.strip(), line[0].split("=")[1].strip().strip("'") if line else ""
+
+
+@pytest.mark.skipif(not fd.openmp_enabled(), reason="built without OpenMP")
+def test_idle_threads_sleep_unless_the_user_chose_a_wait_policy():
+    pytest.importorskip("ctypes")
+    try:
+        import ctypes
+        ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        pytest.skip("not linked with GNU libgomp")
+    # by default PASSIVE reaches libgomp, and the environment is left as it was
+    assert _display_env({}) == ("passive", "0")
+    assert _display_env({"OMP_WAIT_POLICY": "ACTIVE"}) == ("user", "30000000000")
+    assert _display_env({"FASTDROP_WAIT_POLICY": "default"}) == ("default", "300000")
