@@ -346,6 +346,24 @@ for _v in range(256):
         _UNPACK[_v][_i] = (_v >> _i) & 1
 
 
+cdef uint16_t _UNPACK16[256][8]   # the same flags as 16-bit "draws" (0 or 1) for the fused path
+for _v in range(256):
+    for _i in range(8):
+        _UNPACK16[_v][_i] = (_v >> _i) & 1
+
+
+cdef inline void _draws_from_packed(const uint8_t* packed, uint64_t pos, uint64_t m,
+                                    uint16_t* d16) noexcept nogil:
+    """Flags of elements pos .. pos+m-1 (pos a multiple of 8) as 16-bit values 0 / 1: the
+    fused kernels' draws with t = 1 then keep exactly the flagged elements."""
+    cdef uint64_t q, i
+    cdef const uint8_t* src = packed + pos // 8
+    for q in range(m // 8):
+        memcpy(d16 + 8 * q, _UNPACK16[src[q]], 16)
+    for i in range(m - m % 8, m):
+        d16[i] = (src[i // 8] >> (i % 8)) & 1
+
+
 cdef inline void _flags_from_packed(const uint8_t* packed, uint64_t pos, uint64_t m,
                                     uint8_t* kb) noexcept nogil:
     """Flags of elements pos .. pos+m-1; pos is a multiple of 8 (chunks and SUB are)."""
@@ -415,19 +433,27 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     cdef int64_t m
     cdef real_t* y
     cdef uint8_t* pk
+    # flags from a packed mask: 16-bit values 0 / 1 compared with t = 1 (never none kept)
+    cdef bint from_mask = P.ks == KS_PACKED
+    cdef int bits = 16 if from_mask else _cmp_bits(P)
+    cdef uint32_t t = 1 if from_mask else P.t
+    cdef int none = 0 if from_mask else P.none_kept
     while pos < b:
         m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
-        _fused_draws(P, pos, m, draws)
+        if from_mask:
+            _draws_from_packed(P.packed_in, pos, <uint64_t>m, d16)
+        else:
+            _fused_draws(P, pos, m, draws)
         y = <real_t*>P.y + pos if P.y != NULL else NULL
         pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
         if real_t is float:
-            fd_fused_f32(d16, draws, _cmp_bits(P), P.t, P.none_kept, <const float*>P.x + pos,
+            fd_fused_f32(d16, draws, bits, t, none, <const float*>P.x + pos,
                          y, pk, m, <float>P.s, P.stream_stores)
         elif real_t is double:
-            fd_fused_f64(d16, draws, _cmp_bits(P), P.t, P.none_kept, <const double*>P.x + pos,
+            fd_fused_f64(d16, draws, bits, t, none, <const double*>P.x + pos,
                          y, pk, m, P.s, P.stream_stores)
         else:
-            fd_fused_h16(real_t is fd_bf16, d16, draws, _cmp_bits(P), P.t, P.none_kept,
+            fd_fused_h16(real_t is fd_bf16, d16, draws, bits, t, none,
                          <const uint16_t*>(<const real_t*>P.x + pos), <uint16_t*>y, pk, m,
                          <float>P.s, P.stream_stores)
         pos += <uint64_t>m
@@ -618,6 +644,12 @@ cdef void _choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcep
                and nd == 1
                and (P.op == OP_MASK or (P.op == OP_DROPOUT and P.sx[0] == isz
                                         and P.sy[0] == isz)))
+    # and dropout (its backward) from a packed mask, rows contiguous: the mask's bits as
+    # the fused kernels' draws (_draws_from_packed)
+    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+            and P.ks == KS_PACKED and P.op == OP_DROPOUT and (code != 2 or _HAS_F16C)
+            and nd == 1 and P.sx[0] == isz and P.sy[0] == isz):
+        P.fused = 1
     # and bias-dropout-add of float32/float64 with contiguous rows (any number of rows)
     if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
             and P.op == OP_BDA and P.ks == KS_DRAWS and not has_bool_out and code <= 1
