@@ -65,13 +65,16 @@ def pick4(w0, w1, w2, w3, k):
 
 @dev
 def cached_draw(seed, stream, d, bits, cur, w0, w1, w2, w3):
-    """Draw d (a word at bits=32, a half word, low half first, at bits=16) and the block
-    cache (cur: the index of the cached Philox block w0..w3, NONE for none): the block
-    holding d is generated only when it is not the cached one.  Returns
-    (r, cur, w0, w1, w2, w3)."""
+    """Draw d (a word at bits=32, a half word, low half first, at bits=16, a byte, least
+    significant first, at bits=8) and the block cache (cur: the index of the cached
+    Philox block w0..w3, NONE for none): the block holding d is generated only when it
+    is not the cached one.  Returns (r, cur, w0, w1, w2, w3)."""
     if bits == U16:
         blk = d >> U3
         w = (d >> U1) & U3
+    elif bits == U8:
+        blk = d >> U(4)
+        w = (d >> U2) & U3
     else:
         blk = d >> U2
         w = d & U3
@@ -81,6 +84,8 @@ def cached_draw(seed, stream, d, bits, cur, w0, w1, w2, w3):
     r = pick4(w0, w1, w2, w3, w)
     if bits == U16:
         r = (r >> (U16 * (d & U1))) & MASK16
+    elif bits == U8:
+        r = (r >> (U8 * (d & U3))) & U(0xFF)
     return r, cur, w0, w1, w2, w3
 
 

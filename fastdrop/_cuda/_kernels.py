@@ -176,8 +176,9 @@ def k_philox(out, ctr, key, nrows, rounds):
 
 @cuda.jit
 def k_bits(out, n, offset, seed, stream, bits):
-    """Draw offset + i into out[i]: a word (bits=32) or a half word, low half first."""
-    per = U(8) if bits == U(16) else U(4)              # draws per Philox block
+    """Draw offset + i into out[i]: a word (bits=32), a half word, low half first
+    (bits=16), or a byte, least significant first (bits=8)."""
+    per = U(8) if bits == U(16) else U(16) if bits == U(8) else U(4)  # draws per block
     first = offset // per
     nblocks = (offset + n - U1) // per - first + U1
     b = U(cuda.grid(1))
@@ -191,6 +192,9 @@ def k_bits(out, n, offset, seed, stream, bits):
                 if bits == U(16):
                     w = pick4(w0, w1, w2, w3, U(kk) >> U1)
                     out[d - offset] = (w >> (U(16) * (U(kk) & U1))) & MASK16
+                elif bits == U(8):
+                    w = pick4(w0, w1, w2, w3, U(kk) >> U(2))
+                    out[d - offset] = (w >> (U(8) * (U(kk) & U(3)))) & U(0xFF)
                 else:
                     out[d - offset] = pick4(w0, w1, w2, w3, U(kk))
         b += step

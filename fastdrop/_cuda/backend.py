@@ -403,7 +403,7 @@ def _draws(req: DrawsRequest):
         R = allocate(tgt, dims, req.dtype) if req.out is None else req.out
         words = (_u64(off), _u64(req.seed), _u64(req.stream))
         if req.kind == "bits":
-            per = 8 if req.bits == 16 else 4
+            per = {16: 8, 8: 16, 32: 4}[req.bits]  # draws per Philox block
             kernel, args = K.k_bits, words + (_u64(req.bits),)
         elif req.kind == "uniform":
             per = 4 if req.dtype == "float32" else 2

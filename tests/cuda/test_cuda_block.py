@@ -153,7 +153,7 @@ def test_backward_from_seed_and_from_the_block_mask(dtype, shape, chunks):
                                                            block=(origin, gshape)))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("shape, chunks", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=str)
 def test_dropout_mask_blocks(bits, packed, shape, chunks):

@@ -138,7 +138,7 @@ def test_launch_geometry_never_changes_results(geometry, blocks, threads):
                                   fd.dropout_mask(77, 0.3, seed=1, offset=5))
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("offset", [0, 3, 8, 2**32 - 7, 2**34 + 5])
 @pytest.mark.parametrize("p", [0.0, 1e-7, 0.5, 1.0])
 def test_dropout_mask(bits, offset, p):
@@ -240,7 +240,7 @@ def test_validation_matches_cpu():
     cases = [
         lambda a, mk: fd_or(a).dropout(a, 1.5, seed=1),
         lambda a, mk: fd_or(a).dropout(a, float("nan"), seed=1),
-        lambda a, mk: fd_or(a).dropout(a, 0.5, seed=1, bits=8),
+        lambda a, mk: fd_or(a).dropout(a, 0.5, seed=1, bits=12),
         lambda a, mk: fd_or(a).dropout(a, 0.5, seed=1, mode="x"),
         lambda a, mk: fd_or(a).dropout(a, 0.5, seed=1, noise_shape=(3, 1)),
         lambda a, mk: fd_or(a).dropout(a, 0.5, seed=-1),

@@ -42,7 +42,7 @@ def test_philox_strided_counter():
 OFFSETS = [0, 3, 2**32 - 5, 2**34 - 3, 2**64 - 40]
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("shape", [(), (0,), (1,), (37,), (3, 7)], ids=str)
 def test_random_bits_equal_cpu_and_reference(bits, offset, shape):
@@ -153,7 +153,7 @@ def test_out_and_device_arguments():
 
 
 def test_rng_validation_matches_cpu():
-    for call in (lambda m: m.random_bits(4, seed=-1), lambda m: m.random_bits(4, seed=1, bits=8),
+    for call in (lambda m: m.random_bits(4, seed=-1), lambda m: m.random_bits(4, seed=1, bits=12),
                  lambda m: m.uniform(4, seed=1, dtype=np.int32),
                  lambda m: m.random_bits(5, seed=1, offset=2**64 - 4)):
         with pytest.raises(Exception) as cpu_err:
