@@ -747,7 +747,7 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
 # than packed, take this path: every argument is checked here against the same rules as
 # fastdrop._core.parse, and a call that is not plainly valid and common returns None, so
 # that the public function goes the general way (which raises the documented errors).
-# The result is the same bit for bit (tests/cpu/test_fast_path.py).
+# The result is the same bit for bit (tests/cpu/test_call_fast_path.py).
 
 cdef object _ndarray = np.ndarray
 cdef object _empty = np.empty
