@@ -98,7 +98,7 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
         Unsigned 64-bit key.
     stream : int
         Unsigned 64-bit stream number.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         Bits per draw.
     chunks : optional
         Dask chunks (``"auto"`` by default).

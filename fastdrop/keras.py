@@ -75,7 +75,7 @@ generator's state is saved with the model (``model.save``, ``save_weights``) and
 on loading, so a loaded model goes on with the saved one's streams (Keras's layers save
 no seed state; a weights file saved with them loads into these layers too, the reverse
 does not: it lists one more variable).  The extra keyword ``bits``
-(16 or 32, fastdrop's resolution of the rate: the rate used is
+(8, 16 or 32, fastdrop's resolution of the rate: the rate used is
 ``fastdrop.effective_p(rate, bits)``) is part of ``get_config``.
 
 Examples
@@ -410,7 +410,7 @@ class Dropout(_SeedStateSaving, keras.layers.Dropout):
     seed : int, optional
         The Keras seed (its ``SeedGenerator``'s); None draws one from Python's ``random``.
         Call n (n = 0, 1, ...) uses fastdrop's ``seed=seed mod 2**32, stream=n``.
-    bits : {16, 32}, keyword-only
+    bits : {16, 32, 8}, keyword-only
         fastdrop's resolution of the rate (``2**-bits``).
     **kwargs
         Keras layer arguments (``name``, ``dtype``, ...).
@@ -426,7 +426,7 @@ class Dropout(_SeedStateSaving, keras.layers.Dropout):
     ------
     ValueError
         rate outside [0, 1], a bad noise_shape (as Keras), a seed that is not an int, bits
-        not 16 or 32.
+        not 8, 16 or 32.
     TypeError
         rate is not a real number.
 
@@ -491,7 +491,7 @@ class SpatialDropout1D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
         As in `Dropout`.
     name, dtype : optional
         Keras layer arguments.
-    bits : {16, 32}, keyword-only
+    bits : {16, 32, 8}, keyword-only
         As in `Dropout`.
 
     Returns
@@ -539,7 +539,7 @@ class SpatialDropout2D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
         As in `Dropout`.
     name, dtype : optional
         Keras layer arguments.
-    bits : {16, 32}, keyword-only
+    bits : {16, 32, 8}, keyword-only
         As in `Dropout`.
 
     Returns
@@ -587,7 +587,7 @@ class SpatialDropout3D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
         As in `Dropout`.
     name, dtype : optional
         Keras layer arguments.
-    bits : {16, 32}, keyword-only
+    bits : {16, 32, 8}, keyword-only
         As in `Dropout`.
 
     Returns
@@ -633,7 +633,7 @@ class AlphaDropout(_SeedStateSaving, keras.layers.AlphaDropout):
         As in `Dropout` (validated as `Dropout` validates it).
     seed : int, optional
         As in `Dropout`.
-    bits : {16, 32}, keyword-only
+    bits : {16, 32, 8}, keyword-only
         As in `Dropout`.
     **kwargs
         Keras layer arguments.

@@ -745,7 +745,7 @@ class _FastdropDropout:
 
     @property
     def bits(self) -> int:
-        """Bits per draw (16 or 32)."""
+        """Bits per draw (8, 16 or 32)."""
         return self._cfg[0]
 
     @property
@@ -877,7 +877,7 @@ _MODULE_PARAMS = """    Parameters
         buffer (``fd_state``) advanced by every training call and saved in
         ``state_dict`` (a resumed run replays). A Generator: shared with other layers
         (eager only: it is Python state, a graph break under torch.compile).
-    bits : {16, 32}
+    bits : {16, 32, 8}
     keep : {"seed", "mask"}
         What the forward keeps for the backward: the seed tensor or the packed mask.
     generator : torch.Generator, optional
@@ -905,7 +905,7 @@ class Dropout(_FastdropDropout, nn.Dropout):
         buffer (``fd_state``) advanced by every training call and saved in
         ``state_dict`` (a resumed run replays). A Generator: shared with other layers
         (eager only: Python state, a graph break under torch.compile).
-    bits : {16, 32}
+    bits : {16, 32, 8}
     mode : {"inverted", "classic"}
     noise_shape : tuple, optional
         Mask shape, one entry per axis, each the input's size, 1 or None (the input's).

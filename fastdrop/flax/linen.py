@@ -32,7 +32,7 @@ class Dropout(nn.Dropout):
         True returns the inputs unchanged; may be given here or at call time.
     rng_collection : str
         The rng collection of the seeds, ``'dropout'`` by default.
-    bits : {16, 32}
+    bits : {16, 32, 8}
         fastdrop's bits per draw (16 by default).
 
     Raises

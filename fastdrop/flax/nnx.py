@@ -36,7 +36,7 @@ class Dropout(nnx.Dropout):
         The stream of the keys in an ``nnx.Rngs``, ``'dropout'`` by default.
     rngs : nnx.Rngs or nnx.RngStream, optional
         Where the keys come from (may instead be given at call time).
-    bits : {16, 32}
+    bits : {16, 32, 8}
         fastdrop's bits per draw (16 by default).
 
     Raises
@@ -44,7 +44,7 @@ class Dropout(nnx.Dropout):
     TypeError
         rngs is neither an Rngs, an RngStream nor None; bits is not an int.
     ValueError
-        rate outside [0, 1], bits not 16 or 32.
+        rate outside [0, 1], bits not 8, 16 or 32.
 
     Examples
     --------

@@ -331,7 +331,7 @@ def test_invalid_noise_shape(cls, noise_shape, msg):
                                  fk.SpatialDropout3D, fk.AlphaDropout])
 def test_invalid_bits_and_seed(cls):
     with pytest.raises(ValueError, match="bits"):
-        cls(0.5, bits=8)
+        cls(0.5, bits=12)
     with pytest.raises(ValueError, match="seed"):
         cls(0.5, seed="1")
 

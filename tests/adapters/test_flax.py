@@ -163,7 +163,7 @@ def test_nnx_is_a_drop_in_seeded_as_flax_own():
     with pytest.raises(ValueError, match="rate must be in"):
         fnnx.Dropout(-0.5)
     with pytest.raises(ValueError, match="bits must be"):
-        fnnx.Dropout(0.5, bits=8)
+        fnnx.Dropout(0.5, bits=12)
 
 
 def test_nnx_broadcast_dims():

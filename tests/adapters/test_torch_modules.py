@@ -38,7 +38,7 @@ def test_subclasses_of_torchs_modules_with_its_constructor(cls, base):
     with pytest.raises(ValueError, match="p must be in"):  # NaN passes torch's check
         cls(float("nan"))
     with pytest.raises(ValueError, match="bits"):
-        cls(0.5, bits=8)
+        cls(0.5, bits=12)
 
 
 @pytest.mark.parametrize("cls,base", PAIRS, ids=ids)
