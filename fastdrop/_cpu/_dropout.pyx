@@ -100,6 +100,12 @@ cdef enum:
     FAST_SUB = 256        # elements per draw buffer of the fused path: one 16-bit tile
     CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
     SIGNAL_CHUNKS = 256   # chunks between two looks at pending signals (8M elements)
+    # The grain: a thread per GRAIN elements at most.  Measured on 2 cores
+    # (docs/benchmarks.md, issue 14): with idle threads that sleep (OMP_WAIT_POLICY=PASSIVE)
+    # a second thread costs about 80 us of wake-up, more than it saves below 2^17
+    # elements (2^16: 114 us on 2 threads against 36 us on one), and on a loaded machine
+    # 2^16 on 2 threads was 3-160x slower than on one under every wait policy tried.
+    GRAIN = 4 * CHUNK     # 131072 elements
 
 # the op and keep-source numbers are fastdrop._core.ops' Op and Keep (fastdrop._cpu.backend
 # checks them at import)
@@ -671,13 +677,14 @@ cdef inline void _chunks(const Plan* P, int code, uint64_t lo, uint64_t hi) noex
 
 cdef int _execute(const Plan* P, int code, int n_threads) except -1:
     """Run a complete plan of P.n > 0 elements on up to n_threads threads: one chunk of
-    CHUNK elements per unit of work (so at most one thread per CHUNK elements: the grain),
+    CHUNK elements per unit of work, at most one thread per GRAIN elements,
     SIGNAL_CHUNKS chunks between two looks at pending signals (Ctrl-C stops a long call
     within milliseconds; the chunks, hence the result, are the same).  One worker runs no
     parallel region at all."""
     cdef uint64_t n = P.n
     cdef Py_ssize_t ci, c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
-    cdef int workers = n_threads if n_chunks >= n_threads else <int>n_chunks
+    cdef uint64_t most = n // GRAIN if n >= GRAIN else 1  # the grain's cap
+    cdef int workers = n_threads if <uint64_t>n_threads <= most else <int>most
     cdef uint64_t lo, hi
     while c0 < n_chunks:
         c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
@@ -881,8 +888,8 @@ cdef void _plan_contiguous(Plan* P, int op, int ks, int code, uint64_t n, int bi
 
 
 cdef inline int _workers(uint64_t n, int n_threads) except -1:
-    """Threads for n elements: 1 for a single chunk, else the backend's policy."""
-    if n <= CHUNK:
+    """Threads for n elements: 1 below two grains, else the backend's policy."""
+    if n < 2 * GRAIN:
         return 1
     return <int>_thread_policy(None if n_threads == 0 else n_threads)
 

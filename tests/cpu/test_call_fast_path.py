@@ -115,7 +115,7 @@ def test_out_in_place_and_distinct():
 
 
 def test_large_calls_use_the_thread_policy_and_do_not_depend_on_it():
-    x = np.linspace(-1, 1, (1 << 17) + 5).astype(np.float32)
+    x = np.linspace(-1, 1, (1 << 19) + 5).astype(np.float32)  # past two grains
     one = fast_fwd(x, 0.25, seed=8, n_threads=1, return_mask=True)
     two = fast_fwd(x, 0.25, seed=8, n_threads=2, return_mask=True)
     same(one, two)

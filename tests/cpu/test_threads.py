@@ -39,7 +39,7 @@ def seen_threads(monkeypatch):
 
 
 def test_a_context_default_applies_to_n_threads_none_only(seen_threads):
-    x = np.ones(1 << 17, np.float32)
+    x = np.ones(1 << 19, np.float32)  # past two grains: the policy is asked
     expected = fd.dropout(x, 0.5, seed=1)
     assert current_default() is None
     with default_threads(1):
@@ -59,12 +59,12 @@ def test_a_context_default_applies_to_n_threads_none_only(seen_threads):
 def test_dask_chunks_run_on_one_thread_each(seen_threads):
     da = pytest.importorskip("dask.array")
     fdd = pytest.importorskip("fastdrop.dask")
-    x = da.ones((4, 1 << 16), chunks=(1, 1 << 16), dtype=np.float32)
+    x = da.ones((4, 1 << 18), chunks=(1, 1 << 18), dtype=np.float32)
     graph = fdd.dropout(x, 0.5, seed=3)  # (its argument check runs a probe here)
     seen_threads.clear()
     y = graph.compute(scheduler="threads")
     assert seen_threads and set(seen_threads) == {1}
-    np.testing.assert_array_equal(y, fd.dropout(np.ones((4, 1 << 16), np.float32), 0.5, seed=3))
+    np.testing.assert_array_equal(y, fd.dropout(np.ones((4, 1 << 18), np.float32), 0.5, seed=3))
 
 
 def _display_env(env_changes: dict) -> tuple[str, str]:
