@@ -409,13 +409,15 @@ cdef inline void _advance(const Plan* P, int64_t* idx, int64_t seg) noexcept nog
 
 
 cdef inline void _fused_draws(const Plan* P, uint64_t pos, int64_t m,
-                              uint32_t* draws) noexcept nogil:
+                              uint32_t* draws, bint wide8=True) noexcept nogil:
     """The m draws of elements pos .. pos+m-1 into draws (16-bit draws packed two to a
     word at bits=16; 8-bit draws widened to 16 bits at bits=8, for the same compares:
     see _cmp_bits); nothing when no element can be kept."""
     if P.none_kept:
         return
-    if P.bits == 8:
+    if P.bits == 8 and not wide8:  # bytes, compared as bytes by fd_fused.h (bits=8)
+        draws_u8(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint8_t*>draws)
+    elif P.bits == 8:
         draws_u8_wide(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint16_t*>draws)
     elif P.bits == 16:
         draws_u16(P.seed, P.stream, P.offset + pos, <uint64_t>m, <uint16_t*>draws)
@@ -441,7 +443,7 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     cdef uint8_t* pk
     # flags from a packed mask: 16-bit values 0 / 1 compared with t = 1 (never none kept)
     cdef bint from_mask = P.ks == KS_PACKED
-    cdef int bits = 16 if from_mask else _cmp_bits(P)
+    cdef int bits = 16 if from_mask else P.bits  # bits=8: byte draws (fd_keep16 reads them)
     cdef uint32_t t = 1 if from_mask else P.t
     cdef int none = 0 if from_mask else P.none_kept
     while pos < b:
@@ -449,7 +451,7 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         if from_mask:
             _draws_from_packed(P.packed_in, pos, <uint64_t>m, d16)
         else:
-            _fused_draws(P, pos, m, draws)
+            _fused_draws(P, pos, m, draws, False)
         y = <real_t*>P.y + pos if P.y != NULL else NULL
         pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
         if real_t is float:

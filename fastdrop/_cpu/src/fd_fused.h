@@ -39,6 +39,8 @@ static inline uint8_t fd_keep_at(const uint16_t *d16, const uint32_t *d32, int b
 {
     if (none)
         return 0;
+    if (bits == 8)  /* the draws are bytes (d16 points at them) */
+        return (uint8_t)(((const uint8_t *)(const void *)d16)[j] >= (uint8_t)t);
     return bits == 16 ? (uint8_t)(d16[j] >= (uint16_t)t) : (uint8_t)(d32[j] >= t);
 }
 
@@ -64,6 +66,11 @@ static inline __m256i fd_keep16(const uint16_t *d16, const uint32_t *d32, int bi
 {
     if (none)
         return _mm256_setzero_si256();
+    if (bits == 8) {  /* 16 bytes zero-extended to 16-bit lanes; t < 2^8 */
+        __m128i b = _mm_loadu_si128((const __m128i *)((const uint8_t *)(const void *)d16 + j));
+        __m256i d = _mm256_cvtepu8_epi16(b);
+        return _mm256_cmpeq_epi16(_mm256_max_epu16(d, T16), d);
+    }
     if (bits == 16) {
         __m256i d = _mm256_loadu_si256((const __m256i *)(d16 + j));
         return _mm256_cmpeq_epi16(_mm256_max_epu16(d, T16), d);   /* d >= t, unsigned */
