@@ -896,6 +896,50 @@ cdef inline int _workers(uint64_t n, int n_threads) except -1:
     return <int>_thread_policy(None if n_threads == 0 else n_threads)
 
 
+cdef int _common_scalars(object p, object mode, object bits, object stream,
+                         object n_threads, int* b, uint64_t* st, int* threads) except -2:
+    """The scalars both fast paths share: a Python float p in [0, 1], inverted mode, bits
+    8, 16 or 32, an int stream, n_threads None or an int (0 for None): 0, else -1."""
+    if type(p) is not float or type(bits) is not int or not _is(mode, _INVERTED):
+        return -1
+    if bits != 16 and bits != 32 and bits != 8:
+        return -1
+    if not 0.0 <= p <= 1.0:  # NaN too
+        return -1
+    if _uint64_arg(stream, st) < 0:
+        return -1
+    threads[0] = _threads_arg(n_threads)
+    if threads[0] < 0:
+        return -1
+    b[0] = bits
+    return 0
+
+
+cdef object _output(object x, fd_array_interface* xv, object out, int code,
+                    uint64_t nbytes, fd_array_interface* mv, uint64_t mbytes):
+    """y of a fast call: a new array (out=None), x itself (out=x, writeable), or `out`: an
+    aligned, native, C-contiguous array of x's dtype and shape, disjoint from x and from
+    the mask mv (if not NULL; mbytes long); None for anything else."""
+    cdef fd_array_interface* yv
+    if out is None:
+        return _empty_like(x)
+    if out is x:
+        if not xv.flags & NPY_WRITEABLE:
+            return None
+        yv = xv
+    else:
+        if type(out) is not _ndarray:
+            return None
+        ycap = out.__array_struct__
+        yv = _inter(ycap)
+        if (_float_code(out, yv, True) != code or not _same_shape(xv, yv)
+                or not _disjoint(xv, nbytes, yv, nbytes)):
+            return None
+    if mv != NULL and not _disjoint(mv, mbytes, yv, nbytes):
+        return None
+    return out
+
+
 def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
                  mask_format, out, n_threads, block):
     """fastdrop.dropout's common call (the public parameters, in order), or None when
@@ -904,26 +948,15 @@ def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_m
     cdef int code, b, threads
     cdef int64_t t
     cdef fd_array_interface* xv
-    cdef fd_array_interface* yv
     cdef Plan P
-    if (type(x) is not _ndarray or type(p) is not float or training is not True
-            or noise_shape is not None or block is not None or type(bits) is not int):
+    if (type(x) is not _ndarray or training is not True or noise_shape is not None
+            or block is not None):
         return None
-    if not _is(mode, _INVERTED):
+    if _common_scalars(p, mode, bits, stream, n_threads, &b, &st, &threads) < 0:
         return None
     if not (_is(mask_format, _PACKED) or (_is(mask_format, _BOOL) and return_mask is False)):
         return None
     if return_mask is not True and return_mask is not False:
-        return None
-    if bits != 16 and bits != 32 and bits != 8:
-        return None
-    b = bits
-    if not 0.0 <= p <= 1.0:  # NaN too
-        return None
-    if _uint64_arg(stream, &st) < 0:
-        return None
-    threads = _threads_arg(n_threads)
-    if threads < 0:
         return None
     if seed is not None and _uint64_arg(seed, &key) < 0:
         return None
@@ -939,21 +972,9 @@ def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_m
     t = _threshold_of(<double>p, b)
     if t < 0:
         return None
-    if out is None:
-        y = _empty_like(x)
-    elif out is x:
-        if not xv.flags & NPY_WRITEABLE:
-            return None
-        y = x
-    else:
-        if type(out) is not _ndarray:
-            return None
-        ycap = out.__array_struct__
-        yv = _inter(ycap)
-        if (_float_code(out, yv, True) != code or not _same_shape(xv, yv)
-                or not _disjoint(xv, nbytes, yv, nbytes)):
-            return None
-        y = out
+    y = _output(x, xv, out, code, nbytes, NULL, 0)
+    if y is None:
+        return None
     if seed is None:  # drawn last, as parse.check_seed does
         key = <uint64_t>_randbits(64)
     packed = _empty((n + 7) // 8, _uint8) if return_mask else None
@@ -973,22 +994,11 @@ def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, 
     cdef int64_t t
     cdef fd_array_interface* gv
     cdef fd_array_interface* mv = NULL
-    cdef fd_array_interface* yv
     cdef Plan P
-    if (type(grad) is not _ndarray or type(p) is not float or noise_shape is not None
-            or block is not None or type(bits) is not int or (mask is None) == (seed is None)):
+    if (type(grad) is not _ndarray or noise_shape is not None or block is not None
+            or (mask is None) == (seed is None)):
         return None
-    if not _is(mode, _INVERTED):
-        return None
-    if bits != 16 and bits != 32 and bits != 8:
-        return None
-    b = bits
-    if not 0.0 <= p <= 1.0:
-        return None
-    if _uint64_arg(stream, &st) < 0:
-        return None
-    threads = _threads_arg(n_threads)
-    if threads < 0:
+    if _common_scalars(p, mode, bits, stream, n_threads, &b, &st, &threads) < 0:
         return None
     gcap = grad.__array_struct__
     gv = _inter(gcap)
@@ -1015,26 +1025,9 @@ def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, 
     t = _threshold_of(<double>p, b)
     if t < 0:
         return None
-    if out is None:
-        y = _empty_like(grad)
-    elif out is grad:
-        if not gv.flags & NPY_WRITEABLE:
-            return None
-        y = grad
-    else:
-        if type(out) is not _ndarray:
-            return None
-        ycap = out.__array_struct__
-        yv = _inter(ycap)
-        if (_float_code(out, yv, True) != code or not _same_shape(gv, yv)
-                or not _disjoint(gv, nbytes, yv, nbytes)):
-            return None
-        y = out
-    if mv != NULL and out is not None:  # out must not overlap the mask either
-        ycap = out.__array_struct__
-        yv = _inter(ycap)
-        if not _disjoint(mv, (n + 7) // 8, yv, nbytes):
-            return None
+    y = _output(grad, gv, out, code, nbytes, mv, (n + 7) // 8)
+    if y is None:
+        return None
     _plan_contiguous(&P, OP_DROPOUT, ks, code, n, b, t, _inverted_scale(t, b), key, st,
                      _ptr(address(y)), _ptr(address(grad)),
                      <const uint8_t*>(mv.data if mv != NULL else NULL), NULL)
