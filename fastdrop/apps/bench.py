@@ -9,7 +9,11 @@ per-round ratio: "x limit" (time / np.multiply's time, 1.00 = the memory-bound l
 
     python -m fastdrop bench [--sizes 16 20 22] [--dtype float32] [--p 0.5]
                              [--threads N] [--device cpu|cuda] [--repeats 7]
-                             [--json PATH] [--plot PATH]
+                             [--bits 16] [--json PATH] [--plot PATH]
+    python -m fastdrop bench --bounds [--threads 1 2] [--sizes ...] [--bits 8]
+
+`--bounds` shows instead how near each kernel is to its memory bound and to its
+generator bound, per size and thread count (fastdrop/apps/bounds.py).
 
 The JSON schema ("fastdrop-bench/1") is documented in docs/benchmarks.md.
 """
@@ -133,8 +137,10 @@ def _batched(fn: Callable[[], object], inner: int) -> Callable[[], object]:
     return run
 
 
-def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int) -> list[Group]:
-    """The three operations at n = 2**log2n, each with its contenders and the limit."""
+def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int,
+               bits: int = 16) -> list[Group]:
+    """The three operations at n = 2**log2n, each with its contenders and the limit
+    (fastdrop's calls draw `bits`-bit draws)."""
     import fastdrop
 
     n = 1 << log2n
@@ -146,7 +152,8 @@ def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int) -> list[Grou
     g.fill(0.25)
     dx = np.zeros(n, dtype)
     two = dtype.type(2.0)
-    _, packed = fastdrop.dropout(x, p, seed=1, return_mask=True, n_threads=threads)
+    _, packed = fastdrop.dropout(x, p, seed=1, bits=bits, return_mask=True,
+                                 n_threads=threads)
     rng = np.random.default_rng(1)
     keep = rng.random(n) >= p
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
@@ -163,20 +170,22 @@ def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int) -> list[Grou
     fwd = Group("forward", log2n, [
         limit(),
         Contender("fastdrop", "fastdrop dropout, packed mask",
-                  lambda: fastdrop.dropout(x, p, seed=1, return_mask=True, out=y,
-                                           n_threads=threads), 2 * n * s + n // 8),
+                  lambda: fastdrop.dropout(x, p, seed=1, bits=bits, return_mask=True,
+                                           out=y, n_threads=threads), 2 * n * s + n // 8),
         Contender("fastdrop_nomask", "fastdrop dropout, no mask",
-                  lambda: fastdrop.dropout(x, p, seed=1, out=y, n_threads=threads), 2 * n * s),
+                  lambda: fastdrop.dropout(x, p, seed=1, bits=bits, out=y,
+                                           n_threads=threads), 2 * n * s),
         Contender("numpy", "numpy naive x*(rng.random>=p)/(1-p)",
                   lambda: x * (rng.random(x.shape) >= p) / (1 - p), 2 * n * s),
     ])
     bwd = Group("backward", log2n, [
         limit(),
         Contender("fastdrop", "fastdrop backward, packed mask",
-                  lambda: fastdrop.dropout_backward(g, p, mask=packed, out=dx,
+                  lambda: fastdrop.dropout_backward(g, p, mask=packed, bits=bits, out=dx,
                                                     n_threads=threads), 2 * n * s + n // 8),
         Contender("fastdrop_seed", "fastdrop backward, from the seed",
-                  lambda: fastdrop.dropout_backward(g, p, seed=1, out=dx, n_threads=threads),
+                  lambda: fastdrop.dropout_backward(g, p, seed=1, bits=bits, out=dx,
+                                                    n_threads=threads),
                   2 * n * s),
         Contender("numpy", "numpy naive dy*keep/(1-p), bool mask",
                   lambda: g * keep / (1 - p), 2 * n * s + n),
@@ -184,9 +193,10 @@ def cpu_groups(log2n: int, dtype: np.dtype, p: float, threads: int) -> list[Grou
     msk = Group("mask", log2n, [
         limit(),
         Contender("fastdrop", "fastdrop dropout_mask, packed",
-                  lambda: fastdrop.dropout_mask(n, p, seed=1, n_threads=threads), n // 8),
+                  lambda: fastdrop.dropout_mask(n, p, seed=1, bits=bits,
+                                                n_threads=threads), n // 8),
         Contender("fastdrop_bool", "fastdrop dropout_mask, bool",
-                  lambda: fastdrop.dropout_mask(n, p, seed=1, packed=False,
+                  lambda: fastdrop.dropout_mask(n, p, seed=1, bits=bits, packed=False,
                                                 n_threads=threads), n),
         Contender("numpy", "numpy rng.random(n) >= p",
                   lambda: rng.random(n) >= p, n),
@@ -353,29 +363,38 @@ def plot(results: list[dict], path: str, title: str) -> None:
     plt.close(fig)
 
 
-def run(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None, device="cpu",
-        repeats=DEFAULT_REPEATS, progress=True) -> dict:
-    """Run the benchmark; returns the JSON document (schema fastdrop-bench/1)."""
-    import fastdrop
-
+def _check_common(sizes, p, repeats, bits) -> None:
     if not 0.0 <= p < 1.0:
         raise SystemExit(f"fastdrop bench: --p must be in [0, 1), got {p}")
     if repeats < 1:
         raise SystemExit("fastdrop bench: --repeats must be at least 1")
+    if bits not in (8, 16, 32):
+        raise SystemExit(f"fastdrop bench: --bits must be 8, 16 or 32, got {bits}")
+    for log2n in sizes:
+        if not 0 <= log2n <= 30:
+            raise SystemExit(f"fastdrop bench: --sizes are log2 sizes in [0, 30], got {log2n}")
+
+
+def run(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None, device="cpu",
+        repeats=DEFAULT_REPEATS, progress=True, bits=16) -> dict:
+    """Run the benchmark; returns the JSON document (schema fastdrop-bench/1)."""
+    import fastdrop
+
+    _check_common(sizes, p, repeats, bits)
     if device not in ("cpu", "cuda"):
         raise SystemExit(f"fastdrop bench: --device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and bits != 16:
+        raise SystemExit("fastdrop bench --device cuda: --bits is for the CPU tables")
     dt = _dtype(dtype)
     threads = threads or max(1, fastdrop.omp_max_threads())
     info = machine_info(threads, device)
     config = {"sizes_log2": list(sizes), "dtype": dt.name, "p": p, "repeats": repeats,
-              "threads": threads, "device": device}
+              "threads": threads, "device": device, "bits": bits}
     results: list[dict] = []
     t0 = time.perf_counter()
     for i, log2n in enumerate(sizes):
-        if not 0 <= log2n <= 30:
-            raise SystemExit(f"fastdrop bench: --sizes are log2 sizes in [0, 30], got {log2n}")
         groups = (cuda_groups(log2n, dt, p) if device == "cuda"
-                  else cpu_groups(log2n, dt, p, threads))
+                  else cpu_groups(log2n, dt, p, threads, bits))
         for grp in groups:
             if progress:
                 print(f"[{time.perf_counter() - t0:6.1f} s] size {i + 1}/{len(sizes)}: "
@@ -387,14 +406,50 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None, device="cpu",
             "machine": info, "config": config, "results": results}
 
 
+def run_bounds(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None,
+               repeats=DEFAULT_REPEATS, progress=True, bits=16) -> dict:
+    """The bounds view (fastdrop/apps/bounds.py) for each size and thread count; returns
+    the JSON document (schema fastdrop-bench/1, its results empty, its "bounds" filled)."""
+    import fastdrop
+
+    from .bounds import measure_bounds
+
+    _check_common(sizes, p, repeats, bits)
+    most = max(1, fastdrop.omp_max_threads())
+    counts = sorted(set(threads)) if threads else sorted({1, most})
+    if any(t < 1 for t in counts):
+        raise SystemExit("fastdrop bench: --threads must be at least 1")
+    dt = _dtype(dtype)
+    info = machine_info(max(counts), "cpu")
+    config = {"sizes_log2": list(sizes), "dtype": dt.name, "p": p, "repeats": repeats,
+              "threads": counts, "device": "cpu", "bits": bits, "view": "bounds"}
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    for log2n in sizes:
+        for t in counts:
+            if progress:
+                print(f"[{time.perf_counter() - t0:6.1f} s] bounds 2^{log2n}, {t} threads",
+                      file=sys.stderr, flush=True)
+            rows += measure_bounds(log2n, dt, p, t, bits, repeats)
+    return {"schema": SCHEMA,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": info, "config": config, "results": [], "bounds": rows}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
                         metavar="LOG2N", help="sizes as powers of 2 (default: 16 20 22)")
     parser.add_argument("--dtype", default="float32",
                         help="float32 (default), float64, float16 or bfloat16")
     parser.add_argument("--p", type=float, default=0.5, help="drop probability (0.5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for fastdrop and torch (default: all)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="threads for fastdrop and torch (default: all); with --bounds "
+                        "one or more counts (default: 1 and all)")
+    parser.add_argument("--bits", type=int, default=16, choices=(8, 16, 32),
+                        help="fastdrop's draws (16)")
+    parser.add_argument("--bounds", action="store_true",
+                        help="instead: each kernel's time over its memory and generator "
+                        "bounds, per size and thread count")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                         help="interleaved rounds (7)")
@@ -412,9 +467,25 @@ def run_from_args(args: argparse.Namespace) -> int:
             print("fastdrop bench: --plot needs matplotlib: pip install 'fastdrop[plot]' "
                   "(or pip install matplotlib)", file=sys.stderr)
             return 2
-    doc = run(sizes=args.sizes, dtype=args.dtype, p=args.p, threads=args.threads,
-              device=args.device, repeats=args.repeats, progress=not args.quiet)
-    print(format_table(doc["machine"], doc["config"], doc["results"]))
+    if args.bounds:
+        if args.device != "cpu":
+            raise SystemExit("fastdrop bench --bounds: the CPU kernels only")
+        if args.plot:
+            raise SystemExit("fastdrop bench --bounds: no --plot (use --json)")
+        from .bounds import format_bounds
+
+        doc = run_bounds(sizes=args.sizes, dtype=args.dtype, p=args.p, threads=args.threads,
+                         repeats=args.repeats, progress=not args.quiet, bits=args.bits)
+        print(machine_header(doc["machine"]))
+        print(format_bounds(doc["bounds"]))
+    else:
+        if args.threads is not None and len(args.threads) > 1:
+            raise SystemExit("fastdrop bench: give one --threads count (several only with "
+                             "--bounds)")
+        doc = run(sizes=args.sizes, dtype=args.dtype, p=args.p,
+                  threads=args.threads[0] if args.threads else None, device=args.device,
+                  repeats=args.repeats, progress=not args.quiet, bits=args.bits)
+        print(format_table(doc["machine"], doc["config"], doc["results"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)

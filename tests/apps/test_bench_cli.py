@@ -142,3 +142,49 @@ def test_half_types_are_measured_against_a_copy_and_masks_in_elements(tmp_path, 
     assert "memory-bound limit: copy of x's bytes into y" in out
     mask_table = out.split("== mask generation")[1]
     assert "Gelem/s" in mask_table.splitlines()[1]
+
+
+def test_bounds_view(tmp_path, capsys, no_torch):
+    """--bounds: per kernel, size and thread count, the kernel's time over its memory and
+    generator bounds, in the table and the JSON; the binding bound is the larger one."""
+    from fastdrop.apps.bounds import KERNELS
+
+    js = tmp_path / "bounds.json"
+    assert bench.main(["--bounds", "--sizes", "10", "12", "--threads", "1", "2",
+                       "--bits", "8", "--repeats", "2", "--quiet", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "== bounds: dtype float32, bits 8" in out
+    for title in ("forward, packed mask", "backward from the packed mask",
+                  "backward from the seed", "mask generation, packed"):
+        assert f"-- {title} --" in out
+    doc = json.loads(js.read_text())
+    assert doc["results"] == [] and doc["config"]["view"] == "bounds"
+    rows = doc["bounds"]
+    assert {(r["kernel"], r["log2n"], r["threads"]) for r in rows} == {
+        (k, s, t) for k in KERNELS for s in (10, 12) for t in (1, 2)}
+    for r in rows:
+        assert r["bits"] == 8 and r["kernel_threads"] == 1  # below two grains: one thread
+        assert r["kernel_s"] > 0 and r["memory_s"] > 0
+        assert r["x_memory"] > 0
+        if r["kernel"] == "backward_mask":  # draws nothing
+            assert r["generator_s"] is None and r["x_generator"] is None
+            assert r["bound"] == "memory"
+        else:
+            assert r["generator_s"] > 0 and r["x_generator"] > 0
+            assert r["bound"] == ("memory" if r["memory_s"] >= r["generator_s"]
+                                  else "generator")
+
+
+def test_bounds_threads_follow_the_grain():
+    from fastdrop.apps.bounds import GRAIN, kernel_threads
+
+    assert kernel_threads(2 * GRAIN - 1, 8) == 1
+    assert kernel_threads(2 * GRAIN, 8) == 2
+    assert kernel_threads(5 * GRAIN, 2) == 2
+    assert kernel_threads(64 * GRAIN, 8) == 8
+
+
+def test_bench_several_thread_counts_only_with_bounds(no_torch):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--sizes", "8", "--threads", "1", "2", "--quiet"])
+    assert "--bounds" in str(e.value)
