@@ -3,7 +3,7 @@
 tests/_shims.pyx: they reach code paths the public API cannot aim at, and stay out of the
 production modules.  Built on first use by tests/_helpers.py `shims()` with the package's
 own compiler flags (no FMA contraction)."""
-from libc.stdint cimport int64_t, uint16_t, uint32_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "fd_half.h" nogil:
     ctypedef struct fd_f16:
@@ -18,7 +18,12 @@ cdef extern from "fd_normal.h" nogil:
 
 cdef extern from "philox.h" nogil:
     enum: FD_SIMD_AVX2
+    enum: FD_HAVE_AVX2_KERNEL
     int fd_simd_best()
+    void fd_philox_tile_portable(uint64_t seed, uint64_t stream, uint64_t block0,
+                                 uint32_t* out)
+    void fd_philox_tile_avx512_emu(uint64_t seed, uint64_t stream, uint64_t block0,
+                                   uint32_t* out)
 
 cdef extern from "fd_fused.h" nogil:
     enum: FD_HAVE_FUSED
@@ -42,7 +47,7 @@ def round_to_half_bits(const float[::1] src, uint16_t[::1] out, bint bf16, bint 
     cdef Py_ssize_t k, n = src.shape[0]
     if out.shape[0] != n:
         raise ValueError("src and out must have the same length")
-    if vector and not (FD_HAVE_FUSED and fd_simd_best() == FD_SIMD_AVX2
+    if vector and not (FD_HAVE_FUSED and fd_simd_best() >= FD_SIMD_AVX2
                        and (bf16 or fd_cpu_has_f16c())):
         raise RuntimeError("the vector conversions need AVX2 (and F16C for float16)")
     if n == 0:
@@ -53,3 +58,18 @@ def round_to_half_bits(const float[::1] src, uint16_t[::1] out, bint bf16, bint 
         else:
             for k in range(n):
                 out[k] = fd_f32_to_bf16(src[k]).bits if bf16 else fd_f32_to_f16(src[k]).bits
+
+
+def philox_tile(uint64_t seed, uint64_t stream, uint64_t block0, uint32_t[::1] out,
+                bint avx512_emulated):
+    """One tile (128 words) from block0: the portable kernel, or the AVX-512 tile's body
+    run on AVX2 registers (fd_philox_tile_avx512_emu: its logic, on any AVX2 machine)."""
+    if out.shape[0] != 128:
+        raise ValueError("out must hold one tile: 128 words")
+    if avx512_emulated and not (FD_HAVE_AVX2_KERNEL and fd_simd_best() >= FD_SIMD_AVX2):
+        raise RuntimeError("the emulated AVX-512 tile runs on AVX2")
+    with nogil:
+        if avx512_emulated:
+            fd_philox_tile_avx512_emu(seed, stream, block0, &out[0])
+        else:
+            fd_philox_tile_portable(seed, stream, block0, &out[0])

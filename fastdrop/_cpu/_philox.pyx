@@ -17,6 +17,7 @@ from cython.parallel cimport prange
 cdef extern from "philox.h" nogil:
     enum: FD_SIMD_PORTABLE
     enum: FD_SIMD_AVX2
+    enum: FD_SIMD_AVX512
     enum: FD_HAVE_AVX2_KERNEL
     enum: FD_LITTLE_ENDIAN
     void fd_philox4x32_R(int rounds, const uint32_t* ctr, const uint32_t* key,
@@ -33,7 +34,7 @@ cdef enum:
     TILES_PER_CHUNK = 32
     SIGNAL_CHUNKS = 1024  # chunks between two looks at pending signals (2^22+ words)
 
-_LEVEL_NAMES = {FD_SIMD_PORTABLE: "portable", FD_SIMD_AVX2: "avx2"}
+_LEVEL_NAMES = {FD_SIMD_PORTABLE: "portable", FD_SIMD_AVX2: "avx2", FD_SIMD_AVX512: "avx512"}
 cdef int _best_level = fd_simd_best()
 cdef int _level = _best_level
 
@@ -44,7 +45,8 @@ def simd_levels():
     Returns
     -------
     list of str
-        A subset of ``["portable", "avx2"]``; the best is the default.
+        A subset of ``["portable", "avx2", "avx512"]``; the best is the default
+        ("avx512": AVX-512 F, BW and VL, for the Philox tile).
 
     Examples
     --------
@@ -61,7 +63,7 @@ def get_simd_level():
     Returns
     -------
     str
-        "avx2" or "portable".
+        "avx512", "avx2" or "portable".
 
     Examples
     --------
@@ -87,8 +89,9 @@ def set_simd_level(name):
 
 
 cdef int simd_level() noexcept nogil:
-    """The Philox tile level in use (FD_SIMD_PORTABLE or FD_SIMD_AVX2): the dropout driver
-    takes its AVX2 fast path only at FD_SIMD_AVX2, so set_simd_level covers both."""
+    """The Philox tile level in use (FD_SIMD_PORTABLE, FD_SIMD_AVX2 or FD_SIMD_AVX512): the
+    dropout driver takes its AVX2 fused path at FD_SIMD_AVX2 and above, so set_simd_level
+    covers both."""
     return _level
 
 

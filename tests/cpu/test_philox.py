@@ -4,8 +4,9 @@ import pytest
 
 import fastdrop
 import fastdrop._cpu._philox
+from fastdrop._cpu import _philox
 from fastdrop import reference as ref
-from _helpers import kat_vectors
+from _helpers import kat_vectors, shims
 
 # Random123's known answers of Philox4x32-10 (docs/contract.md section 1), shared with
 # the GPU tests: tests/data/kat_vectors.txt
@@ -113,6 +114,24 @@ def test_tile_kernels_agree(simd_level):
         got = fastdrop.random_bits(3 * 128 + 11, seed=99, stream=3, offset=offset)
         np.testing.assert_array_equal(got, ref.random_bits(3 * 128 + 11, seed=99, stream=3,
                                                            bits=32, offset=offset))
+
+
+@pytest.mark.parametrize("block0", [0, 32, 2**32 - 3, 2**63, 2**64 - 5])
+def test_avx512_tile_body(block0):
+    """The AVX-512 tile's body (philox.h FD_TILE512_BODY), run with its operations on AVX2
+    registers, gives the portable tile, across the 2^32 and 2^64 wraps of the block
+    counter. (Where the CPU has AVX-512, test_tile_kernels_agree runs the real one.)"""
+    if "avx2" not in _philox.simd_levels():
+        pytest.skip("the emulation runs on AVX2")
+    sh = shims()
+    for seed, stream in [(0, 0), (99, 3), (2**64 - 1, 2**63 + 7)]:
+        want, got = np.empty(128, np.uint32), np.empty(128, np.uint32)
+        sh.philox_tile(seed, stream, block0, want, False)
+        sh.philox_tile(seed, stream, block0, got, True)
+        np.testing.assert_array_equal(got, want)
+        if 4 * block0 + 128 <= 2**64:  # word indices the twin takes (64-bit)
+            np.testing.assert_array_equal(want, ref.stream_words(seed, stream, 4 * block0,
+                                                                 128))
 
 
 def test_simd_level_api():

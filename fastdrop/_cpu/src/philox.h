@@ -170,19 +170,158 @@ static inline int fd_cpu_has_avx2(void)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") ? 1 : 0;
 }
+
+/* ---- the AVX-512 tile (F + BW + VL) -----------------------------------------------
+ *
+ * The AVX2 tile's layout at twice the width: each 64-bit lane of a 512-bit vector holds
+ * one block's counter word in its low half, 8 blocks a vector, the 32 blocks of a tile in
+ * 16 state vectors (of 32 zmm registers: no spills, where the AVX2 tile's 32 ymm of state
+ * overflow AVX2's 16).  A round is, for 8 blocks: two vpmuludq, two shifts and two
+ * vpternlogd (the three-way XORs, 0x96 = a ^ b ^ c): 6 instructions where AVX2 needs 8
+ * for 4 blocks.
+ *
+ * The body is written once (FD_TILE512_BODY) over a small set of operations, and
+ * instantiated twice: with AVX-512 intrinsics (fd_philox_tile_avx512, the run-time level
+ * FD_SIMD_AVX512), and with the same operations emulated by pairs of AVX2 registers
+ * (fd_philox_tile_avx512_emu, a test hook: tests/_shims.pyx runs it on machines without
+ * AVX-512, so the body's logic is checked everywhere; the AVX-512 operations themselves
+ * are one intrinsic each).  Both equal the portable tile bit for bit. */
+#define FD_TILE512_BODY(P, V)                                                             \
+    V x0[4], x1[4], x2[4], x3[4];                                                         \
+    const V m0 = P##set1(FD_PHILOX_M0), m1 = P##set1(FD_PHILOX_M1);                       \
+    const V lo32 = P##set1(0xFFFFFFFFu);                                                  \
+    const V s2 = P##set1((uint32_t)stream), s3 = P##set1((uint32_t)(stream >> 32));       \
+    const V iota = P##iota();                                                             \
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);                            \
+    for (int v = 0; v < 4; v++) {                                                         \
+        V b = P##add(P##set1(block0 + (uint64_t)(8 * v)), iota);                          \
+        x0[v] = b;                                                                        \
+        x1[v] = P##srl32(b);                                                              \
+        x2[v] = s2;                                                                       \
+        x3[v] = s3;                                                                       \
+    }                                                                                     \
+    for (int r = 0; r < FD_PHILOX_ROUNDS; r++) {                                          \
+        const V K0 = P##set1(k0), K1 = P##set1(k1);                                       \
+        for (int v = 0; v < 4; v++) {                                                     \
+            V p0 = P##mul(x0[v], m0);                                                     \
+            V p1 = P##mul(x2[v], m1);                                                     \
+            V n0 = P##xor3(P##srl32(p1), x1[v], K0);                                      \
+            V n2 = P##xor3(P##srl32(p0), x3[v], K1);                                      \
+            x1[v] = p1;                                                                   \
+            x3[v] = p0;                                                                   \
+            x0[v] = n0;                                                                   \
+            x2[v] = n2;                                                                   \
+        }                                                                                 \
+        k0 += FD_PHILOX_W0;                                                               \
+        k1 += FD_PHILOX_W1;                                                               \
+    }                                                                                     \
+    for (int v = 0; v < 4; v++) {                                                         \
+        /* (word 0 | word 1 << 32) and (word 2 | word 3 << 32) of blocks 8v .. 8v+7,     \
+           interleaved: blocks 8v .. 8v+3, then 8v+4 .. 8v+7, in stream order */          \
+        V ab = P##or(P##and(x0[v], lo32), P##sll32(x1[v]));                               \
+        V cd = P##or(P##and(x2[v], lo32), P##sll32(x3[v]));                               \
+        P##store(out + 32 * v, P##ilo(ab, cd));                                           \
+        P##store(out + 32 * v + 16, P##ihi(ab, cd));                                      \
+    }
+
+/* The operations with AVX-512 (64-bit lanes). */
+#define fd512_set1(v) _mm512_set1_epi64((long long)(uint64_t)(v))
+#define fd512_iota() _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)
+#define fd512_add(a, b) _mm512_add_epi64((a), (b))
+#define fd512_srl32(a) _mm512_srli_epi64((a), 32)
+#define fd512_sll32(a) _mm512_slli_epi64((a), 32)
+#define fd512_and(a, b) _mm512_and_si512((a), (b))
+#define fd512_or(a, b) _mm512_or_si512((a), (b))
+#define fd512_mul(a, b) _mm512_mul_epu32((a), (b))
+#define fd512_xor3(a, b, c) _mm512_ternarylogic_epi64((a), (b), (c), 0x96)
+#define fd512_ilo(a, b) _mm512_permutex2var_epi64((a), _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), (b))
+#define fd512_ihi(a, b) _mm512_permutex2var_epi64((a), _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), (b))
+#define fd512_store(p, a) _mm512_storeu_si512((void *)(p), (a))
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void fd_philox_tile_avx512(uint64_t seed, uint64_t stream, uint64_t block0,
+                                  uint32_t *out)
+{
+    FD_TILE512_BODY(fd512_, __m512i)
+}
+
+/* The same operations on pairs of AVX2 registers (lanes 0-3, lanes 4-7): the test hook. */
+typedef struct { __m256i l, h; } fd_e512;
+
+__attribute__((target("avx2"))) static inline fd_e512 fdE_set1(uint64_t v)
+{ fd_e512 r = {_mm256_set1_epi64x((long long)v), _mm256_set1_epi64x((long long)v)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_iota(void)
+{ fd_e512 r = {_mm256_setr_epi64x(0, 1, 2, 3), _mm256_setr_epi64x(4, 5, 6, 7)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_add(fd_e512 a, fd_e512 b)
+{ fd_e512 r = {_mm256_add_epi64(a.l, b.l), _mm256_add_epi64(a.h, b.h)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_srl32(fd_e512 a)
+{ fd_e512 r = {_mm256_srli_epi64(a.l, 32), _mm256_srli_epi64(a.h, 32)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_sll32(fd_e512 a)
+{ fd_e512 r = {_mm256_slli_epi64(a.l, 32), _mm256_slli_epi64(a.h, 32)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_and(fd_e512 a, fd_e512 b)
+{ fd_e512 r = {_mm256_and_si256(a.l, b.l), _mm256_and_si256(a.h, b.h)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_or(fd_e512 a, fd_e512 b)
+{ fd_e512 r = {_mm256_or_si256(a.l, b.l), _mm256_or_si256(a.h, b.h)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_mul(fd_e512 a, fd_e512 b)
+{ fd_e512 r = {_mm256_mul_epu32(a.l, b.l), _mm256_mul_epu32(a.h, b.h)}; return r; }
+__attribute__((target("avx2"))) static inline fd_e512 fdE_xor3(fd_e512 a, fd_e512 b, fd_e512 c)
+{
+    fd_e512 r = {_mm256_xor_si256(_mm256_xor_si256(a.l, b.l), c.l),
+                 _mm256_xor_si256(_mm256_xor_si256(a.h, b.h), c.h)};
+    return r;
+}
+/* lanes (a0, b0, a1, b1, a2, b2, a3, b3): permutex2var with indices 0, 8, 1, 9, ... */
+__attribute__((target("avx2"))) static inline fd_e512 fdE_ilo(fd_e512 a, fd_e512 b)
+{
+    __m256i lo = _mm256_unpacklo_epi64(a.l, b.l), hi = _mm256_unpackhi_epi64(a.l, b.l);
+    fd_e512 r = {_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31)};
+    return r;
+}
+/* lanes (a4, b4, a5, b5, a6, b6, a7, b7): indices 4, 12, 5, 13, ... */
+__attribute__((target("avx2"))) static inline fd_e512 fdE_ihi(fd_e512 a, fd_e512 b)
+{
+    __m256i lo = _mm256_unpacklo_epi64(a.h, b.h), hi = _mm256_unpackhi_epi64(a.h, b.h);
+    fd_e512 r = {_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31)};
+    return r;
+}
+__attribute__((target("avx2"))) static inline void fdE_store(uint32_t *p, fd_e512 a)
+{
+    _mm256_storeu_si256((__m256i *)(void *)p, a.l);
+    _mm256_storeu_si256((__m256i *)(void *)(p + 8), a.h);
+}
+
+__attribute__((target("avx2"), unused))
+static void fd_philox_tile_avx512_emu(uint64_t seed, uint64_t stream, uint64_t block0,
+                                      uint32_t *out)
+{
+    FD_TILE512_BODY(fdE_, fd_e512)
+}
+
+/* AVX-512 F, BW and VL, with the OS saving the zmm state (libgcc's check covers XCR0). */
+static inline int fd_cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl")) ? 1 : 0;
+}
 #else
 #define FD_HAVE_AVX2_KERNEL 0
 static inline int fd_cpu_has_avx2(void) { return 0; }
+static inline int fd_cpu_has_avx512(void) { return 0; }
 #endif
 
-/* Kernel levels: 0 = portable C, 1 = AVX2. */
+/* Kernel levels: 0 = portable C, 1 = AVX2, 2 = AVX-512 (its Philox tile; the fused
+ * dropout row stays AVX2 there). */
 #define FD_SIMD_PORTABLE 0
 #define FD_SIMD_AVX2 1
+#define FD_SIMD_AVX512 2
 
 /* The best level this build and this CPU support. */
 static inline int fd_simd_best(void)
 {
 #if FD_HAVE_AVX2_KERNEL
+    if (fd_cpu_has_avx2() && fd_cpu_has_avx512())
+        return FD_SIMD_AVX512;
     if (fd_cpu_has_avx2())
         return FD_SIMD_AVX2;
 #endif
@@ -194,6 +333,10 @@ static inline void fd_philox_tile_at(int level, uint64_t seed, uint64_t stream,
                                      uint64_t block0, uint32_t *out)
 {
 #if FD_HAVE_AVX2_KERNEL
+    if (level == FD_SIMD_AVX512) {
+        fd_philox_tile_avx512(seed, stream, block0, out);
+        return;
+    }
     if (level == FD_SIMD_AVX2) {
         fd_philox_tile_avx2(seed, stream, block0, out);
         return;
