@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-import secrets
 from typing import Any
 
 import numpy as np
+
+from . import entropy
 
 __all__ = [
     "UINT64_MAX", "MAX_THREADS", "as_int", "check_uint64", "check_seed", "check_bits",
@@ -48,12 +49,12 @@ def check_uint64(value: Any, name: str) -> int:
 
 
 def check_seed(seed: Any, required: bool = False) -> int:
-    """An unsigned 64-bit seed; None draws 64 bits from the operating system's entropy
-    (unless `required`)."""
+    """An unsigned 64-bit seed; None draws 64 fresh bits (unless `required`): from a
+    generator seeded with the operating system's entropy (fastdrop._core.entropy)."""
     if seed is None:
         if required:
             raise ValueError("seed is required: give the forward call's seed and stream")
-        return secrets.randbits(64)
+        return entropy.randbits(64)
     return check_uint64(seed, "seed")
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from typing import Any
 
 import numpy as np
 
+from .._core import entropy
 from .._core.contract import FLOAT_DTYPES, DrawMap, compute_dtype_name, packed_size
 from .._core.layout import coalesce
 from .._core.ops import Keep, Op
@@ -268,7 +268,7 @@ def _threads(n: int | None) -> int:
 
 
 # (through the module's name, so that tests may watch _threads on both paths)
-_dropout.set_hooks(lambda n: _threads(n), secrets.randbits)
+_dropout.set_hooks(lambda n: _threads(n), entropy.randbits)
 
 # The common calls of dropout and dropout_backward, checked and run in Cython without a
 # request (fastdrop._core.route.fast_path): None for any other call.
