@@ -2,6 +2,7 @@
 
     python benchmarks/keras_fit.py [--backends jax,torch] [--layers Dropout,GaussianDropout]
                                    [--rounds 5] [--n 8192] [--width 512] [--batch 128]
+    /tmp/tfvenv/bin/python benchmarks/keras_fit.py --backends tensorflow   # where TF is
 
 For each backend (a child process each: Keras fixes its backend at import) and layer, two
 identical MLPs (``--width`` units, two hidden layers, the layer after each, rate 0.5) are
@@ -10,7 +11,10 @@ compiled the same way and warmed up with one epoch (JAX compiles it). Then ``--r
 rounds each time one epoch of each model, in alternating order (so load changes on a
 shared machine hit both alike); the table gives the median epoch time of each and the
 ratio fastdrop / Keras, measured side by side in one run. torch runs with
-``torch.set_num_threads(--threads)`` (default 1) for both models.
+``torch.set_num_threads(--threads)`` (default 1) for both models; tensorflow with
+``--threads`` intra-op and inter-op threads and ``OMP_NUM_THREADS=--threads`` (fastdrop's
+host kernels) for both, and Keras's default ``jit_compile="auto"`` (no XLA on a CPU, for
+either model: fastdrop's layers cannot be XLA-compiled).
 
 Not an asv benchmark (asv finds no ``time_*`` here): Keras is imported in the children
 only.
@@ -34,6 +38,11 @@ def child(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    if os.environ["KERAS_BACKEND"] == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
     import numpy as np
 
@@ -88,7 +97,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=8192, help="training samples (64 features)")
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch / tensorflow threads")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -99,6 +108,8 @@ def main(argv=None) -> None:
         env = dict(os.environ, KERAS_BACKEND=backend,
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                            os.environ.get("PYTHONPATH")])))
+        if backend == "tensorflow":
+            env.update(OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
         cmd = [sys.executable, __file__, "--child"] + [
             f"--{k}={v}" for k, v in vars(args).items() if k not in ("child", "backends")]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

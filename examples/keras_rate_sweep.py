@@ -1,6 +1,6 @@
 """The dropout tutorials' experiment in Keras: validation accuracy and loss against the rate.
 
-    python examples/keras_rate_sweep.py [--backend jax|torch] [--quick] [--epochs 40]
+    python examples/keras_rate_sweep.py [--backend jax|torch|tensorflow] [--quick] [--epochs 40]
                                         [--rates 0.0,0.1,...] [--out keras_rate_sweep.png]
 
 A Keras MLP (64 -> 256 -> 256 -> 10, ReLU) with ``fastdrop.keras.Dropout`` after each
@@ -12,9 +12,9 @@ loss over the epochs) and plots validation accuracy and loss against the rate
 (matplotlib, Agg backend). ``--quick``: 3 epochs and the rates 0.0, 0.5 and 0.9 (what the
 tests run).
 
-Needs keras (3), jax or torch, scikit-learn and matplotlib. The Keras backend is
-``--backend``, else ``KERAS_BACKEND``, else jax; it must be chosen before Keras is
-imported, so this script imports Keras only after reading its arguments.
+Needs keras (3), jax, torch or tensorflow, scikit-learn and matplotlib. The Keras
+backend is ``--backend``, else ``KERAS_BACKEND``, else jax; it must be chosen before Keras
+is imported, so this script imports Keras only after reading its arguments.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ QUICK_RATES = [0.0, 0.5, 0.9]
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", choices=["jax", "torch"], default=None,
+    ap.add_argument("--backend", choices=["jax", "torch", "tensorflow"], default=None,
                     help="Keras backend (default: KERAS_BACKEND, else jax)")
     ap.add_argument("--quick", action="store_true",
                     help=f"3 epochs, rates {QUICK_RATES} (overridden by --epochs / --rates)")

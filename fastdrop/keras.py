@@ -1,7 +1,7 @@
 """Keras 3 layers on fastdrop: drop-ins for Keras's regularization layers.
 
 Install with ``pip install fastdrop[keras]`` (Keras 3 and one of its backends: JAX,
-PyTorch or NumPy; set ``KERAS_BACKEND`` before Keras is first imported).
+PyTorch, TensorFlow or NumPy; set ``KERAS_BACKEND`` before Keras is first imported).
 
 ``Dropout``, ``SpatialDropout1D``, ``SpatialDropout2D``, ``SpatialDropout3D``,
 ``GaussianDropout``, ``AlphaDropout`` and ``GaussianNoise`` subclass the Keras layers of
@@ -64,19 +64,35 @@ How each backend runs them:
   ``jax.pure_callback`` of this module (``fastdrop.jax`` has no noise op; its only operand
   is the seed words, so nothing is differentiated through it).  Works under ``jit``
   (Keras's ``fit``), with the host round trip fastdrop.jax documents (CPU only).
-- tensorflow (and openvino): not supported; a training call raises NotImplementedError.
+- tensorflow: every draw is a ``tf.numpy_function`` call of fastdrop's kernels (on the
+  CPU: a GPU tensor makes a round trip through the host) whose inputs are the tensor and
+  the seed state's value, so a step traced by ``tf.function`` (Keras's ``fit``) reads the
+  state when it runs and takes the next stream at every run without retracing; the output
+  keeps the input's static shape (None dimensions included, ``set_shape``).  Gradients
+  through ``tf.custom_gradient``: the backward kernel (``fastdrop.dropout_backward``,
+  ``alpha_dropout_backward``, ``gaussian_dropout_backward``) with the same (seed, stream),
+  differentiable the same way (higher derivatives, nested tapes); `GaussianNoise`'s
+  noise comes from the host (integer inputs only), its sum and gradient are TF's.  XLA
+  cannot compile a host call: on TensorFlow these layers set ``supports_jit = False``, so
+  Keras's ``jit_compile="auto"`` never picks XLA for a model with them and
+  ``compile(jit_compile=True)`` falls back to False with Keras's warning; a layer traced
+  by ``tf.function(jit_compile=True)`` raises NotImplementedError naming the layer.
+- openvino: not supported; a training call raises NotImplementedError.
 
 Deviations from Keras, all at construction: a rate or stddev that is not a real number is
-a TypeError naming it (Keras fails comparing it); `GaussianDropout` refuses ``rate=1``
-(a ValueError: the noise would have infinite variance; Keras accepts it and divides by
-zero at the first training call); `AlphaDropout` validates ``noise_shape`` as `Dropout`
-does (Keras's stores anything and fails at the call).  And one addition: the seed
-generator's state is saved with the model (``model.save``, ``save_weights``) and restored
-on loading, so a loaded model goes on with the saved one's streams (Keras's layers save
-no seed state; a weights file saved with them loads into these layers too, the reverse
-does not: it lists one more variable).  The extra keyword ``bits``
-(8, 16 or 32, fastdrop's resolution of the rate: the rate used is
-``fastdrop.effective_p(rate, bits)``) is part of ``get_config``.
+a TypeError naming it (Keras fails comparing it); a seed outside [0, 2**32) is a
+ValueError naming it on every backend (Keras's jax and numpy backends raise an
+OverflowError, its torch backend takes negative seeds and fails from 2**31 on, its
+tensorflow backend takes any 64-bit value), and seeds from 2**31 work on torch too;
+`GaussianDropout` refuses ``rate=1`` (a ValueError: the noise would have infinite
+variance; Keras accepts it and divides by zero at the first training call);
+`AlphaDropout` validates ``noise_shape`` as `Dropout` does (Keras's stores anything and
+fails at the call).  And one addition: the seed generator's state is saved with the
+model (``model.save``, ``save_weights``) and restored on loading, so a loaded model goes
+on with the saved one's streams (Keras's layers save no seed state; a weights file saved
+with them loads into these layers too, the reverse does not: it lists one more
+variable).  The extra keyword ``bits`` (8, 16 or 32, fastdrop's resolution of the rate:
+the rate used is ``fastdrop.effective_p(rate, bits)``) is part of ``get_config``.
 
 Examples
 --------
@@ -110,7 +126,7 @@ __all__ = [
 ]
 
 _PACKAGE = "fastdrop"
-_SUPPORTED_BACKENDS = ("jax", "torch", "numpy")
+_SUPPORTED_BACKENDS = ("jax", "torch", "numpy", "tensorflow")
 
 
 # ---- seeds -----------------------------------------------------------------------------------
@@ -166,7 +182,8 @@ def _backend() -> str:
     name = keras.backend.backend()
     if name not in _SUPPORTED_BACKENDS:
         raise NotImplementedError(
-            f"fastdrop.keras supports the jax, torch and numpy Keras backends, not {name!r}")
+            f"fastdrop.keras supports the jax, torch, tensorflow and numpy Keras backends, "
+            f"not {name!r}")
     return name
 
 
@@ -178,6 +195,14 @@ def _check_real(value: Any, name: str) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid value received for argument `{name}`: expected a float "
                         f"between 0 and 1, got {type(value).__name__}: {value!r}")
+
+
+def _check_seed(seed: Any) -> None:
+    """A ValueError naming the seed for an int outside [0, 2**32) (Keras's own message for
+    a seed that is not an int comes from its SeedGenerator)."""
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+        raise ValueError(f"Invalid value received for argument `seed`: expected an integer "
+                         f"in [0, 2**32) (a Keras seed is 32 bits), got {seed}")
 
 
 def _check_noise_shape(noise_shape: Any) -> tuple | None:
@@ -310,11 +335,111 @@ def _jax_words(state: Any):
     return fj.stream_words(state[0], state[1])
 
 
+# ---- tensorflow: tf.numpy_function around the kernels, a custom gradient --------------------
+
+_XLA_MESSAGE = (
+    "fastdrop.keras.{layer} runs fastdrop's CPU kernels through tf.numpy_function, which XLA "
+    "cannot compile, and it is being traced for XLA (a tf.function(jit_compile=True) of "
+    "your own, or a TPU). Use jit_compile=False there: Keras's "
+    "model.compile(jit_compile=True) already falls back to False with a warning (these "
+    "layers set supports_jit=False on TensorFlow), and jit_compile='auto' never picks XLA "
+    "for a model with them.")
+
+
+def _host_kernel(op: str, cfg: tuple, x: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """One host call of the TF path: op in ("dropout", "dropout_backward", "alpha",
+    "alpha_backward", "gaussian", "gaussian_backward") on x with the state's stream."""
+    seed, stream = seed_stream(state)
+    p, noise_shape, bits = cfg
+    if op == "dropout":
+        y = _F.dropout(x, p, seed=seed, stream=stream, noise_shape=noise_shape, bits=bits)
+    elif op == "dropout_backward":
+        y = _F.dropout_backward(x, p, seed=seed, stream=stream, noise_shape=noise_shape,
+                                bits=bits)
+    elif op.endswith("_backward"):
+        y = _host_backward(op[:-len("_backward")], x, cfg, seed, stream)
+    else:
+        y = _host_forward(op, x, cfg, seed, stream)
+    return np.array(y, copy=True) if y is x else y   # never hand TF its own buffer back
+
+
+def _host_noise(dtype: np.dtype, stddev: float, state: np.ndarray,
+                shape: np.ndarray) -> np.ndarray:
+    seed, stream = seed_stream(state)
+    return _noise(tuple(int(d) for d in shape), dtype, stddev, seed, stream)
+
+
+@functools.lru_cache(maxsize=None)
+def _tf_functions():
+    """(apply, add_noise) on TensorFlow tensors, eager and inside tf.function.
+
+    ``apply(op, cfg, x, state, layer)``: the host kernel ``op`` of x (shape kept with
+    set_shape, None dimensions included), its gradient the matching backward kernel with
+    the same (seed, stream) through `tf.custom_gradient`; the backward kernels are their
+    own derivatives (diagonal), so higher derivatives work too. The state is an input of
+    the host call, so a traced step reads it when it runs (not when it is traced).
+    ``add_noise(x, stddev, state, layer)``: GaussianNoise's sum, the noise from the host
+    (its inputs are integers: nothing to differentiate), the sum by TF.
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TF without these internals: no check
+        control_flow_util = None
+
+    backward = {"dropout": "dropout_backward", "alpha": "alpha_backward",
+                "gaussian": "gaussian_backward"}
+
+    def check_not_xla(layer: str) -> None:
+        if control_flow_util is not None and control_flow_util.GraphOrParentsInXlaContext(
+                tf_ops.get_default_graph()):
+            raise NotImplementedError(_XLA_MESSAGE.format(layer=layer))
+
+    def host_call(op: str, cfg: tuple, x, state):
+        y = tf.numpy_function(functools.partial(_host_kernel, op, cfg), [x, state],
+                              x.dtype, stateful=False, name=f"fastdrop_{op}")
+        y.set_shape(x.shape)
+        return y
+
+    def apply(op: str, cfg: tuple, x, state, layer: str = "layer"):
+        check_not_xla(layer)
+        x = tf.convert_to_tensor(x)
+        state = tf.convert_to_tensor(state)
+
+        @tf.custom_gradient
+        def f(x, state):
+            y = host_call(op, cfg, x, state)
+
+            def grad(dy):
+                return apply(backward.get(op, op), cfg, dy, state, layer), None
+
+            return y, grad
+
+        return f(x, state)
+
+    def add_noise(x, stddev: float, state, layer: str = "GaussianNoise"):
+        check_not_xla(layer)
+        x = tf.convert_to_tensor(x)
+        c = _compute_dtype(x.dtype.as_numpy_dtype)
+        n = tf.numpy_function(functools.partial(_host_noise, c, stddev),
+                              [tf.convert_to_tensor(state), tf.shape(x)], tf.as_dtype(c),
+                              stateful=False, name="fastdrop_gaussian_noise")
+        n.set_shape(x.shape)
+        return tf.cast(tf.cast(x, n.dtype) + n, x.dtype)
+
+    return apply, add_noise
+
+
 # ---- the ops, per backend -------------------------------------------------------------------
 
 
-def _dropout(x: Any, rate: float, noise_shape: tuple | None, bits: int, state: Any):
+def _dropout(x: Any, rate: float, noise_shape: tuple | None, bits: int, state: Any,
+             layer: str = "Dropout"):
     name = _backend()
+    if name == "tensorflow":
+        return _tf_functions()[0]("dropout", (rate, noise_shape, bits), x, state, layer)
     if name == "jax":
         import fastdrop.jax as fj
         return fj.dropout(x, rate, seed=state[0], stream=state[1], noise_shape=noise_shape,
@@ -328,9 +453,11 @@ def _dropout(x: Any, rate: float, noise_shape: tuple | None, bits: int, state: A
                       bits=bits)
 
 
-def _affine(op: str, x: Any, cfg: tuple, state: Any):
+def _affine(op: str, x: Any, cfg: tuple, state: Any, layer: str = "AlphaDropout"):
     """Alpha ("alpha") or gaussian ("gaussian") dropout of x with the state's stream."""
     name = _backend()
+    if name == "tensorflow":
+        return _tf_functions()[0](op, cfg, x, state, layer)
     if name == "jax":
         import fastdrop.jax as fj
         p, noise_shape, bits = cfg
@@ -347,6 +474,8 @@ def _affine(op: str, x: Any, cfg: tuple, state: Any):
 
 def _add_noise(x: Any, stddev: float, state: Any):
     name = _backend()
+    if name == "tensorflow":
+        return _tf_functions()[1](x, stddev, state)
     if name == "jax":
         n = _jax_noise()(tuple(x.shape), x.dtype, stddev, _jax_words(state))
         return (x.astype(n.dtype) + n).astype(x.dtype)
@@ -374,12 +503,31 @@ def _as_seed_dtype(value: Any, dtype: str) -> np.ndarray:
     return v.astype(dtype)
 
 
-class _SeedStateSaving:
-    """Saves the SeedGenerator's state with the model (``model.save``, ``save_weights``)
+class _FastdropLayer:
+    """What the seven layers share.
+
+    Saves the SeedGenerator's state with the model (``model.save``, ``save_weights``)
     and restores it on loading, so that a loaded model draws the next streams of the saved
     one (Keras's own layers save no seed state: a loaded layer restarts at stream 0, or a
     seed-less one at a new random seed). A weights file without the state (one saved with
-    Keras's layers) loads too and leaves the state as it is."""
+    Keras's layers) loads too and leaves the state as it is.
+
+    On TensorFlow, ``supports_jit`` is False (the host call cannot be XLA-compiled), so
+    Keras's ``jit_compile="auto"`` never picks XLA for a model with these layers and an
+    explicit ``jit_compile=True`` falls back to False with Keras's warning.
+    """
+
+    def __init__(self, *args: Any, seed: int | None = None, **kwargs: Any):
+        _check_seed(seed)
+        keras_seed = seed
+        if isinstance(seed, int) and keras.backend.backend() == "torch":
+            # Keras's torch seed state is int32: give it the seed's 32 bits (as Keras's
+            # draw_seed does), so seeds in [2**31, 2**32) work there too
+            keras_seed = (seed ^ 0x80000000) - 0x80000000
+        super().__init__(*args, seed=keras_seed, **kwargs)
+        self.seed = seed
+        if keras.backend.backend() == "tensorflow":
+            self.supports_jit = False
 
     def save_own_variables(self, store: Any) -> None:
         super().save_own_variables(store)
@@ -395,7 +543,7 @@ class _SeedStateSaving:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Dropout(_SeedStateSaving, keras.layers.Dropout):
+class Dropout(_FastdropLayer, keras.layers.Dropout):
     """Drop-in for ``keras.layers.Dropout`` on fastdrop's counter-based kernels.
 
     Parameters
@@ -425,8 +573,8 @@ class Dropout(_SeedStateSaving, keras.layers.Dropout):
     Raises
     ------
     ValueError
-        rate outside [0, 1], a bad noise_shape (as Keras), a seed that is not an int, bits
-        not 8, 16 or 32.
+        rate outside [0, 1], a bad noise_shape (as Keras), a seed that is not an int in
+        [0, 2**32), bits not 8, 16 or 32.
     TypeError
         rate is not a real number.
 
@@ -457,7 +605,7 @@ class Dropout(_SeedStateSaving, keras.layers.Dropout):
     def call(self, inputs: Any, training: bool = False):
         if training and self.rate > 0:
             return _dropout(inputs, float(self.rate), self.noise_shape, self.bits,
-                            self.seed_generator.next())
+                            self.seed_generator.next(), type(self).__name__)
         return inputs
 
     def get_config(self) -> dict:
@@ -472,7 +620,7 @@ class _SpatialMixin:
             ns = _spatial_noise_shape(len(inputs.shape), getattr(self, "data_format",
                                                                  "channels_last"))
             return _dropout(inputs, float(self.rate), ns, self.bits,
-                            self.seed_generator.next())
+                            self.seed_generator.next(), type(self).__name__)
         return inputs
 
     def get_config(self) -> dict:
@@ -480,7 +628,7 @@ class _SpatialMixin:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpatialDropout1D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDropout1D):
+class SpatialDropout1D(_FastdropLayer, _SpatialMixin, keras.layers.SpatialDropout1D):
     """Drop-in for ``keras.layers.SpatialDropout1D``: drops whole 1D feature maps.
 
     Parameters
@@ -526,7 +674,7 @@ class SpatialDropout1D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpatialDropout2D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDropout2D):
+class SpatialDropout2D(_FastdropLayer, _SpatialMixin, keras.layers.SpatialDropout2D):
     """Drop-in for ``keras.layers.SpatialDropout2D``: drops whole 2D feature maps.
 
     Parameters
@@ -574,7 +722,7 @@ class SpatialDropout2D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpatialDropout3D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDropout3D):
+class SpatialDropout3D(_FastdropLayer, _SpatialMixin, keras.layers.SpatialDropout3D):
     """Drop-in for ``keras.layers.SpatialDropout3D``: drops whole 3D feature maps.
 
     Parameters
@@ -622,7 +770,7 @@ class SpatialDropout3D(_SeedStateSaving, _SpatialMixin, keras.layers.SpatialDrop
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AlphaDropout(_SeedStateSaving, keras.layers.AlphaDropout):
+class AlphaDropout(_FastdropLayer, keras.layers.AlphaDropout):
     """Drop-in for ``keras.layers.AlphaDropout`` (SELU networks) on fastdrop's kernels.
 
     Parameters
@@ -672,7 +820,7 @@ class AlphaDropout(_SeedStateSaving, keras.layers.AlphaDropout):
     def call(self, inputs: Any, training: bool = False):
         if training and self.rate > 0:
             cfg = (float(self.rate), self.noise_shape, self.bits)
-            return _affine("alpha", inputs, cfg, self.seed_generator.next())
+            return _affine("alpha", inputs, cfg, self.seed_generator.next(), "AlphaDropout")
         return inputs
 
     def get_config(self) -> dict:
@@ -680,7 +828,7 @@ class AlphaDropout(_SeedStateSaving, keras.layers.AlphaDropout):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GaussianDropout(_SeedStateSaving, keras.layers.GaussianDropout):
+class GaussianDropout(_FastdropLayer, keras.layers.GaussianDropout):
     """Drop-in for ``keras.layers.GaussianDropout``: multiplicative N(1, rate/(1-rate)) noise.
 
     Parameters
@@ -702,7 +850,7 @@ class GaussianDropout(_SeedStateSaving, keras.layers.GaussianDropout):
     ------
     ValueError
         rate outside [0, 1) (rate 1 too: Keras accepts it and divides by zero at the first
-        training call), a seed that is not an int.
+        training call), a seed that is not an int in [0, 2**32).
     TypeError
         rate is not a real number.
 
@@ -729,12 +877,13 @@ class GaussianDropout(_SeedStateSaving, keras.layers.GaussianDropout):
     def call(self, inputs: Any, training: bool = False):
         if training and self.rate > 0:
             cfg = (float(self.rate), None, 32)
-            return _affine("gaussian", inputs, cfg, self.seed_generator.next())
+            return _affine("gaussian", inputs, cfg, self.seed_generator.next(),
+                           "GaussianDropout")
         return inputs
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GaussianNoise(_SeedStateSaving, keras.layers.GaussianNoise):
+class GaussianNoise(_FastdropLayer, keras.layers.GaussianNoise):
     """Drop-in for ``keras.layers.GaussianNoise``: additive N(0, stddev**2) noise.
 
     Parameters
@@ -756,7 +905,7 @@ class GaussianNoise(_SeedStateSaving, keras.layers.GaussianNoise):
     Raises
     ------
     ValueError
-        stddev outside [0, 1], a seed that is not an int.
+        stddev outside [0, 1], a seed that is not an int in [0, 2**32).
     TypeError
         stddev is not a real number.
 

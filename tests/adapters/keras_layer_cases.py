@@ -2,7 +2,7 @@
 
 Not collected by the suite (no ``test_`` prefix): Keras fixes its backend when it is first
 imported, so `test_keras.py` runs this file in a child ``python -m pytest`` with
-``KERAS_BACKEND`` set to jax, torch or numpy (or tensorflow where it is installed). Run it
+``KERAS_BACKEND`` set to jax, torch or numpy (and tensorflow where it is installed). Run it
 by hand the same way::
 
     KERAS_BACKEND=torch python -m pytest tests/adapters/keras_layer_cases.py -q
@@ -12,7 +12,7 @@ Keras's ``run_layer_test`` (output shape, weights, seed generators, masking, the
 serialization round trip, symbolic and eager calls, a training step, mixed precision),
 rescaling, noise shapes, spatial masks, invalid arguments; and fastdrop's: every layer
 equals the public function for the Keras seed state's (seed, stream), eager, under
-``jax.jit`` and inside ``model.fit``, gradients included.
+``jax.jit`` / ``tf.function`` and inside ``model.fit``, gradients included.
 """
 import math
 import os
@@ -24,6 +24,8 @@ BACKEND = os.environ.get("KERAS_BACKEND")
 if BACKEND is None:
     pytest.skip("run by test_keras.py with KERAS_BACKEND set", allow_module_level=True)
 
+if BACKEND == "tensorflow":  # optional (CI does not install it): skip without it
+    pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import fastdrop  # noqa: E402
@@ -33,7 +35,7 @@ from _helpers import BFLOAT16, assert_bits_equal, make_x  # noqa: E402
 
 assert keras.backend.backend() == BACKEND, (keras.backend.backend(), BACKEND)
 CAN_TRAIN = BACKEND in ("jax", "torch", "tensorflow")
-DIFFERENTIABLE = BACKEND in ("jax", "torch")
+DIFFERENTIABLE = BACKEND in ("jax", "torch", "tensorflow")
 
 
 def to_np(y):
@@ -138,8 +140,11 @@ def test_is_the_keras_layer_and_has_no_weights(case):
     keras_cls = getattr(keras.layers, cls.__name__)
     assert isinstance(layer, keras_cls) and cls is not keras_cls
     assert layer.built and layer.weights == [] and layer.supports_masking
+    assert layer.supports_jit == (BACKEND != "tensorflow")  # XLA cannot run the host call
     assert [v.path for v in layer.non_trainable_variables] == [layer.seed_generator.state.path]
     assert layer.compute_output_shape((None,) + shape[1:]) == (None,) + shape[1:]
+    unknown = (None,) * (len(shape) - 1) + shape[-1:]
+    assert layer.compute_output_shape(unknown) == unknown
     zero = cls(**{**kwargs, "rate" if "rate" in kwargs else "stddev": 0})
     assert not hasattr(zero, "seed_generator")  # rate 0: no generator, as Keras
 
@@ -174,20 +179,23 @@ def test_seed_stream_mapping():
         fk.seed_stream(np.zeros(2, np.float32))
 
 
-def test_seedless_layers_follow_set_random_seed():
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_seedless_layers_follow_set_random_seed(case):
     """seed=None: Keras draws the seed from Python's random at construction, so
-    keras.utils.set_random_seed reproduces the masks; different seeds differ."""
-    x = np.ones((8, 64), np.float32)
+    keras.utils.set_random_seed reproduces the draws (of every layer: GaussianDropout and
+    GaussianNoise too); different seeds differ."""
+    _, cls, kwargs, shape, ref = case
+    x = make_x(shape, np.float32, specials=False)
     outs, seeds = [], []
     for s in (7, 7, 8):
         keras.utils.set_random_seed(s)
-        layer = fk.Dropout(0.5)
+        layer = cls(**kwargs)
         seeds.append(fk.seed_stream(layer.seed_generator)[0])
         outs.append(to_np(layer(x, training=True)))
-    np.testing.assert_array_equal(outs[0], outs[1])
+    assert_bits_equal(outs[0], outs[1])
     assert seeds[0] == seeds[1] != seeds[2] and 1 <= seeds[0] <= 10**9
     assert not np.array_equal(outs[0], outs[2])
-    assert_bits_equal(outs[0], fastdrop.dropout(x, 0.5, seed=seeds[0], stream=0))
+    assert_bits_equal(outs[0], ref(x, amount(kwargs), seeds[0], 0))
 
 
 def test_two_layers_with_the_same_seed_draw_the_same_masks():
@@ -206,6 +214,17 @@ def test_dropout_rescaling():
     y = to_np(fk.Dropout(0.5, seed=1337)(np.ones((20, 500)), training=True))
     assert abs(y.mean() - 1.0) < 0.02 and y.max() == 2.0
     assert abs((y == 0).mean() - 0.5) < 0.02 and set(np.unique(y)) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (lambda: fk.SpatialDropout1D(0.5, seed=1337), (100, 3, 100)),
+    (lambda: fk.SpatialDropout2D(0.5, "channels_first", seed=1337), (100, 100, 2, 2)),
+    (lambda: fk.SpatialDropout3D(0.5, "channels_last", seed=1337), (100, 2, 1, 2, 100))],
+    ids=["1d", "2d-first", "3d-last"])
+def test_spatial_rescaling(layer, shape):
+    """Mean 1 at rate 0.5 over 10**4 feature maps: kept maps are scaled by 2."""
+    y = to_np(layer()(np.ones(shape, np.float32), training=True))
+    assert abs(y.mean() - 1.0) < 0.03 and set(np.unique(y)) == {0.0, 2.0}
 
 
 def test_alpha_gaussian_noise_statistics():
@@ -334,6 +353,24 @@ def test_invalid_bits_and_seed(cls):
         cls(0.5, bits=12)
     with pytest.raises(ValueError, match="seed"):
         cls(0.5, seed="1")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("dropout", "gaussian", "noise")],
+                         ids=["dropout", "gaussian", "noise"])
+def test_seeds_are_32_bits_on_every_backend(case):
+    """A seed is any int in [0, 2**32) on every backend (torch's int32 state included, and
+    in the config as given); outside it, a ValueError naming the seed at construction."""
+    _, cls, kwargs, shape, ref = case
+    x = make_x(shape, np.float32)
+    for seed in (0, 2**31 + 5, 2**32 - 1):
+        layer = cls(**kwargs, seed=seed)
+        assert layer.get_config()["seed"] == seed
+        assert_bits_equal(to_np(layer(x, training=True)), ref(x, amount(kwargs), seed, 0))
+    for bad in (-1, 2**32, 2**40):
+        with pytest.raises(ValueError, match=r"`seed`.*\[0, 2\*\*32\)"):
+            cls(**kwargs, seed=bad)
+    with pytest.raises(ValueError, match="seed"):
+        cls(**kwargs, seed=1.5)
 
 
 def test_invalid_data_format():
@@ -511,6 +548,14 @@ def test_gradient_equals_fastdrop_backward(case):
 
         (_, (y, new_state)), dx = jax.jit(jax.value_and_grad(f, has_aux=True))(x, state)
         assert fk.seed_stream(new_state[0]) == (8, 1)
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt, training=True)
+        dx = tape.gradient(y, xt, output_gradients=tf.constant(g))
     else:
         import torch
 
@@ -558,6 +603,117 @@ def test_torch_double_backward():
                           (fastdrop.alpha_dropout if isinstance(layer, fk.AlphaDropout)
                            else fastdrop.gaussian_dropout)(x.detach().numpy(), 0.3, seed=2,
                                                            stream=5))
+
+
+# ---- tensorflow: tf.function, the traced seed state, XLA, higher derivatives --------------
+
+
+tf_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow")
+
+
+@tf_only
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_tf_function_reads_the_seed_state_when_it_runs(case):
+    """Keras's TF training path: the layer inside a tf.function, its SeedGenerator state a
+    tf.Variable. One trace, and each run takes the next stream (the state is read when
+    the step runs, not frozen at tracing): steps 0, 1, 2 equal fastdrop's streams 0, 1, 2;
+    None dimensions (an input_signature) keep their static shape."""
+    import tensorflow as tf
+
+    _, cls, kwargs, shape, ref = case
+    layer = cls(**kwargs, seed=2**31 + 11)
+    spec = tf.TensorSpec((None,) * (len(shape) - 1) + shape[-1:], tf.float32)
+    step = tf.function(lambda x: layer(x, training=True), input_signature=[spec])
+    assert step.get_concrete_function().structured_outputs.shape.as_list() == spec.shape
+    for n, s in enumerate([shape, (shape[0] + 1,) + shape[1:], shape]):
+        x = make_x(s, np.float32, seed=n)
+        assert_bits_equal(to_np(step(x)), ref(x, amount(kwargs), 2**31 + 11, n))
+        assert fk.seed_stream(layer.seed_generator) == (2**31 + 11, n + 1)
+    assert step.experimental_get_tracing_count() == 1
+
+
+@tf_only
+def test_tf_function_steps_differ_and_replay_with_set_random_seed():
+    import tensorflow as tf
+
+    x = np.ones((16, 32), np.float32)
+
+    def two_steps():
+        layer = fk.Dropout(0.5)  # seed-less: drawn from Python's random
+        step = tf.function(lambda x: layer(x, training=True))
+        return [to_np(step(x)) for _ in range(2)]
+
+    keras.utils.set_random_seed(3)
+    a = two_steps()
+    keras.utils.set_random_seed(3)
+    b = two_steps()
+    assert not np.array_equal(a[0], a[1])
+    for u, v in zip(a, b):
+        assert_bits_equal(u, v)
+
+
+@tf_only
+def test_tf_xla_is_refused_by_name_and_keras_falls_back():
+    """XLA cannot compile the host call: a tf.function(jit_compile=True) raises a
+    NotImplementedError naming the layer and the remedy at tracing; Keras's
+    compile(jit_compile=True) falls back to False (supports_jit=False) and trains."""
+    import tensorflow as tf
+
+    layer = fk.AlphaDropout(0.3, seed=1)
+    with pytest.raises(NotImplementedError, match="AlphaDropout.*XLA.*jit_compile=False"):
+        tf.function(lambda x: layer(x, training=True), jit_compile=True)(
+            np.ones((2, 3), np.float32))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                              fk.Dropout(0.5, seed=1), keras.layers.Dense(1)])
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    assert model.jit_compile is False
+    model.fit(np.ones((8, 4), np.float32), np.ones((8, 1), np.float32), batch_size=4,
+              epochs=1, verbose=0)
+    assert fk.seed_stream(model.layers[1].seed_generator) == (1, 2)  # two steps
+
+
+@tf_only
+def test_tf_export_and_tf_data(tmp_path):
+    """model.export (a SavedModel of the inference graph: no host call in it) serves the
+    model's predictions; the layer maps a tf.data pipeline (a graph of its own)."""
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4),
+                              fk.Dropout(0.5, seed=1), fk.GaussianNoise(0.2, seed=2),
+                              keras.layers.Dense(1)])
+    x = make_x((3, 5), np.float32, specials=False)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "exported"))  # keep it: it owns the weights
+    served = loaded.serve(x)
+    np.testing.assert_allclose(to_np(served), to_np(model(x)), rtol=1e-6)
+    layer = fk.Dropout(0.5, seed=3)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(3).map(lambda t: layer(t, training=True))
+    assert_bits_equal(next(iter(ds)).numpy(), fastdrop.dropout(x, 0.5, seed=3, stream=0))
+
+
+@tf_only
+@pytest.mark.parametrize("cls,backward", [
+    (fk.Dropout, fastdrop.dropout_backward), (fk.AlphaDropout, fastdrop.alpha_dropout_backward),
+    (fk.GaussianDropout, fastdrop.gaussian_dropout_backward)])
+def test_tf_second_derivative(cls, backward):
+    """The gradient's own gradient (with respect to the incoming gradient) is the backward
+    kernel again, with the same stream: nested GradientTapes, as tf users take them."""
+    import tensorflow as tf
+
+    layer = cls(0.3, seed=2)
+    x = tf.constant(make_x((3, 7), np.float64, specials=False))
+    dy = tf.constant(make_x((3, 7), np.float64, seed=1, specials=False))
+    w = make_x((3, 7), np.float64, seed=2, specials=False)
+    with tf.GradientTape() as outer:
+        outer.watch(dy)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = layer(x, training=True)
+        dx = inner.gradient(y, x, output_gradients=dy)
+    ddy = outer.gradient(dx, dy, output_gradients=tf.constant(w))
+    assert_bits_equal(to_np(dx), backward(to_np(dy), 0.3, seed=2, stream=0))
+    assert_bits_equal(to_np(ddy), backward(w, 0.3, seed=2, stream=0))
 
 
 # ---- the docs -----------------------------------------------------------------------------

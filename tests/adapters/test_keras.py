@@ -2,11 +2,11 @@
 
 Keras fixes its backend when it is first imported (``KERAS_BACKEND``), so the cases live
 in `keras_layer_cases.py` and run here in one child ``python -m pytest`` per backend (jax,
-torch, numpy), next to a child running
+torch, numpy, and tensorflow where it is installed: CI does not install it, so that one
+is an optional test that skips), next to a child running
 ``examples/keras_rate_sweep.py --quick``. The children start together, when the first test
 of this file asks for them, and each test waits for its own and checks it. Skipped
-without keras. On tensorflow (not supported yet) a test checks that a training call
-says so, where tensorflow is installed.
+without keras.
 """
 import importlib.util
 import os
@@ -27,9 +27,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CASES = HERE / "keras_layer_cases.py"
 # backend -> the module it needs
-BACKENDS = {"jax": "jax", "torch": "torch", "numpy": "numpy"}
+BACKENDS = {"jax": "jax", "torch": "torch", "numpy": "numpy", "tensorflow": "tensorflow"}
 # the fewest cases each backend must pass (numpy skips training, jit and gradients)
-MIN_PASSED = {"jax": 180, "torch": 170, "numpy": 150}
+MIN_PASSED = {"jax": 180, "torch": 170, "numpy": 150, "tensorflow": 190}
 TIMEOUT_S = 300
 
 
@@ -95,6 +95,10 @@ def test_keras_layers_on_backend(children, backend):
     rc, log = children[backend].result()
     tail = log[-6000:]
     assert rc is not None, f"KERAS_BACKEND={backend}: no result in {TIMEOUT_S} s\n{tail}"
+    # installed but not importable (find_spec found it): the cases skip themselves
+    skipped = re.search(r"^SKIPPED \[1\] .*(could not import 'tensorflow'.*)$", log, re.M)
+    if backend == "tensorflow" and rc == 5 and skipped:
+        pytest.skip(skipped.group(1)[:300])
     assert rc == 0, f"KERAS_BACKEND={backend}: the cases failed (rc={rc})\n{tail}"
     summary = re.findall(r"(\d+) passed", log)
     assert summary and int(summary[-1]) >= MIN_PASSED[backend], tail
@@ -122,26 +126,3 @@ def test_rate_sweep_quick_mode(children):
     assert table[0.9][1] < table[0.0][1] and table[0.9][2] > table[0.0][2]
     png = children["sweep"].plot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-
-
-TF_SCRIPT = """
-import numpy as np, keras, fastdrop.keras as fk
-layer = fk.Dropout(0.5, seed=1)
-x = np.ones((2, 3), np.float32)
-assert np.array_equal(keras.ops.convert_to_numpy(layer(x)), x)   # inference works
-try:
-    layer(x, training=True)
-except NotImplementedError as exc:
-    assert "tensorflow" in str(exc), exc
-    print("REFUSED")
-"""
-
-
-def test_tensorflow_backend_is_refused_by_name(tmp_path):
-    """fastdrop.keras has no tensorflow path: inference passes through, a training call
-    is a NotImplementedError naming the backend (skipped without tensorflow)."""
-    if not _installed("tensorflow"):
-        pytest.skip("tensorflow is not installed")
-    child = _Child("tensorflow", "tensorflow", ["-c", TF_SCRIPT], tmp_path)
-    rc, log = child.result()
-    assert rc == 0 and "REFUSED" in log, log[-4000:]
