@@ -15,27 +15,29 @@ op is mathematically (docs/adapters.md, the JAX section's "Design"):
   ``lax.scan`` all work, to any order, and nothing is saved for the backward pass but the
   four uint32 words of (seed, stream).
 - the kernels run on the host: eagerly straight on the JAX buffers (zero copy), under
-  ``jit`` from a ``jax.pure_callback`` (``_lower_callback``, the one function an XLA FFI
-  lowering replaces; each op's host call is one small ``_kernel_*`` function).
+  ``jit`` as XLA FFI custom calls (``_lower``: targets ``fastdrop_<op>_v1`` of
+  fastdrop._cpu._xla, C handlers against XLA's vendored FFI C API, run on XLA's threads
+  without the GIL and writing XLA's buffers in place), or, as a fallback that warns
+  (`FallbackWarning`, `lowering_route`), from a ``jax.pure_callback``
+  (``_lower_callback``; each op's host call is one small ``_kernel_*`` function).
 
 Results equal the NumPy API (``fastdrop.dropout`` ...) on the same data bit for bit,
 eagerly and under ``jit``.
 
 Limits (see docs/adapters.md):
 
-- host callback: under ``jit`` each call leaves the compiled program for a host round trip
-  (XLA hands the buffer to Python and copies the result back); XLA cannot fuse it with
-  neighbouring operations. CPU only: on a GPU backend the callback would copy device ->
-  host -> device.
-- ``jax.export`` is refused with a NotImplementedError naming the reason (XLA cannot
-  serialize host callbacks; the XLA FFI route of issue 16 will lift it).
+- the custom calls are opaque to XLA (no fusion with neighbouring operations). CPU only:
+  on a GPU backend the callback would copy device -> host -> device.
+- ``jax.export`` needs ``disabled_checks=export_checks()`` (JAX serializes only the
+  custom calls it knows to be stable); the calls that fall back to the callback are
+  refused with a NotImplementedError naming the reason.
 - sharding: under ``jit``, inputs sharded over Explicit mesh axes run in a
   ``jax.shard_map`` where each device computes its shard as the block of the global array
   (``block=``): equal to the unsharded result bit for bit, in the input's sharding. In
   your own ``shard_map``, pass ``block=shard_block(x, global_shape, spec)``. Auto mesh
-  axes outside shard_map are gathered to one device for the callback.
-- ``vmap``: the callback is called once with the whole batch and loops over it on the
-  host; each batch element gets exactly what the unbatched call gives for its own
+  axes outside shard_map are gathered to one device for the custom call.
+- ``vmap``: the custom call (or the callback) is called once with the whole batch and
+  loops over it; each batch element gets exactly what the unbatched call gives for its own
   (seed, stream), so ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different
   masks.
 - ``seed`` and ``stream`` may be Python ints (unsigned 64-bit), concrete integer arrays
@@ -48,6 +50,8 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -63,7 +67,8 @@ from ._core.interop import aligned_empty, jax_platform
 
 __all__ = ["dropout", "dropout_backward", "alpha_dropout", "alpha_dropout_backward",
            "gaussian_dropout", "gaussian_dropout_backward", "bias_dropout_add",
-           "bias_dropout_add_backward", "shard_block", "stream_words"]
+           "bias_dropout_add_backward", "shard_block", "stream_words", "lowering_route",
+           "lowering_reason", "export_checks", "FallbackWarning"]
 
 _SUPPORTED = ("float16", "bfloat16", "float32", "float64")
 
@@ -318,17 +323,285 @@ def _callback(*operands, op, cfg):
 
 
 def _lower_callback(ctx, *operands, op, cfg):
-    """The lowering under jit: a host callback (jax.pure_callback) into `_host`. An XLA FFI
-    lowering (issue 16, item 1) registers in its place, op by op."""
+    """The fallback lowering: a host callback (jax.pure_callback) into `_host`."""
     params = getattr(ctx.module_context, "lowering_parameters", None)
     if getattr(params, "for_export", False):
         raise NotImplementedError(
-            "fastdrop.jax cannot be exported (jax.export): its kernels run through a host "
-            "callback (jax.pure_callback), which XLA cannot serialize; the XLA FFI route "
-            "(issue 16) will lift this. Export a model without fastdrop dropout (e.g. at "
-            "inference, training=False / deterministic=True, where no kernel runs).")
+            f"fastdrop.jax cannot export this call (jax.export): {op} "
+            f"{_fallback_reason(op, cfg)} runs through a host callback (jax.pure_callback), "
+            f"which XLA cannot serialize; the XLA FFI route (lowering_route()) exports. "
+            f"Export a model without this call (e.g. at inference, training=False / "
+            f"deterministic=True, where no kernel runs).")
     return mlir.lower_fun(functools.partial(_callback, op=op, cfg=cfg),
                           multiple_results=True)(ctx, *operands)
+
+
+# ---- the XLA FFI lowering: XLA custom calls into fastdrop._cpu._xla ------------------------
+#
+# The handlers are C functions written against XLA's stable FFI C API (a header vendored
+# from jaxlib: fastdrop/_cpu/src/xla_ffi_c_api.h), built with fastdrop's other kernels; they
+# run on XLA's threads without the GIL and write XLA's result buffers in place. The
+# attributes are computed here by fastdrop._core.contract (thresholds, scales, alpha and
+# gaussian constants), so the kernels get the NumPy API's own numbers.
+
+try:  # the extension is part of fastdrop's build; a build without it falls back
+    from ._cpu import _xla
+except ImportError as _exc:  # pragma: no cover - a partial build
+    _xla = None
+    _FFI_ERROR = f"fastdrop._cpu._xla did not import ({_exc})"
+else:
+    _FFI_ERROR = None
+
+_FFI_TARGETS: dict = {}   # op -> registered target name
+_WARNED: set = set()      # the fallback reasons already warned about
+
+
+class FallbackWarning(UserWarning):
+    """Warned (once per op and reason) when a fastdrop.jax call is lowered under ``jit``
+    to a host callback (``jax.pure_callback``) instead of an XLA custom call.
+
+    Parameters
+    ----------
+    message : str
+        The op and the reason (as `lowering_reason` gives it).
+
+    Raises
+    ------
+    Nothing: a warning class (``warnings.simplefilter("error", FallbackWarning)`` turns
+    it into an exception).
+
+    Examples
+    --------
+    >>> import warnings, fastdrop.jax as fj
+    >>> issubclass(fj.FallbackWarning, UserWarning)
+    True
+    """
+
+
+def _ffi_threads() -> int:
+    """The handlers' thread cap: fastdrop._cpu.backend's policy for n_threads=None
+    (OMP_NUM_THREADS, else the usable CPUs, affinity and cgroup quota included; 1 in a
+    forked child of a process that ran threads)."""
+    from ._core.threads import current_default
+    from ._cpu import _openmp_helpers, backend
+
+    policy = backend.thread_policy()
+    if policy["single"]:
+        return 1
+    n = current_default()
+    t = max(1, _openmp_helpers.omp_max_threads()) if n is None else n
+    return max(1, min(t, policy["cpus"]))
+
+
+def _after_fork_in_child() -> None:
+    # libgomp's threads do not survive fork: after a handler ran a parallel region, the
+    # child's handlers run on one thread (as fastdrop._cpu.backend does for its kernels)
+    if _xla is not None:
+        _xla.set_threads(1 if _xla.parallel_ran() else _ffi_threads())
+
+
+def _register_ffi() -> None:
+    global _FFI_ERROR
+    if _xla is None:
+        return
+    try:
+        for name, capsule in _xla.capsules().items():
+            jax.ffi.register_ffi_target(name, capsule, platform="cpu", api_version=1)
+    except Exception as exc:  # an XLA that refuses the targets: the callback serves
+        _FFI_ERROR = f"jax.ffi.register_ffi_target failed ({type(exc).__name__}: {exc})"
+        return
+    _FFI_TARGETS.update(_xla.TARGETS)
+    _xla.set_threads(_ffi_threads())
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _fallback_reason(op: str, cfg: _Cfg) -> str | None:
+    """Why this call cannot take the XLA FFI route (None: it can)."""
+    if _FFI_ERROR is not None or op not in _FFI_TARGETS:
+        return f"(the XLA FFI targets are not available: {_FFI_ERROR})"
+    if _FORCE_CALLBACK:
+        return "(FASTDROP_JAX_CALLBACK=1)"
+    return None
+
+
+def _ffi_attrs(op: str, cfg: _Cfg, core_shape: tuple) -> dict | None:
+    """The custom call's attributes, or None when the call takes the callback (the
+    gradient of a one-column bias: NumPy sums it pairwise, the handler row by row)."""
+    from ._core import contract as C
+    from ._cpu._dropout import Op
+
+    full_shape = tuple(cfg.global_shape if cfg.global_shape is not None else core_shape)
+    noise = (None if cfg.noise_shape is None or tuple(cfg.noise_shape) == full_shape
+             else tuple(cfg.noise_shape))
+    if op == "bda_backward" and cfg.has_bias and core_shape and core_shape[-1] == 1:
+        return None
+    bits = 32 if op.startswith("gaussian") else cfg.bits
+    t = 0 if op.startswith("gaussian") else C.threshold(cfg.p, bits)
+    full = 1 << bits
+    kop, scale, a, c, d = int(Op.OP_DROPOUT), 1.0, 0.0, 0.0, 0.0
+    if op in ("dropout", "dropout_backward", "bda", "bda_backward"):
+        scale = 1.0 if cfg.mode == "classic" else C.inverted_scale(t, bits)
+    elif op == "alpha":
+        if 0 < t < full:
+            kop = int(Op.OP_ALPHA)
+            a, c, d = C.alpha_constants(t, bits)
+    elif op == "alpha_backward":
+        scale = 1.0 if t == 0 else C.alpha_constants(t, bits)[0]
+    else:  # gaussian and its backward
+        kop, scale = int(Op.OP_GAUSS), C.gaussian_sigma(cfg.p)
+    attrs = dict(kop=np.int64(kop), t=np.int64(t), bits=np.int64(bits),
+                 scale=np.float64(scale), a=np.float64(a), c=np.float64(c),
+                 d=np.float64(d), has_bias=np.int64(cfg.has_bias))
+    if cfg.global_shape is not None:  # the origin operand follows the words
+        attrs["has_block"] = np.int64(1)
+        if len(core_shape):
+            attrs["gshape"] = np.asarray(cfg.global_shape, np.int64)
+    if noise is not None:  # dropout and alpha dropout (the others have no noise_shape)
+        attrs["noise"] = np.asarray(noise, np.int64)
+    return attrs
+
+
+def _route(op: str, cfg: _Cfg, core_shape: tuple) -> tuple[str, str | None]:
+    reason = _fallback_reason(op, cfg)
+    if reason is None and _ffi_attrs(op, cfg, core_shape) is None:
+        reason = "with a one-column bias (NumPy sums its gradient pairwise)"
+    return ("callback", reason) if reason else ("xla_ffi", None)
+
+
+def _lower(ctx, *operands, op, cfg):
+    """The lowering under jit: an XLA custom call (stablehlo.custom_call of a
+    fastdrop._cpu._xla target) where the call allows it, else a host callback, with a
+    FallbackWarning once per reason."""
+    x_aval = ctx.avals_in[0]
+    core_shape = tuple(x_aval.shape[len(x_aval.shape) - cfg.core_ndim:])
+    route, reason = _route(op, cfg, core_shape)
+    if route == "callback":
+        if (op, reason) not in _WARNED and not _FORCE_CALLBACK:
+            _WARNED.add((op, reason))
+            warnings.warn(f"fastdrop.jax: {op} {reason} is lowered to a host callback "
+                          f"(jax.pure_callback): a host round trip per call, and "
+                          f"jax.export refuses it", FallbackWarning, stacklevel=2)
+        return _lower_callback(ctx, *operands, op=op, cfg=cfg)
+    attrs = _ffi_attrs(op, cfg, core_shape)
+    aliases = {0: 0} if _ALIAS_X and op != "bda_backward" else None
+    return jax.ffi.ffi_lowering(_FFI_TARGETS[op], operand_output_aliases=aliases)(
+        ctx, *operands, **attrs)
+
+
+def export_checks() -> list:
+    """The ``disabled_checks`` that let ``jax.export`` serialize fastdrop's custom calls.
+
+    JAX exports only the custom call targets it knows to be stable; fastdrop's targets
+    (``fastdrop_<op>_v1``) keep their operands and attributes for as long as their name
+    (a change gets a new version). The program that deserializes the export must have
+    imported ``fastdrop.jax`` (which registers the targets with XLA).
+
+    Parameters
+    ----------
+    None
+
+    Returns
+    -------
+    list of jax.export.DisabledSafetyCheck
+        One per target (empty in a build without the FFI handlers).
+
+    Raises
+    ------
+    Nothing.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, fastdrop.jax as fj
+    >>> f = jax.jit(lambda x: fj.dropout(x, 0.5, seed=42))
+    >>> exp = jax.export.export(f, disabled_checks=fj.export_checks())(jnp.ones(8))
+    >>> jax.export.deserialize(exp.serialize()).call(jnp.ones(8))
+    Array([2., 2., 0., 0., 0., 0., 2., 0.], dtype=float32)
+    """
+    return [jax.export.DisabledSafetyCheck.custom_call(t) for t in _xla.TARGETS.values()] \
+        if _xla is not None else []
+
+
+def lowering_route(op: str = "dropout", **config) -> str:
+    """How calls are lowered under ``jit``: ``"xla_ffi"`` (an XLA custom call into
+    fastdrop's C kernels: no host round trip, exportable) or ``"callback"`` (a
+    ``jax.pure_callback`` into the same kernels).
+
+    Parameters
+    ----------
+    op : str
+        One of "dropout", "dropout_backward", "alpha", "alpha_backward", "gaussian",
+        "gaussian_backward", "bda", "bda_backward".
+    **config
+        p, bits, mode, noise_shape, has_bias, shape (of x), as the call would have them;
+        the defaults are a plain call.
+
+    Returns
+    -------
+    str
+        "xla_ffi" or "callback". The reason of a callback is in `lowering_reason`.
+
+    Raises
+    ------
+    ValueError
+        An unknown op, or a bad noise_shape for the shape.
+
+    Examples
+    --------
+    >>> import fastdrop.jax
+    >>> fastdrop.jax.lowering_route()
+    'xla_ffi'
+    >>> fastdrop.jax.lowering_route("bda_backward", has_bias=True, shape=(4, 1))
+    'callback'
+    """
+    return _route_of(op, config)[0]
+
+
+def lowering_reason(op: str = "dropout", **config) -> str | None:
+    """Why `lowering_route` says "callback" for this call.
+
+    Parameters
+    ----------
+    op, **config
+        As in `lowering_route`.
+
+    Returns
+    -------
+    str or None
+        The reason; None when the call is lowered to the XLA custom call.
+
+    Raises
+    ------
+    ValueError
+        As `lowering_route`.
+
+    Examples
+    --------
+    >>> import fastdrop.jax
+    >>> fastdrop.jax.lowering_reason() is None
+    True
+    >>> fastdrop.jax.lowering_reason("bda_backward", has_bias=True, shape=(4, 1))
+    'with a one-column bias (NumPy sums its gradient pairwise)'
+    """
+    return _route_of(op, config)[1]
+
+
+def _route_of(op: str, config: dict) -> tuple[str, str | None]:
+    if op not in _KERNELS:
+        raise ValueError(f"op must be one of {sorted(_KERNELS)}, got {op!r}")
+    shape = tuple(config.pop("shape", (8,)))
+    noise = config.pop("noise_shape", None)
+    cfg = _Cfg(p=float(config.pop("p", 0.5)), core_ndim=len(shape),
+               noise_shape=None if noise is None else check_noise_shape(noise, shape),
+               **config)
+    return _route(op, cfg, shape)
+
+
+# FASTDROP_JAX_CALLBACK=1: every call takes the host callback (for comparisons)
+_FORCE_CALLBACK = os.environ.get("FASTDROP_JAX_CALLBACK", "").strip() not in ("", "0")
+# the output aliases x (operand 0): XLA writes in place where x is dead afterwards (a
+# donated argument, an intermediate), and copies x first where it is still needed
+_ALIAS_X = os.environ.get("FASTDROP_JAX_ALIAS", "1").strip() not in ("", "0")
 
 
 # -- autodiff: the tangent of an op is its linear part applied to the tangent; the transpose
@@ -391,6 +664,8 @@ def _batch(operands, dims, *, op, cfg):
 _call_p.def_impl(_impl)
 _call_p.def_abstract_eval(_abstract_eval)
 mlir.register_lowering(_call_p, _lower_callback)
+mlir.register_lowering(_call_p, _lower, platform="cpu")
+_register_ffi()
 ad.primitive_jvps[_call_p] = _jvp
 ad.primitive_transposes[_call_p] = _transpose
 batching.primitive_batchers[_call_p] = _batch

@@ -152,8 +152,8 @@ def _jax_to_numpy(a, name: str, writable: bool) -> np.ndarray:
     jax = sys.modules["jax"]
     if isinstance(a, jax.core.Tracer):
         raise TypeError(f"{name} is a traced JAX value (inside jit, grad or vmap); "
-                        f"use fastdrop.jax.dropout, which calls the kernels from a "
-                        f"jax.pure_callback")
+                        f"use fastdrop.jax.dropout, which runs the kernels inside the "
+                        f"compiled program (an XLA FFI custom call)")
     if writable:
         raise TypeError(f"{name} cannot be a JAX array: JAX arrays are immutable; call "
                         f"without {name}= and use the returned array")

@@ -95,7 +95,6 @@ ctypedef fused real_t:
     fd_bf16
 
 cdef enum:
-    MAX_DIMS = 64
     SUB = 2048            # elements per draw buffer (a multiple of 8)
     FAST_SUB = 256        # elements per draw buffer of the fused path: one 16-bit tile
     CHUNK = 16 * SUB      # elements per unit of thread work (a multiple of 8)
@@ -107,59 +106,11 @@ cdef enum:
     # 2^16 on 2 threads was 3-160x slower than on one under every wait policy tried.
     GRAIN = 4 * CHUNK     # 131072 elements
 
-# the op and keep-source numbers are fastdrop._core.ops' Op and Keep (fastdrop._cpu.backend
-# checks them at import)
-cpdef enum Op:
-    OP_DROPOUT = 0    # y = x * s where kept, else +0
-    OP_BDA = 1        # y = r + ((x + b) * s where kept, else +0)
-    OP_ALPHA = 2      # y = x * a + c where kept, else d
-    OP_MASK = 3       # no y: only the mask outputs
-    OP_GAUSS = 4      # y = x * g, g = 1 + s * z (z: normal deviate of word i; fd_normal.h)
-    OP_NORMAL = 5     # y = z rounded to y's dtype (no x)
-
-cpdef enum KeepSource:
-    KS_DRAWS = 0      # Philox draws of the logical indices, compared with t
-    KS_PACKED = 1     # a packed mask, bit i for logical element i
-    KS_FLAGS = 2      # a bool operand with (broadcast) strides
+# Op, KeepSource, MAX_DIMS and the Plan struct are declared in _dropout.pxd (shared with
+# fastdrop._cpu._xla, the XLA FFI handlers).
 DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 cdef int _HAS_F16C = fd_cpu_has_f16c()
 HAS_F16C = bool(_HAS_F16C)  # float16 takes the fused path only with F16C
-
-cdef struct Plan:
-    int op
-    int ks
-    int bits
-    int nd
-    int none_kept
-    int stream_stores
-    int gmap              # draws follow sg (a block of a larger array), not pos
-    int fused             # the fused AVX2 paths (fd_fused.h): 1 _chunk_fused, 2 _chunk_fused_bda
-    uint32_t t
-    uint64_t n
-    uint64_t seed
-    uint64_t stream
-    uint64_t offset       # draw index of element 0 (gmap: its global index)
-    double s
-    double a
-    double c
-    double d
-    int64_t shape[MAX_DIMS]
-    char* y
-    const char* x
-    const char* b
-    const char* r
-    const uint8_t* f
-    int64_t sy[MAX_DIMS]
-    int64_t sx[MAX_DIMS]
-    int64_t sb[MAX_DIMS]
-    int64_t sr[MAX_DIMS]
-    int64_t sf[MAX_DIMS]
-    uint64_t sg[MAX_DIMS]  # draw-index strides (elements) of a block's axes in the global
-                           # array: up to 2^63 and more, so unsigned (arithmetic mod 2^64)
-    const uint8_t* packed_in
-    uint8_t* packed_out
-    uint8_t* bool_out
-
 
 # ---- per-segment element loops (strides in elements; 1 = contiguous) -------------
 
@@ -446,8 +397,11 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     cdef int bits = 16 if from_mask else P.bits  # bits=8: byte draws (fd_keep16 reads them)
     cdef uint32_t t = 1 if from_mask else P.t
     cdef int none = 0 if from_mask else P.none_kept
+    # one Philox tile per run: 256 16-bit draws, 512 8-bit ones (in the same 1 KB buffer;
+    # a run of 256 would make a whole tile and use half of it)
+    cdef int64_t sub = 2 * FAST_SUB if bits == 8 else FAST_SUB
     while pos < b:
-        m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
+        m = <int64_t>(b - pos if b - pos < <uint64_t>sub else sub)
         if from_mask:
             _draws_from_packed(P.packed_in, pos, <uint64_t>m, d16)
         else:
@@ -479,9 +433,11 @@ cdef void _chunk_fused_bda(real_t* tag, const Plan* P, uint64_t a, uint64_t b) n
     cdef int nd = P.nd, dd
     cdef int64_t cols = P.shape[nd - 1], seg, k, m, ox, oy, ob, orr
     cdef uint64_t pos = a
+    # one Philox tile per run: 256 16-bit draws, or 512 8-bit ones widened to 16 bits
+    cdef int64_t sub = 2 * FAST_SUB if P.bits == 8 else FAST_SUB
     _unravel(P, a, idx)
     while pos < b:
-        m = <int64_t>(b - pos if b - pos < FAST_SUB else FAST_SUB)
+        m = <int64_t>(b - pos if b - pos < <uint64_t>sub else sub)
         _fused_draws(P, pos, m, draws)
         if P.packed_out != NULL:  # the mask only (no x, no y)
             fd_fused_f32(d16, draws, _cmp_bits(P), P.t, P.none_kept, NULL, NULL,
@@ -638,7 +594,7 @@ cdef enum:
     NPY_WRITEABLE = 0x0400
 
 
-cdef void _choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcept:
+cdef void _choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcept nogil:
     """The plan's non-temporal stores, none_kept and fused path (fd_fused.h) from its
     op, dtype code, keep source and strides: the same decision for every caller."""
     cdef int64_t isz = 8 if code == 1 else 4 if code == 0 else 2
@@ -647,19 +603,19 @@ cdef void _choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcep
         P.n * isz >= STREAM_MIN_BYTES
     # the fused path: contiguous rows (one coalesced axis), flags from the draws, dropout
     # or the packed mask only, and the AVX2 level selected (float16 also needs F16C)
-    P.fused = (FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+    P.fused = (FD_HAVE_FUSED and simd_level() >= FD_SIMD_AVX2 and not P.gmap
                and P.ks == KS_DRAWS and not has_bool_out and (code != 2 or _HAS_F16C)
                and nd == 1
                and (P.op == OP_MASK or (P.op == OP_DROPOUT and P.sx[0] == isz
                                         and P.sy[0] == isz)))
     # and dropout (its backward) from a packed mask, rows contiguous: the mask's bits as
     # the fused kernels' draws (_draws_from_packed)
-    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+    if (not P.fused and FD_HAVE_FUSED and simd_level() >= FD_SIMD_AVX2 and not P.gmap
             and P.ks == KS_PACKED and P.op == OP_DROPOUT and (code != 2 or _HAS_F16C)
             and nd == 1 and P.sx[0] == isz and P.sy[0] == isz):
         P.fused = 1
     # and bias-dropout-add of float32/float64 with contiguous rows (any number of rows)
-    if (not P.fused and FD_HAVE_FUSED and simd_level() == FD_SIMD_AVX2 and not P.gmap
+    if (not P.fused and FD_HAVE_FUSED and simd_level() >= FD_SIMD_AVX2 and not P.gmap
             and P.op == OP_BDA and P.ks == KS_DRAWS and not has_bool_out and code <= 1
             and P.sx[nd - 1] == isz and P.sy[nd - 1] == isz and P.sr[nd - 1] == isz
             and (not has_b or P.sb[nd - 1] == isz)):
@@ -677,6 +633,32 @@ cdef inline void _chunks(const Plan* P, int code, uint64_t lo, uint64_t hi) noex
         _chunk(<fd_bf16*>NULL, P, lo, hi)
 
 
+cdef inline int _grain_workers(uint64_t n, int n_threads) noexcept nogil:
+    """n_threads capped by the grain: at most one thread per GRAIN elements."""
+    cdef uint64_t most = n // GRAIN if n >= GRAIN else 1  # the grain's cap
+    return n_threads if <uint64_t>n_threads <= most else <int>most
+
+
+cdef void _run_chunks(const Plan* P, int code, Py_ssize_t c0, Py_ssize_t c1,
+                      int workers) noexcept nogil:
+    """Chunks c0 .. c1-1 of the plan on `workers` threads (one: no parallel region)."""
+    cdef uint64_t n = P.n
+    cdef Py_ssize_t ci
+    cdef uint64_t lo, hi
+    if workers <= 1:
+        for ci in range(c0, c1):
+            lo = <uint64_t>ci * CHUNK
+            hi = lo + CHUNK if lo + CHUNK < n else n
+            _chunks(P, code, lo, hi)
+    else:
+        for ci in prange(c0, c1, schedule="static", num_threads=workers):
+            lo = <uint64_t>ci * CHUNK
+            hi = lo + CHUNK
+            if hi > n:
+                hi = n
+            _chunks(P, code, lo, hi)
+
+
 cdef int _execute(const Plan* P, int code, int n_threads) except -1:
     """Run a complete plan of P.n > 0 elements on up to n_threads threads: one chunk of
     CHUNK elements per unit of work, at most one thread per GRAIN elements,
@@ -684,29 +666,34 @@ cdef int _execute(const Plan* P, int code, int n_threads) except -1:
     within milliseconds; the chunks, hence the result, are the same).  One worker runs no
     parallel region at all."""
     cdef uint64_t n = P.n
-    cdef Py_ssize_t ci, c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
-    cdef uint64_t most = n // GRAIN if n >= GRAIN else 1  # the grain's cap
-    cdef int workers = n_threads if <uint64_t>n_threads <= most else <int>most
-    cdef uint64_t lo, hi
+    cdef Py_ssize_t c0 = 0, c1, n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
+    cdef int workers = _grain_workers(n, n_threads)
     while c0 < n_chunks:
         c1 = c0 + SIGNAL_CHUNKS if n_chunks - c0 > SIGNAL_CHUNKS else n_chunks
-        if workers <= 1:
-            with nogil:
-                for ci in range(c0, c1):
-                    lo = <uint64_t>ci * CHUNK
-                    hi = lo + CHUNK if lo + CHUNK < n else n
-                    _chunks(P, code, lo, hi)
-        else:
-            for ci in prange(c0, c1, nogil=True, schedule="static", num_threads=workers):
-                lo = <uint64_t>ci * CHUNK
-                hi = lo + CHUNK
-                if hi > n:
-                    hi = n
-                _chunks(P, code, lo, hi)
+        with nogil:
+            _run_chunks(P, code, c0, c1, workers)
         c0 = c1
         if c0 < n_chunks:
             PyErr_CheckSignals()
     return 0
+
+
+# ---- the nogil entry (_dropout.pxd): for callers on threads without the GIL -------------
+
+cdef void plan_choose_path(Plan* P, int code, bint has_bool_out, bint has_b) noexcept nogil:
+    """_choose_path: the plan's stores and fused path (call once the plan is filled in)."""
+    _choose_path(P, code, has_bool_out, has_b)
+
+
+cdef int plan_run_nogil(const Plan* P, int code, int n_threads) noexcept nogil:
+    """Run a complete plan of P.n > 0 elements on up to n_threads threads (capped by the
+    grain, as _execute), without the GIL and without looking at signals (XLA's threads:
+    fastdrop._cpu._xla).  Returns the number of threads it ran on."""
+    cdef uint64_t n = P.n
+    cdef Py_ssize_t n_chunks = <Py_ssize_t>((n + CHUNK - 1) // CHUNK)
+    cdef int workers = _grain_workers(n, n_threads)
+    _run_chunks(P, code, 0, n_chunks, workers)
+    return workers if workers > 1 else 1
 
 
 def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None, f=None,

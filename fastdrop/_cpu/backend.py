@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -243,8 +244,15 @@ def _cpus() -> int:
 _state = {"cpus": _cpus(), "parallel_ran": False, "single": False}
 
 
+def _parallel_ran() -> bool:
+    """Whether this process ran an OpenMP parallel region: the NumPy-API kernels, or the
+    XLA FFI handlers of fastdrop.jax (fastdrop._cpu._xla, when it was loaded)."""
+    xla = sys.modules.get("fastdrop._cpu._xla")
+    return _state["parallel_ran"] or (xla is not None and xla.parallel_ran())
+
+
 def _after_fork_in_child() -> None:
-    _state["single"] = _state["parallel_ran"]
+    _state["single"] = _parallel_ran()
     _state["cpus"] = _cpus()
 
 

@@ -56,9 +56,43 @@ POOL = textwrap.dedent("""
 """)
 
 
+# the threaded kernel ran inside XLA (fastdrop.jax's FFI handlers, on XLA's threads)
+FORK_AFTER_XLA = textwrap.dedent("""
+    import os, sys, warnings, numpy as np
+    import jax, jax.numpy as jnp, fastdrop, fastdrop.jax as fj
+    x = np.ones(1 << 20, np.float32)
+    y = jax.jit(lambda a: fj.dropout(a, 0.5, seed=1))(jnp.asarray(x))
+    y.block_until_ready()
+    assert fastdrop._cpu._xla.parallel_ran()
+    expected = fastdrop.dropout(x, 0.5, seed=1, n_threads=1)   # no NumPy-API threads
+    assert np.array_equal(np.asarray(y), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # JAX warns that a fork of a threaded process may hang
+        pid = os.fork()
+    if pid == 0:                          # the child: the NumPy API only
+        ok = (np.array_equal(fastdrop.dropout(x, 0.5, seed=1), expected) and
+              np.array_equal(fastdrop.dropout(x, 0.5, seed=1, n_threads=2), expected) and
+              fastdrop._cpu.backend.thread_policy()["single"])
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+""")
+
+
+def _has_jax():
+    try:
+        import jax  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-@pytest.mark.parametrize("script", [FORK_CHILD, POOL], ids=["fork", "multiprocessing-pool"])
+@pytest.mark.parametrize("script", [FORK_CHILD, POOL, FORK_AFTER_XLA],
+                         ids=["fork", "multiprocessing-pool", "fork-after-xla"])
 def test_a_child_forked_after_a_threaded_kernel_finishes(script, tmp_path):
+    if script is FORK_AFTER_XLA and not _has_jax():
+        pytest.skip("jax is not installed")
     path = tmp_path / "child.py"
     path.write_text(script)
     proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
