@@ -33,9 +33,12 @@ Limits (see docs/adapters.md):
   refused with a NotImplementedError naming the reason.
 - sharding: under ``jit``, inputs sharded over Explicit mesh axes run in a
   ``jax.shard_map`` where each device computes its shard as the block of the global array
-  (``block=``): equal to the unsharded result bit for bit, in the input's sharding. In
-  your own ``shard_map``, pass ``block=shard_block(x, global_shape, spec)``. Auto mesh
-  axes outside shard_map are gathered to one device for the custom call.
+  (``block=``): equal to the unsharded result bit for bit, in the input's sharding. Over
+  Auto mesh axes the custom call is wrapped in ``jax.experimental.custom_partitioning``
+  (``_lower_partitioned``): XLA's SPMD partitioner runs it per shard, each with its
+  origin from its mesh coordinates, again bit for bit and in x's sharding (not when
+  exporting: ``jax.export`` gets the plain custom call, which XLA runs gathered). In
+  your own ``shard_map``, pass ``block=shard_block(x, global_shape, spec)``.
 - ``vmap``: the custom call (or the callback) is called once with the whole batch and
   loops over it; each batch element gets exactly what the unbatched call gives for its own
   (seed, stream), so ``vmap(f)(xs)[i] == f(xs[i])``: vmap over ``stream`` for different
@@ -292,10 +295,26 @@ def _bind(op: str, cfg: _Cfg, *operands) -> list:
 
 def _impl(*operands, op, cfg):
     """Eager: the kernels read the JAX buffers through zero-copy NumPy views and write
-    64-byte aligned arrays that device_put adopts without copying."""
-    if all(jax_platform(a) == "cpu" for a in operands):
+    64-byte aligned arrays that device_put adopts without copying. An x sharded over
+    several devices goes through the lowering (one custom call per shard, in x's
+    sharding), as do arrays off the CPU."""
+    if not _split_eagerly(operands[0]) and all(jax_platform(a) == "cpu" for a in operands):
         return [jax.device_put(o) for o in _host(op, cfg, *operands)]
-    return jax.jit(functools.partial(_bind, op, cfg))(*operands)  # through the lowering
+    return _jitted(op, cfg)(*operands)  # through the lowering
+
+
+@functools.lru_cache(maxsize=256)
+def _jitted(op: str, cfg: _Cfg):
+    return jax.jit(functools.partial(_bind, op, cfg))
+
+
+def _split_eagerly(x) -> bool:
+    """Whether a concrete x is split over several devices (not fully replicated)."""
+    try:
+        sharding = x.sharding
+        return len(sharding.device_set) > 1 and not sharding.is_fully_replicated
+    except AttributeError:
+        return False
 
 
 def _abstract_eval(*avals, op, cfg):
@@ -472,7 +491,10 @@ def _route(op: str, cfg: _Cfg, core_shape: tuple) -> tuple[str, str | None]:
 def _lower(ctx, *operands, op, cfg):
     """The lowering under jit: an XLA custom call (stablehlo.custom_call of a
     fastdrop._cpu._xla target) where the call allows it, else a host callback, with a
-    FallbackWarning once per reason."""
+    FallbackWarning once per reason. In a program partitioned over several devices (an
+    Auto mesh, not exporting) the custom call is wrapped in
+    ``jax.experimental.custom_partitioning`` (`_lower_partitioned`): each device runs it
+    on its own shard as the block of the global array."""
     x_aval = ctx.avals_in[0]
     core_shape = tuple(x_aval.shape[len(x_aval.shape) - cfg.core_ndim:])
     route, reason = _route(op, cfg, core_shape)
@@ -483,10 +505,213 @@ def _lower(ctx, *operands, op, cfg):
                           f"(jax.pure_callback): a host round trip per call, and "
                           f"jax.export refuses it", FallbackWarning, stacklevel=2)
         return _lower_callback(ctx, *operands, op=op, cfg=cfg)
+    if _partition_reason(ctx) is None:
+        try:
+            return _lower_partitioned(ctx, *operands, op=op, cfg=cfg)
+        except Exception as exc:  # noqa: BLE001 - any failure: the plain (gathered) call
+            key = (op, f"partitioning failed: {type(exc).__name__}")
+            if key not in _WARNED:
+                _WARNED.add(key)
+                warnings.warn(f"fastdrop.jax: {op} could not be partitioned over the "
+                              f"devices ({type(exc).__name__}: {exc}); XLA gathers its "
+                              f"operands to run the custom call", RuntimeWarning,
+                              stacklevel=2)
+    return _lower_ffi(ctx, *operands, op=op, cfg=cfg)
+
+
+def _lower_ffi(ctx, *operands, op, cfg):
+    """The plain XLA custom call of one call on the arrays of ctx (a whole array, or one
+    device's shard under `_lower_partitioned`)."""
+    x_aval = ctx.avals_in[0]
+    core_shape = tuple(x_aval.shape[len(x_aval.shape) - cfg.core_ndim:])
     attrs = _ffi_attrs(op, cfg, core_shape)
+    if attrs is None:  # pragma: no cover - `_partition` never makes such shards
+        return _lower_callback(ctx, *operands, op=op, cfg=cfg)
     aliases = {0: 0} if _ALIAS_X and op != "bda_backward" else None
     return jax.ffi.ffi_lowering(_FFI_TARGETS[op], operand_output_aliases=aliases)(
         ctx, *operands, **attrs)
+
+
+# ---- SPMD partitioning: one custom call per device on its shard (custom_partitioning) -----
+#
+# Under jit with operands sharded over Auto mesh axes, XLA's SPMD partitioner sees the
+# custom call as opaque and gathers its operands to run it whole. Wrapped in
+# custom_partitioning (its partitioner is a host callback that XLA calls while compiling),
+# each device instead runs the custom call on its own shard, with the shard's origin in the
+# global array as its block (`block=`): computed in the per-shard program from the
+# device's mesh coordinates (jax.lax.axis_index), so the draws follow the global indices and
+# the result equals the unsharded one bit for bit, in x's sharding. Only the lowering of
+# each bind is wrapped: differentiation, vmap and the rest stay on fastdrop_call, whose
+# rules bind more fastdrop_calls, each lowered (and partitioned) on its own.
+
+_ffi_p = Primitive("fastdrop_ffi")  # the custom call alone, inside custom_partitioning
+_ffi_p.multiple_results = True
+# FASTDROP_JAX_PARTITION=0 (read at import): no custom_partitioning, XLA gathers
+_PARTITION = os.environ.get("FASTDROP_JAX_PARTITION", "1").strip() not in ("", "0")
+
+
+def _partition_reason(ctx) -> str | None:
+    """Why this lowering is not partitioned (None: it is): exporting (custom_partitioning's
+    partitioner is a host callback that jax.export cannot serialize), one device, inside a
+    shard_map (already per shard), no device assignment, or FASTDROP_JAX_PARTITION=0."""
+    if not _PARTITION:
+        return "FASTDROP_JAX_PARTITION=0"
+    try:  # the lowering context's class (JAX has no public name for it)
+        from jax._src import sharding_impls
+    except ImportError:  # pragma: no cover - another JAX
+        return "jax._src.sharding_impls is not there"
+    mc = ctx.module_context
+    if getattr(getattr(mc, "lowering_parameters", None), "for_export", False):
+        return "exporting"
+    axis_context = getattr(mc, "axis_context", None)
+    if not isinstance(axis_context, sharding_impls.ShardingContext):
+        return "not a GSPMD program (inside shard_map)"
+    if axis_context.device_assignment is None or axis_context.abstract_mesh is None:
+        return "no device assignment or mesh"
+    if len(axis_context.device_assignment) < 2:
+        return "one device"
+    x_aval = ctx.avals_in[0]
+    if len(x_aval.shape) == 0 or any(d == 0 for d in x_aval.shape):
+        return "nothing to split"
+    return None
+
+
+def _lower_partitioned(ctx, *operands, op, cfg):
+    nb = len(ctx.avals_in[0].shape) - cfg.core_ndim
+    return mlir.lower_fun(_partitioned(op, cfg, nb), multiple_results=True)(ctx, *operands)
+
+
+def _labels(op: str, cfg: _Cfg, nb: int) -> tuple[list, list, tuple]:
+    """The Shardy sharding rule's factors: (operands, results, factors that stay whole).
+    Batch axes (b*) and x's axes (c*) pass through; bias follows x's last axis; the words
+    (w) and origin (o*) are whole per batch element."""
+    b = [f"b{i}" for i in range(nb)]
+    c = [f"c{i}" for i in range(cfg.core_ndim)]
+    x = b + c
+    ins = [x]
+    if op == "bda":
+        if cfg.has_bias:
+            ins.append(b + c[-1:])
+        ins.append(x)
+    ins.append(b + ["w"])
+    whole = ("w",)
+    if cfg.global_shape is not None:
+        ins.append(b + ["o0", "o1"])
+        whole += ("o0", "o1")
+    outs = [x]
+    if op == "bda_backward" and cfg.has_bias:
+        outs.append(b + c[-1:])
+        whole = tuple(c[:-1]) + whole  # dbias sums the rows: they stay whole (bitwise)
+    return ins, outs, whole  # (Shardy wants the special factors in the rule's order)
+
+
+@functools.lru_cache(maxsize=None)
+def _partitioned(op: str, cfg: _Cfg, nb: int):
+    """The custom_partitioning function of a call with nb batch axes (cached)."""
+    from jax.experimental.custom_partitioning import custom_partitioning
+
+    def whole(*operands):
+        return _ffi_p.bind(*operands, op=op, cfg=cfg)
+
+    f = custom_partitioning(whole)
+    ins, outs, keep_whole = _labels(op, cfg, nb)
+    rule = (", ".join(" ".join(v) for v in ins) + " -> " +
+            ", ".join(" ".join(v) for v in outs))
+    f.def_partition(partition=functools.partial(_partition, op, cfg, nb),
+                    infer_sharding_from_operands=functools.partial(_infer, op, cfg, nb),
+                    sharding_rule=rule, need_replication_factors=keep_whole)
+    return f
+
+
+def _split_spec(op: str, cfg: _Cfg, nb: int, shape: tuple, sharding) -> tuple | None:
+    """x's PartitionSpec entries that the per-shard calls keep (None per axis where the
+    axis stays whole), or None when nothing is split. An axis stays whole where it does
+    not divide evenly, where the shard's offset would not fit 32 bits, and for
+    bias_dropout_add_backward with a bias on every axis but the batch axes and the last
+    (dbias sums the rows: NumPy's order, on one device) and on a last axis of one column
+    per shard."""
+    from jax.sharding import NamedSharding
+
+    if not isinstance(sharding, NamedSharding):
+        return None
+    spec = tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec))
+    sizes = dict(sharding.mesh.shape)
+    keep = []
+    for d, e in enumerate(spec):
+        names = () if e is None else (tuple(e) if isinstance(e, (tuple, list)) else (e,))
+        n = int(np.prod([sizes[a] for a in names])) if names else 1
+        ok = bool(names) and n > 1 and shape[d] % n == 0 and shape[d] < 2 ** 32
+        if ok and op == "bda_backward" and cfg.has_bias and d >= nb:
+            ok = d == len(shape) - 1 and shape[d] // n >= 2
+        keep.append(e if ok else None)
+    return tuple(keep) if any(e is not None for e in keep) else None
+
+
+def _shardings(op: str, cfg: _Cfg, nb: int, mesh, keep: tuple | None):
+    """(operand shardings, result shardings) of a call whose x keeps `keep`."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    keep = keep if keep is not None else (None,) * (nb + cfg.core_ndim)
+    ins, outs, _ = _labels(op, cfg, nb)
+    entry = {f"b{i}": keep[i] for i in range(nb)}
+    entry.update({f"c{i}": keep[nb + i] for i in range(cfg.core_ndim)})
+
+    def spec(labels):
+        return NamedSharding(mesh, P(*(entry.get(f) for f in labels)))
+
+    return tuple(spec(v) for v in ins), [spec(v) for v in outs]
+
+
+def _infer(op, cfg, nb, mesh, arg_shapes, result_shape):
+    """The results' shardings from the operands' (the GSPMD propagation's callback)."""
+    x = arg_shapes[0]
+    keep = _keep(op, cfg, nb, x)
+    return _shardings(op, cfg, nb, x.sharding.mesh if keep else mesh, keep)[1]
+
+
+def _keep(op: str, cfg: _Cfg, nb: int, x) -> tuple | None:
+    """`_split_spec` of the partitioner's x, None (whole) should it not read."""
+    try:
+        return _split_spec(op, cfg, nb, tuple(x.shape), x.sharding)
+    except Exception:  # noqa: BLE001 - a sharding it cannot read: run the call whole
+        return None
+
+
+def _partition(op, cfg, nb, mesh, arg_shapes, result_shape):
+    """custom_partitioning's partition callback (run by XLA's SPMD partitioner): the
+    operands' and results' shardings and the per-shard function. Each shard's origin is
+    its mesh coordinate times its shape along every split axis of x, added to the call's
+    own block origin (x is itself a block) or as a new block of x's global shape."""
+    x = arg_shapes[0]
+    shape = tuple(x.shape)
+    keep = _keep(op, cfg, nb, x)
+    if keep is None:  # replicated (or not a NamedSharding): the whole call, gathered
+        in_sh, out_sh = _shardings(op, cfg, nb, mesh, None)
+        return mesh, lambda *ops: _ffi_p.bind(*ops, op=op, cfg=cfg), out_sh, in_sh
+    mesh = x.sharding.mesh
+    in_sh, out_sh = _shardings(op, cfg, nb, mesh, keep)
+    gcore = shape[nb:]
+    new_cfg = cfg if cfg.global_shape is not None else cfg._replace(global_shape=gcore)
+
+    def per_shard(*ops):
+        local = ops[0].shape[nb:]
+        offs = []
+        for d in range(cfg.core_ndim):
+            e = keep[nb + d]
+            offs.append(jnp.uint32(0) if e is None else
+                        jax.lax.axis_index(e).astype(jnp.uint32) * jnp.uint32(local[d]))
+        offs = jnp.stack(offs) if offs else jnp.zeros((0,), jnp.uint32)
+        batch = ops[0].shape[:nb]
+        if cfg.global_shape is None:  # a new block: the shard's place in x
+            o = jnp.stack([offs, jnp.zeros_like(offs)], axis=-1)
+            o = jnp.broadcast_to(o, batch + o.shape)
+            return _ffi_p.bind(*ops, o, op=op, cfg=new_cfg)
+        o = ops[-1]  # x is a block itself: its origin plus the shard's offset (64 bits)
+        lo = o[..., 0] + offs
+        hi = o[..., 1] + (lo < o[..., 0]).astype(jnp.uint32)
+        return _ffi_p.bind(*ops[:-1], jnp.stack([lo, hi], axis=-1), op=op, cfg=new_cfg)
+
+    return mesh, per_shard, out_sh, in_sh
 
 
 def export_checks() -> list:
@@ -665,6 +890,15 @@ _call_p.def_impl(_impl)
 _call_p.def_abstract_eval(_abstract_eval)
 mlir.register_lowering(_call_p, _lower_callback)
 mlir.register_lowering(_call_p, _lower, platform="cpu")
+_ffi_p.def_impl(_impl)
+_ffi_p.def_abstract_eval(_abstract_eval)
+mlir.register_lowering(_ffi_p, _lower_ffi, platform="cpu")
+if _PARTITION:  # custom_partitioning needs the devices and the mesh while lowering
+    try:
+        from jax._src import dispatch as _dispatch
+        _dispatch.prim_requires_devices_during_lowering.add(_call_p)
+    except (ImportError, AttributeError):  # pragma: no cover - another JAX
+        _PARTITION = False
 _register_ffi()
 ad.primitive_jvps[_call_p] = _jvp
 ad.primitive_transposes[_call_p] = _transpose
