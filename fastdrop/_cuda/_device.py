@@ -20,6 +20,7 @@ MASK32, MASK16 = U(0xFFFFFFFF), U(0xFFFF)
 U0, U1, U2, U3, U7, U8, U11, U13, U16, U23, U32, U52 = (
     U(0), U(1), U(2), U(3), U(7), U(8), U(11), U(13), U(16), U(23), U(32), U(52))
 NONE = U(0xFFFFFFFFFFFFFFFF)  # no block: block indices are below 2**62
+_u32 = np.uint32
 
 dev = cuda.jit(device=True)
 
@@ -49,6 +50,64 @@ def stream_block(seed, stream, block):
     """Block `block` (words 4*block .. 4*block + 3) of (seed, stream): fd_stream_block."""
     return philox_r(10, block & MASK32, block >> U32, stream & MASK32, stream >> U32,
                     seed & MASK32, seed >> U32)
+
+
+@dev
+def philox10_32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 (contract section 1) of a counter and key of uint32 words; the
+    products are 32 x 32 -> 64 bit (``mul.wide.u32``): the same words as `philox_r`,
+    in fewer instructions than its uint64 arithmetic."""
+    for _ in range(10):
+        p0 = M0 * U(c0)
+        p1 = M1 * U(c2)
+        n0 = _u32(((p1 >> U32) ^ U(c1) ^ U(k0)) & MASK32)
+        n2 = _u32(((p0 >> U32) ^ U(c3) ^ U(k1)) & MASK32)
+        c0, c1, c2, c3 = n0, _u32(p1 & MASK32), n2, _u32(p0 & MASK32)
+        k0 = _u32((U(k0) + W0) & MASK32)
+        k1 = _u32((U(k1) + W1) & MASK32)
+    return c0, c1, c2, c3
+
+
+@dev
+def stream_block32(seed, stream, block):
+    """`stream_block` (any uint64 block index) through `philox10_32`."""
+    return philox10_32(_u32(block & MASK32), _u32(block >> U32), _u32(stream & MASK32),
+                       _u32(stream >> U32), _u32(seed & MASK32), _u32(seed >> U32))
+
+
+@dev
+def _flag(r, t):
+    return U1 if U(r) >= t else U0
+
+
+@dev
+def unit_keep_byte(seed, stream, u, count, bits, t):
+    """``keep_byte(seed, stream, 8u, count, bits, t)`` (count <= 8) for a unit whose first
+    draw is 8u, i.e. aligned to the blocks: straight-line, each block generated once
+    (bits=16: block u; bits=32: blocks 2u, 2u + 1; bits=8: half of block u >> 1), 8
+    compares, the flags past `count` cleared."""
+    if bits == U16:
+        w0, w1, w2, w3 = stream_block32(seed, stream, u)
+        byte = (_flag(U(w0) & MASK16, t) | (_flag(U(w0) >> U16, t) << U1)
+                | (_flag(U(w1) & MASK16, t) << U2) | (_flag(U(w1) >> U16, t) << U3)
+                | (_flag(U(w2) & MASK16, t) << U(4)) | (_flag(U(w2) >> U16, t) << U(5))
+                | (_flag(U(w3) & MASK16, t) << U(6)) | (_flag(U(w3) >> U16, t) << U7))
+    elif bits == U8:
+        w0, w1, w2, w3 = stream_block32(seed, stream, u >> U1)
+        odd = (u & U1) != U0
+        wa = U(w2) if odd else U(w0)
+        wb = U(w3) if odd else U(w1)
+        byte = (_flag(wa & U(0xFF), t) | (_flag((wa >> U8) & U(0xFF), t) << U1)
+                | (_flag((wa >> U16) & U(0xFF), t) << U2) | (_flag(wa >> U(24), t) << U3)
+                | (_flag(wb & U(0xFF), t) << U(4)) | (_flag((wb >> U8) & U(0xFF), t) << U(5))
+                | (_flag((wb >> U16) & U(0xFF), t) << U(6)) | (_flag(wb >> U(24), t) << U7))
+    else:
+        a0, a1, a2, a3 = stream_block32(seed, stream, u << U1)
+        b0, b1, b2, b3 = stream_block32(seed, stream, (u << U1) | U1)
+        byte = (_flag(a0, t) | (_flag(a1, t) << U1) | (_flag(a2, t) << U2)
+                | (_flag(a3, t) << U3) | (_flag(b0, t) << U(4)) | (_flag(b1, t) << U(5))
+                | (_flag(b2, t) << U(6)) | (_flag(b3, t) << U7))
+    return byte & ((U1 << U(count)) - U1)
 
 
 @dev
@@ -110,12 +169,19 @@ def keep_byte(seed, stream, first, count, bits, t):
 
 
 @dev
-def block_keep_byte(seed, stream, first, count, bits, t, base, shape, gstrides):
+def block_keep_byte(seed, stream, first, count, bits, t, base, shape, gstrides, small):
     """keep_byte for elements first .. first + count - 1 (C order) of a block of a larger
-    array (block=): element i takes draw `draw_index(i, ...)`, so consecutive elements
-    are consecutive draws only along a row.  Each element computes its own index (one
-    64-bit div/mod per axis: slower than keep_byte, see dispatch._block_map, which keeps
-    the axes few); the Philox block is still reused while the draws stay in it."""
+    array (block=): element i takes draw ``draw_index(i, ...)``, so consecutive elements
+    are consecutive draws only along a row.  The index math is hoisted: one division by
+    the last axis and one `row_offset` for the unit's first element, then each element
+    advances its column (and, past a row's end, its row) without a division; `small`
+    (every index below 2^32) makes the divisions 32-bit.  The Philox block is reused while
+    the draws stay in it."""
+    nd = shape.size
+    L = U(shape[nd - 1])
+    gl = gstrides[nd - 1]
+    row, c = divmod_u(first, L, small)
+    drow = base + row_offset(row, shape, gstrides, small)
     byte = U0
     cur = NONE
     w0 = U0
@@ -124,10 +190,15 @@ def block_keep_byte(seed, stream, first, count, bits, t, base, shape, gstrides):
     w3 = U0
     for kk in range(count):
         k = U(kk)
-        d = draw_index(first + k, base, shape, gstrides)
+        d = drow + c * gl
         r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, d, bits, cur, w0, w1, w2, w3)
         if r >= t:
             byte = byte | (U1 << k)
+        c = c + U1
+        if c == L:
+            c = U0
+            row = row + U1
+            drow = base + row_offset(row, shape, gstrides, small)
     return byte
 
 
@@ -304,6 +375,51 @@ def normal_u32(r):
 
 
 # ---- index helpers ------------------------------------------------------------------------
+
+
+@dev
+def divmod_u(a, b, small):
+    """(a // b, a % b) of uint64 values; in 32 bits (no call to the 64-bit division
+    routine) when `small`: a and b below 2^32."""
+    if small:
+        q = U(_u32(a) // _u32(b))
+    else:
+        q = a // b
+    return q, a - q * b
+
+
+@dev
+def row_offset(row, shape, strides, small):
+    """``sum_k coord_k * strides_k`` over the leading axes ``0 .. nd - 2`` of the
+    coordinates of `row` in C order over ``shape[:-1]`` (row < prod(shape[:-1]), so the
+    outermost axis needs no division): the offset of a row's first element, computed once
+    per row rather than per element.  strides: an int64 (non-negative) or uint64 array."""
+    nd = shape.size
+    off = U0
+    rem = row
+    for kk in range(nd - 2, 0, -1):
+        q, r = divmod_u(rem, U(shape[kk]), small)
+        off = off + r * U(strides[kk])
+        rem = q
+    if nd >= 2:
+        off = off + rem * U(strides[0])
+    return off
+
+
+@dev
+def row_offset32(row, shape, strides):
+    """`row_offset` in 32-bit arithmetic (every index and offset below 2^32)."""
+    nd = shape.size
+    off = _u32(0)
+    rem = _u32(row)
+    for kk in range(nd - 2, 0, -1):
+        sh = _u32(shape[kk])
+        q = _u32(rem // sh)
+        off = _u32(off + _u32(rem - q * sh) * _u32(strides[kk]))
+        rem = q
+    if nd >= 2:
+        off = _u32(off + rem * _u32(strides[0]))
+    return off
 
 
 @dev

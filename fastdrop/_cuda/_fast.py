@@ -20,8 +20,10 @@ What makes it fast, against `_kernels.dropout_kernel`:
   bfloat16, 2 for float32, 4 for float64), every load of a unit is issued before any of
   its stores, and the mask byte is one ``st.global.u8``;
 - Philox4x32-10 runs on 32-bit words (the products are ``mul.wide.u32``); one block per
-  unit at bits=16, two at bits=32; the counter's high word is 0 (the route requires
-  fewer than 2^31 units, so every block index fits in 32 bits);
+  unit at bits=16, two at bits=32, and at bits=8 one block per *two* units (an iteration
+  is 16 elements, `_forward_b8`; float64 and bias-dropout-add take half a block per unit
+  instead, `keep8h`); the counter's high word is 0 (the route requires fewer than 2^31
+  units, so every block index fits in 32 bits);
 - keep flags are compares against ``T = t << (32 - bits)`` (a half word ``h >= t`` is
   ``w >= T`` for the high half and ``(w << 16) >= T`` for the low one); every element is
   a select between the product and the dropped value (no branch); the route requires
@@ -32,9 +34,13 @@ What makes it fast, against `_kernels.dropout_kernel`:
   (round to nearest even, as fd_half.h), which need sm_80 or later (`fast_plan` checks).
 
 The kernels take uint64 device addresses (no array views per call, few parameters).
-The elements past the last whole unit (fewer than 8) are done by `tail_kernel` /
-`masked_tail_kernel`, one thread with the general device functions.  `warm_up` compiles
-every specialisation ahead of its first call; `set_enabled(False)` turns the route off.
+Each kernel family is a module-level template (`_forward`, `_forward_b8`, `_masked`,
+`_bda`, `_tail`, `_masked_tail`) specialised by `_kernels.specialise` (closure-free, so
+numba-cuda's compile cache, ``cache=True``, finds it again in the next process).
+The elements past the last whole iteration (fewer than 8, or 16 at bits=8) are done by
+`tail_kernel` / `masked_tail_kernel`, one thread with the general device functions.
+`warm_up` compiles every specialisation ahead of its first call; `set_enabled(False)`
+turns the route off.
 
 The vector accesses and conversions are Numba intrinsics written in LLVM IR (llvmlite),
 which the CUDA simulator cannot run: under the simulator (`SIMULATOR`) the same names are
@@ -50,15 +56,17 @@ import functools
 import numpy as np
 
 from .._core.ops import Op
-from ._device import MASK32, U, f16_to_f32, f32_to_bf16, f32_to_f16, keep_byte
+from ._device import (MASK32, U, f16_to_f32, f32_to_bf16, f32_to_f16, keep_byte,
+                      philox10_32)
 from ._env import SIMULATOR, cuda
 from ._fp import bits_f32, bits_f64, dadd, dmul, f32_bits, f64_bits, fadd, fmul
 from . import _kernels as K
 
 __all__ = ["forward_kernel", "tail_kernel", "masked_kernel", "masked_tail_kernel",
            "bda_kernel", "fast_plan", "fast_geometry", "try_forward", "try_masked", "try_bda",
-           "warm_up",
-           "set_enabled", "launches", "UNIT_WORDS", "DTYPES", "OPS", "MAX_UNITS"]
+           "warm_up", "cache_stats",
+           "set_enabled", "launches", "units_of", "per_iteration", "UNIT_WORDS", "DTYPES",
+           "OPS", "MAX_UNITS"]
 
 #: uint32 words of one 8-element unit, per dtype
 UNIT_WORDS = {"float16": 4, "bfloat16": 4, "float32": 8, "float64": 16}
@@ -74,8 +82,6 @@ THREADS = 32 if SIMULATOR else 256
 dev = cuda.jit(device=True)
 _u32 = np.uint32
 U16, U32 = U(16), U(32)
-M0, M1 = U(0xD2511F53), U(0xCD9E8D57)
-W0, W1 = U(0x9E3779B9), U(0xBB67AE85)
 HI16 = U(0xFFFF0000)
 
 
@@ -254,21 +260,6 @@ else:
 
 
 @dev
-def philox10_32(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 (contract section 1) of a counter and key of uint32 words; the
-    products are 32 x 32 -> 64 bit (``mul.wide.u32``)."""
-    for _ in range(10):
-        p0 = M0 * U(c0)
-        p1 = M1 * U(c2)
-        n0 = _u32(((p1 >> U32) ^ U(c1) ^ U(k0)) & MASK32)
-        n2 = _u32(((p0 >> U32) ^ U(c3) ^ U(k1)) & MASK32)
-        c0, c1, c2, c3 = n0, _u32(p1 & MASK32), n2, _u32(p0 & MASK32)
-        k0 = _u32((U(k0) + W0) & MASK32)
-        k1 = _u32((U(k1) + W1) & MASK32)
-    return c0, c1, c2, c3
-
-
-@dev
 def _ge(w, T):
     """w >= T as 0 or 1 (uint32)."""
     return _u32(1) if _u32(w) >= _u32(T) else _u32(0)
@@ -297,6 +288,42 @@ def keep32(u, sk0, sk1, st0, st1, T):
     b0, b1, b2, b3 = philox10_32(_u32(b | _u32(1)), _u32(0), st0, st1, sk0, sk1)
     return (_ge(a0, T), _ge(a1, T), _ge(a2, T), _ge(a3, T),
             _ge(b0, T), _ge(b1, T), _ge(b2, T), _ge(b3, T))
+
+
+@dev
+def _bytes_ge(w, T):
+    """Flags (0/1) of the 4 bytes of w, least significant first, each against T >> 24
+    (``(w << (24 - 8b)) >= T`` for byte b: T's low 24 bits are 0)."""
+    return (_ge(_u32((U(w) << U(24)) & MASK32), T), _ge(_u32((U(w) << U16) & MASK32), T),
+            _ge(_u32((U(w) << U(8)) & MASK32), T), _ge(w, T))
+
+
+@dev
+def keep8x2(v, sk0, sk1, st0, st1, T):
+    """Keep flags (0/1) of the 16 draws of Philox block v at bits=8 (contract section 3:
+    draw 16v + k is byte k % 4 of word k // 4, least significant first): 8-element units
+    2v and 2v + 1."""
+    r0, r1, r2, r3 = philox10_32(v, _u32(0), st0, st1, sk0, sk1)
+    a0, a1, a2, a3 = _bytes_ge(r0, T)
+    a4, a5, a6, a7 = _bytes_ge(r1, T)
+    b0, b1, b2, b3 = _bytes_ge(r2, T)
+    b4, b5, b6, b7 = _bytes_ge(r3, T)
+    return (a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7)
+
+
+@dev
+def keep8h(u, sk0, sk1, st0, st1, T):
+    """Keep flags (0/1) of the 8 draws of unit u at bits=8: half of Philox block u >> 1
+    (words 0-1 for an even unit, 2-3 for an odd one, chosen by selects).  Used where a
+    kernel steps by 8-element units (bias-dropout-add): a whole block per unit, as at
+    bits=16."""
+    r0, r1, r2, r3 = philox10_32(_u32(u >> _u32(1)), _u32(0), st0, st1, sk0, sk1)
+    odd = (u & _u32(1)) != _u32(0)
+    wa = r2 if odd else r0
+    wb = r3 if odd else r1
+    a0, a1, a2, a3 = _bytes_ge(wa, T)
+    a4, a5, a6, a7 = _bytes_ge(wb, T)
+    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @dev
@@ -416,7 +443,75 @@ def _element(dtype_name: str, op: int):
     return elem
 
 
+@functools.lru_cache(maxsize=None)
+def _bda_element(dtype_name: str, has_bias: bool):
+    """elem(xv, bv, rv, keep, s): bias-dropout-add's ``res + ((x + bias) * s or +0)`` in
+    the compute precision (contract section 7), branch-free."""
+    ct = K.compute_type(dtype_name)
+    mul, add = (dmul, dadd) if ct is np.float64 else (fmul, fadd)
+    zero = ct(0.0)
+
+    @dev
+    def elem(xv, bv, rv, keep, s):
+        uu = add(xv, bv) if has_bias else xv
+        v = mul(uu, s)
+        return add(rv, v if keep != _u32(0) else zero)
+
+    return elem
+
+
 # ---- the kernels -----------------------------------------------------------------------
+#
+# Module-level templates, specialised by `_kernels.specialise` (their compile-time
+# constants and device functions bound as globals, so that numba-cuda's compile cache
+# finds them again in the next process): the names below are placeholders.
+
+s_load8 = s_store8 = s_elem = s_keep8 = s_keep16 = None
+S_PACKED = S_BIAS = False
+s_load = s_store = s_mul = s_add = None
+S_ZERO = S_ALPHA = None
+
+
+def _forward(y, x, pout, nunits, sk0, sk1, st0, st1, T, s, a, c, d):
+    """`forward_kernel` at bits 16 and 32: one 8-element unit per iteration."""
+    u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
+    step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
+    while u < nunits:
+        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, u)          # every load first
+        k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
+        s_store8(y, u, s_elem(x0, k0, s, a, c, d), s_elem(x1, k1, s, a, c, d),
+                 s_elem(x2, k2, s, a, c, d), s_elem(x3, k3, s, a, c, d),
+                 s_elem(x4, k4, s, a, c, d), s_elem(x5, k5, s, a, c, d),
+                 s_elem(x6, k6, s, a, c, d), s_elem(x7, k7, s, a, c, d))
+        if S_PACKED:
+            st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
+        u = _u32(u + step)
+
+
+def _forward_b8(y, x, pout, nblocks, sk0, sk1, st0, st1, T, s, a, c, d):
+    """`forward_kernel` at bits=8: one Philox block (16 draws) per iteration, i.e. the
+    8-element units 2v and 2v + 1."""
+    v = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
+    step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
+    while v < nblocks:
+        lo = _u32(v + v)
+        hi = _u32(lo + _u32(1))
+        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, lo)          # every load first
+        x8, x9, x10, x11, x12, x13, x14, x15 = s_load8(x, hi)
+        (k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, k11, k12, k13, k14,
+         k15) = s_keep16(v, sk0, sk1, st0, st1, T)
+        s_store8(y, lo, s_elem(x0, k0, s, a, c, d), s_elem(x1, k1, s, a, c, d),
+                 s_elem(x2, k2, s, a, c, d), s_elem(x3, k3, s, a, c, d),
+                 s_elem(x4, k4, s, a, c, d), s_elem(x5, k5, s, a, c, d),
+                 s_elem(x6, k6, s, a, c, d), s_elem(x7, k7, s, a, c, d))
+        s_store8(y, hi, s_elem(x8, k8, s, a, c, d), s_elem(x9, k9, s, a, c, d),
+                 s_elem(x10, k10, s, a, c, d), s_elem(x11, k11, s, a, c, d),
+                 s_elem(x12, k12, s, a, c, d), s_elem(x13, k13, s, a, c, d),
+                 s_elem(x14, k14, s, a, c, d), s_elem(x15, k15, s, a, c, d))
+        if S_PACKED:
+            st8(pout, lo, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
+            st8(pout, hi, _byte(k8, k9, k10, k11, k12, k13, k14, k15))
+        v = _u32(v + step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -426,29 +521,56 @@ def forward_kernel(dtype_name: str, op: int, bits: int, want_packed: bool):
     Arguments: ``y, x`` (the output's and the input's memory: uint64 device addresses
     on a GPU -- arrays work too -- uint32 views under the simulator), ``pout`` (the
     packed mask: an address or a uint8 array; unused unless want_packed), ``nunits``
-    (whole 8-element units, < 2^31), the seed's and the stream's 32-bit halves,
-    ``T = t << (32 - bits)`` (uint32), and the op's scalars ``s, a, c, d`` in the
-    compute type."""
+    (whole 8-element units, < 2^31; at bits=8 whole 16-element Philox blocks, see
+    `units_of`), the seed's and the stream's 32-bit halves, ``T = t << (32 - bits)``
+    (uint32), and the op's scalars ``s, a, c, d`` in the compute type."""
     load8, store8 = _codec8(dtype_name)
-    elem = _element(dtype_name, op)
-    keep8 = keep16 if bits == 16 else keep32
+    ns = dict(s_load8=load8, s_store8=store8, s_elem=_element(dtype_name, op),
+              S_PACKED=bool(want_packed))
+    if per_iteration(dtype_name, bits) == 16:
+        return K.specialise(_forward_b8, ("fwd", dtype_name, op, bits, want_packed),
+                            dict(ns, s_keep16=keep8x2), max_registers=32)
+    keep8 = {16: keep16, 32: keep32, 8: keep8h}[bits]
+    return K.specialise(_forward, ("fwd", dtype_name, op, bits, want_packed),
+                        dict(ns, s_keep8=keep8))
 
-    @cuda.jit
-    def kernel(y, x, pout, nunits, sk0, sk1, st0, st1, T, s, a, c, d):
-        u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
-        step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
-        while u < nunits:
-            x0, x1, x2, x3, x4, x5, x6, x7 = load8(x, u)          # every load first
-            k0, k1, k2, k3, k4, k5, k6, k7 = keep8(u, sk0, sk1, st0, st1, T)
-            store8(y, u, elem(x0, k0, s, a, c, d), elem(x1, k1, s, a, c, d),
-                   elem(x2, k2, s, a, c, d), elem(x3, k3, s, a, c, d),
-                   elem(x4, k4, s, a, c, d), elem(x5, k5, s, a, c, d),
-                   elem(x6, k6, s, a, c, d), elem(x7, k7, s, a, c, d))
-            if want_packed:
-                st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
-            u = _u32(u + step)
 
-    return kernel
+def per_iteration(dtype_name: str, bits: int) -> int:
+    """Elements per iteration of `forward_kernel`: 8 (one unit), or 16 at bits=8 (one
+    Philox block) -- except float64, whose 16 elements would not fit in 32 registers
+    without spilling: it takes half a block per 8-element unit (`keep8h`)."""
+    return 16 if bits == 8 and dtype_name != "float64" else 8
+
+
+def units_of(n: int, bits: int, dtype_name: str = "float32") -> int:
+    """The iterations of `forward_kernel` for n elements (see `per_iteration`); the
+    elements past them go to `tail_kernel`."""
+    return n // per_iteration(dtype_name, bits)
+
+
+def _bda(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
+    """`bda_kernel`'s template."""
+    u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
+    step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
+    col = _u32(u % nc8)              # bias unit of u, advanced without a division
+    cstep = _u32(step % nc8)
+    while u < nunits:
+        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, u)
+        r0, r1, r2, r3, r4, r5, r6, r7 = s_load8(res, u)
+        if S_BIAS:
+            b0, b1, b2, b3, b4, b5, b6, b7 = s_load8(bias, col)
+        else:
+            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = S_ZERO
+        k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
+        s_store8(y, u, s_elem(x0, b0, r0, k0, s), s_elem(x1, b1, r1, k1, s),
+                 s_elem(x2, b2, r2, k2, s), s_elem(x3, b3, r3, k3, s),
+                 s_elem(x4, b4, r4, k4, s), s_elem(x5, b5, r5, k5, s),
+                 s_elem(x6, b6, r6, k6, s), s_elem(x7, b7, r7, k7, s))
+        if S_PACKED:
+            st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
+        u = _u32(u + step)
+        col = _u32(col + cstep)
+        col = _u32(col - nc8) if col >= nc8 else col
 
 
 @functools.lru_cache(maxsize=None)
@@ -460,44 +582,33 @@ def bda_kernel(dtype_name: str, bits: int, want_packed: bool, has_bias: bool):
     unit u's 8 columns are bias's unit ``u % nc8``, advanced by ``step % nc8`` and one
     compare per iteration: no division in the loop), the
     seed's and the stream's halves, ``T`` and ``s``.  x, res and bias are loaded before
-    any store (y may be x or res: in place)."""
+    any store (y may be x or res: in place).  At bits=8 each unit generates its Philox
+    block and uses its half (`keep8h`)."""
     load8, store8 = _codec8(dtype_name)
-    ct = K.compute_type(dtype_name)
-    mul, add = (dmul, dadd) if ct is np.float64 else (fmul, fadd)
-    zero = ct(0.0)
-    keep8 = keep16 if bits == 16 else keep32
+    keep8 = {16: keep16, 32: keep32, 8: keep8h}[bits]
+    return K.specialise(_bda, ("bda", dtype_name, bits, want_packed, has_bias),
+                        dict(s_load8=load8, s_store8=store8, s_keep8=keep8,
+                             s_elem=_bda_element(dtype_name, has_bias),
+                             S_PACKED=bool(want_packed), S_BIAS=bool(has_bias),
+                             S_ZERO=K.compute_type(dtype_name)(0.0)))
 
-    @dev
-    def elem(xv, bv, rv, keep, s):
-        uu = add(xv, bv) if has_bias else xv
-        v = mul(uu, s)
-        return add(rv, v if keep != _u32(0) else zero)
 
-    @cuda.jit
-    def kernel(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
-        u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
-        step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
-        col = _u32(u % nc8)              # bias unit of u, advanced without a division
-        cstep = _u32(step % nc8)
-        while u < nunits:
-            x0, x1, x2, x3, x4, x5, x6, x7 = load8(x, u)
-            r0, r1, r2, r3, r4, r5, r6, r7 = load8(res, u)
-            if has_bias:
-                b0, b1, b2, b3, b4, b5, b6, b7 = load8(bias, col)
-            else:
-                b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zero
-            k0, k1, k2, k3, k4, k5, k6, k7 = keep8(u, sk0, sk1, st0, st1, T)
-            store8(y, u, elem(x0, b0, r0, k0, s), elem(x1, b1, r1, k1, s),
-                   elem(x2, b2, r2, k2, s), elem(x3, b3, r3, k3, s),
-                   elem(x4, b4, r4, k4, s), elem(x5, b5, r5, k5, s),
-                   elem(x6, b6, r6, k6, s), elem(x7, b7, r7, k7, s))
-            if want_packed:
-                st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
-            u = _u32(u + step)
-            col = _u32(col + cstep)
-            col = _u32(col - nc8) if col >= nc8 else col
-
-    return kernel
+def _masked(y, x, pin, nunits, s):
+    """`masked_kernel`'s template."""
+    u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
+    step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
+    z = s
+    while u < nunits:
+        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, u)
+        m = ld8(pin, u)
+        s_store8(y, u, s_elem(x0, m & _u32(1), s, z, z, z),
+                 s_elem(x1, m & _u32(2), s, z, z, z),
+                 s_elem(x2, m & _u32(4), s, z, z, z), s_elem(x3, m & _u32(8), s, z, z, z),
+                 s_elem(x4, m & _u32(16), s, z, z, z),
+                 s_elem(x5, m & _u32(32), s, z, z, z),
+                 s_elem(x6, m & _u32(64), s, z, z, z),
+                 s_elem(x7, m & _u32(128), s, z, z, z))
+        u = _u32(u + step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -507,24 +618,21 @@ def masked_kernel(dtype_name: str):
     (addresses on a GPU, as `forward_kernel`'s), ``nunits`` (uint32) and ``s``.  The mask
     byte and the data are loaded together, before any store."""
     load8, store8 = _codec8(dtype_name)
-    elem = _element(dtype_name, int(Op.DROPOUT))
-    b0, b1, b2, b3, b4, b5, b6, b7 = (_u32(1 << k) for k in range(8))
+    return K.specialise(_masked, ("masked", dtype_name),
+                        dict(s_load8=load8, s_store8=store8,
+                             s_elem=_element(dtype_name, int(Op.DROPOUT))))
 
-    @cuda.jit
-    def kernel(y, x, pin, nunits, s):
-        u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
-        step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
-        z = s
-        while u < nunits:
-            x0, x1, x2, x3, x4, x5, x6, x7 = load8(x, u)
-            m = ld8(pin, u)
-            store8(y, u, elem(x0, m & b0, s, z, z, z), elem(x1, m & b1, s, z, z, z),
-                   elem(x2, m & b2, s, z, z, z), elem(x3, m & b3, s, z, z, z),
-                   elem(x4, m & b4, s, z, z, z), elem(x5, m & b5, s, z, z, z),
-                   elem(x6, m & b6, s, z, z, z), elem(x7, m & b7, s, z, z, z))
-            u = _u32(u + step)
 
-    return kernel
+def _masked_tail(y, x, pin, first, n, s):
+    """`masked_tail_kernel`'s template."""
+    if cuda.grid(1) != 0:
+        return
+    byte = U(pin[first >> U(3)])
+    for kk in range(n - first):
+        i = first + U(kk)
+        keep = ((byte >> U(kk)) & U(1)) != U(0)
+        v = s_mul(s_load(x[i]), s) if keep else S_ZERO
+        y[i] = s_store(v)
 
 
 @functools.lru_cache(maxsize=None)
@@ -532,50 +640,44 @@ def masked_tail_kernel(dtype_name: str):
     """`masked_kernel`'s last, partial unit (elements first .. n - 1, ``first = 8u``): one
     thread, the general kernels' device functions, mask byte u."""
     load, store, mul, _, ct, _ = K.codec(dtype_name)
-    zero = ct(0.0)
+    return K.specialise(_masked_tail, ("masked_tail", dtype_name),
+                        dict(s_load=load, s_store=store, s_mul=mul, S_ZERO=ct(0.0)))
 
-    @cuda.jit
-    def kernel(y, x, pin, first, n, s):
-        if cuda.grid(1) != 0:
-            return
-        byte = U(pin[first >> U(3)])
-        for kk in range(n - first):
-            i = first + U(kk)
+
+def _tail(y, x, pout, first, n, seed, stream, bits, t, s, a, c, d, want_packed):
+    """`tail_kernel`'s template."""
+    if cuda.grid(1) != 0:
+        return
+    b0 = first >> U(3)
+    for bb in range(((n - first) + U(7)) >> U(3)):
+        i0 = (b0 + U(bb)) << U(3)
+        cnt = n - i0
+        if cnt > U(8):
+            cnt = U(8)
+        byte = keep_byte(seed, stream, i0, cnt, bits, t)
+        for kk in range(cnt):
+            i = i0 + U(kk)
             keep = ((byte >> U(kk)) & U(1)) != U(0)
-            v = mul(load(x[i]), s) if keep else zero
-            y[i] = store(v)
-
-    return kernel
+            xv = s_load(x[i])
+            if S_ALPHA:
+                v = s_add(s_mul(xv, a), c) if keep else d
+            else:
+                v = s_mul(xv, s) if keep else S_ZERO
+            y[i] = s_store(v)
+        if want_packed:
+            pout[i0 >> U(3)] = np.uint8(byte)
 
 
 @functools.lru_cache(maxsize=None)
 def tail_kernel(dtype_name: str, op: int):
-    """The last, partial unit (elements first .. n - 1, fewer than 8, ``first = 8u``):
-    one thread, with the general kernels' device functions; writes y's elements and, when
-    want_packed, mask byte u."""
+    """The elements past the fast kernel's last iteration (elements first .. n - 1,
+    fewer than 16, ``first = 8u``): one thread, with the general kernels' device
+    functions, byte after byte of the mask; writes y's elements and, when want_packed,
+    the mask bytes."""
     load, store, mul, add, ct, _ = K.codec(dtype_name)
-    zero = ct(0.0)
-    is_alpha = op == int(Op.ALPHA)
-
-    @cuda.jit
-    def kernel(y, x, pout, first, n, seed, stream, bits, t, s, a, c, d, want_packed):
-        if cuda.grid(1) != 0:
-            return
-        cnt = n - first
-        byte = keep_byte(seed, stream, first, cnt, bits, t)
-        for kk in range(cnt):
-            i = first + U(kk)
-            keep = ((byte >> U(kk)) & U(1)) != U(0)
-            xv = load(x[i])
-            if is_alpha:
-                v = add(mul(xv, a), c) if keep else d
-            else:
-                v = mul(xv, s) if keep else zero
-            y[i] = store(v)
-        if want_packed:
-            pout[first >> U(3)] = np.uint8(byte)
-
-    return kernel
+    return K.specialise(_tail, ("tail", dtype_name, op),
+                        dict(s_load=load, s_store=store, s_mul=mul, s_add=add,
+                             S_ZERO=ct(0.0), S_ALPHA=op == int(Op.ALPHA)))
 
 
 # ---- routing and launch ----------------------------------------------------------------
@@ -616,9 +718,9 @@ def fast_plan(dtype_name: str, op: int, n: int, bits: int, t: int, x_address: in
     keep flags drawn, no noise shape, no block, no bool mask, no bias or residual)."""
     if not _enabled[0]:
         return False
-    if dtype_name not in UNIT_WORDS or op not in OPS or bits not in (16, 32):
+    if dtype_name not in UNIT_WORDS or op not in OPS or bits not in (8, 16, 32):
         return False
-    if n < 8 or n // 8 > MAX_UNITS or not 0 <= t < (1 << bits):
+    if n < per_iteration(dtype_name, bits) or n // 8 > MAX_UNITS or not 0 <= t < (1 << bits):
         return False
     if x_address % 16 or y_address % 16:
         return False
@@ -667,7 +769,7 @@ def try_forward(op: int, X, Y, P, seed: int, stream: int, bits: int, t: int, s, 
     X, Y: the input and output `_memory.Operand` (Y C-contiguous; X C-contiguous, or it
     is gathered into an aligned C-order temporary first); P: the packed-mask output
     Operand, or None.  On a GPU the kernel gets device addresses (no array views are
-    made); the elements past the last whole unit go to `tail_kernel`."""
+    made); the elements past the last whole iteration go to `tail_kernel`."""
     n = X.size
     if not Y.c_contiguous or not _enabled[0]:
         return False
@@ -676,11 +778,12 @@ def try_forward(op: int, X, Y, P, seed: int, stream: int, bits: int, t: int, s, 
     if not fast_plan(X.name, op, n, bits, t, x_addr, Y.ptr):
         return False
     ct = K.compute_type(X.name)
-    nunits = n // 8
+    nunits = units_of(n, bits, X.name)
+    done = nunits * per_iteration(X.name, bits)    # elements of the whole iterations
     want_p = P is not None
     strm = X.stream
     if SIMULATOR:  # the twins read words: uint32 views of the whole units
-        span = 8 * nunits
+        span = done
         xw = X.flat()[:span].view(np.uint32)
         yw = Y.flat()[:span].view(np.uint32)
         pw = P.flat() if want_p else _dummy_u8()
@@ -692,10 +795,10 @@ def try_forward(op: int, X, Y, P, seed: int, stream: int, bits: int, t: int, s, 
         _u32(stream & 0xFFFFFFFF), _u32(stream >> 32), _u32(t << (32 - bits)),
         ct(s), ct(a), ct(c), ct(d))
     launches["forward"] += 1
-    if n % 8:
+    if n > done:
         launches["tail"] += 1
         tail_kernel(X.name, op)[1, 1, strm](
-            Y.flat(), X.flat(), P.flat() if want_p else _dummy_u8(), U(8 * nunits), U(n),
+            Y.flat(), X.flat(), P.flat() if want_p else _dummy_u8(), U(done), U(n),
             U(seed), U(stream), U(bits), U(t), ct(s), ct(a), ct(c), ct(d), want_p)
     return True
 
@@ -732,7 +835,7 @@ def try_masked(op: int, X, Y, M, s) -> bool:
     return True
 
 
-def warm_up(dtypes=DTYPES, bits=(16, 32), packed=(False, True), ops=OPS,
+def warm_up(dtypes=DTYPES, bits=(8, 16, 32), packed=(False, True), ops=OPS,
             masked: bool = True, bda: bool = True) -> int:
     """Compile the fast kernels now rather than at their first call (numba-cuda compiles a
     kernel at its first launch with new argument types; this launches each
@@ -766,6 +869,23 @@ def warm_up(dtypes=DTYPES, bits=(16, 32), packed=(False, True), ops=OPS,
                         _u32(0), _u32(0), zero)
                     count += 1
     return count
+
+
+def cache_stats(dtypes=DTYPES, bits=(8, 16, 32), packed=(False, True), ops=OPS) -> dict:
+    """numba-cuda's disk-cache hits and misses (compilations) of the fast kernels that
+    `warm_up` (with these arguments) has compiled or loaded in this process:
+    ``{"hits": h, "misses": m}`` (a second process after a first one's warm-up should
+    show only hits; `_kernels.CACHE` off: both 0)."""
+    kernels = []
+    for name in dtypes:
+        kernels += [forward_kernel(name, op, b, bool(w)) for op in ops for b in bits
+                    for w in packed]
+        kernels.append(masked_kernel(name))
+        kernels += [bda_kernel(name, b, bool(w), hb) for b in bits for w in packed
+                    for hb in (False, True)]
+    hits = sum(sum(getattr(k, "_cache_hits", {}).values()) for k in kernels)
+    misses = sum(sum(getattr(k, "_cache_misses", {}).values()) for k in kernels)
+    return {"hits": int(hits), "misses": int(misses)}
 
 
 def try_bda(X, Y, B, R, P, seed: int, stream: int, bits: int, t: int, s) -> bool:

@@ -6,28 +6,38 @@ order, so the launch geometry never changes a result:
 - generator kernels (random bits, uniform, normal, gaussian dropout): one unit is one
   Philox block (4 words: 4 draws at bits=32, 8 at bits=16, 2 float64 uniforms);
 - mask and dropout kernels: one unit is 8 consecutive elements, i.e. one byte of the
-  packed mask (1 Philox block at bits=16, 2 at bits=32 when the first draw is a multiple
-  of 8 -- always, except for dropout_mask with an unaligned offset).
+  packed mask (1 Philox block at bits=16, 2 at bits=32, half of one at bits=8, when the
+  first draw is a multiple of 8 -- always, except for dropout_mask with an unaligned
+  offset).
 
-Blocks of a larger array (``block=``): the *block-map* variants (`k_mask_block`,
-``dropout_kernel(..., gmap=True)``, `gaussian_block_kernel`) keep the same units, but each
-element computes its own draw index from its logical index and the per-axis draw strides
-(`_device.draw_index`), since consecutive elements are consecutive draws only along a row.
+Blocks of a larger array (``block=``): the *block-map* variants (`mask_block_kernel`,
+``dropout_kernel(..., gmap=True)``, `gaussian_block_kernel`) keep the same units, but the
+draw index of an element is not its logical index: it is computed once per unit from the
+per-axis draw strides (`_device.block_keep_byte`, `_device.row_offset`) and advanced
+element by element, since consecutive elements are consecutive draws only along a row.
 
-All index arithmetic is uint64.  The arrays a kernel sees are 1-D and C-contiguous (the
-dispatch layer gathers strided operands first); float16 and bfloat16 travel as their
-uint16 bit patterns.
+Counter, key and draw arithmetic is uint64; index divisions are 32-bit in the ``small``
+specialisations (n < 2^32).  The per-dtype kernels are module-level templates specialised
+by `specialise` (compile-time constants as globals, no closure), so that numba-cuda's
+compile cache (`CACHE`) finds them again in the next process.  dbias is `column_sums`.
+The arrays a kernel sees are 1-D and C-contiguous (the dispatch layer gathers strided
+operands first); float16 and bfloat16 travel as their uint16 bit patterns.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import types as _pytypes
+from pathlib import Path
 
 import numpy as np
 
-from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16, MASK32,
-                      bf16_to_f32, block_keep_byte, cached_draw, draw_index, f16_to_f32,
-                      f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte, noise_index,
-                      normal_u32, philox_r, pick4, stream_block, strided_offset)
+from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16,
+                      bf16_to_f32, block_keep_byte, cached_draw, divmod_u, f16_to_f32,
+                      f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte, normal_u32, philox_r,
+                      pick4, row_offset, row_offset32, stream_block, strided_offset,
+                      unit_keep_byte)
 from .._core.ops import Keep, Op
 from ._env import SIMULATOR, cuda
 from ._fp import dadd, dmul, fadd, fmul
@@ -38,10 +48,58 @@ KS_DRAWS, KS_ALL, KS_PACKED, KS_BOOL = (int(Keep.DRAWS), int(Keep.ALL), int(Keep
                                         int(Keep.FLAGS))
 OP_SCALE, OP_ALPHA, OP_BDA = int(Op.DROPOUT), int(Op.ALPHA), int(Op.BDA)
 
+_u32 = np.uint32
 TWO_M24 = np.float32(2.0 ** -24)
 TWO_M53 = np.float64(2.0 ** -53)
 
 dev = cuda.jit(device=True)
+
+
+# ---- specialisations and the compile cache -------------------------------------------------
+
+#: numba-cuda's on-disk compile cache (``cuda.jit(cache=True)``) for every kernel; off
+#: under the simulator (nothing is compiled) and with FASTDROP_CUDA_CACHE=0
+CACHE = not SIMULATOR and os.environ.get("FASTDROP_CUDA_CACHE", "1") not in ("", "0")
+
+
+def _source_tag() -> str:
+    """A short hash of this package's sources: part of every specialisation's cache name,
+    so that a change to any device function (numba's cache tracks only the kernel's own
+    file) compiles afresh instead of loading a stale kernel."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+SOURCE_TAG = _source_tag()
+
+
+def specialise(template, key: tuple, namespace: dict, max_registers: int | None = None):
+    """A kernel compiled from `template`, a module-level function, with the names of
+    `namespace` (compile-time constants, device functions) bound as its globals.
+
+    Specialisations are not closures: numba-cuda's cache key hashes a kernel's bytecode,
+    its closure cells (pickled: these differ from process to process for device
+    functions, so a closure never hits the cache) and its signature, and names the cache
+    file after the function's module, qualified name and line.  So each specialisation is
+    a new function object on the template's code, with no closure and a qualified name
+    made of the template's name, `key` (its compile-time constants) and `SOURCE_TAG`:
+    its cache key is the same in every process, and two specialisations never share a
+    cache file.  max_registers: ptxas's register cap (``cuda.jit(max_registers=)``)."""
+    g = dict(template.__globals__)
+    g.update(namespace)
+    f = _pytypes.FunctionType(template.__code__, g, template.__name__,
+                              template.__defaults__)
+    f.__qualname__ = "__".join([template.__name__, *map(str, key), SOURCE_TAG])
+    f.__module__, f.__doc__ = template.__module__, template.__doc__
+    opts = {} if SIMULATOR or max_registers is None else {"max_registers": max_registers}
+    return cuda.jit(cache=CACHE, **opts)(f)
+
+
+def cache_name(kernel) -> str:
+    """The qualified name numba-cuda's cache files of a `specialise`d kernel carry."""
+    return getattr(kernel, "py_func", kernel).__qualname__
 
 
 # ---- launch geometry ----------------------------------------------------------------------
@@ -158,7 +216,7 @@ def codec(dtype_name: str) -> tuple:
 # ---- generator kernels ------------------------------------------------------------------------
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_philox(out, ctr, key, nrows, rounds):
     """Row j: Philox4x32-`rounds` of counter ctr[4j:4j+4] under key key[2j:2j+2]."""
     j = U(cuda.grid(1))
@@ -174,7 +232,7 @@ def k_philox(out, ctr, key, nrows, rounds):
         j += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_bits(out, n, offset, seed, stream, bits):
     """Draw offset + i into out[i]: a word (bits=32), a half word, low half first
     (bits=16), or a byte, least significant first (bits=8)."""
@@ -200,7 +258,7 @@ def k_bits(out, n, offset, seed, stream, bits):
         b += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_uniform32(out, n, offset, seed, stream):
     """(word (offset + i) >> 8) * 2^-24 (exact)."""
     first = offset >> U2
@@ -218,7 +276,7 @@ def k_uniform32(out, n, offset, seed, stream):
         b += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_uniform64(out, n, offset, seed, stream):
     """(((hi << 32) | lo) >> 11) * 2^-53 with lo, hi = words 2d, 2d + 1 (exact)."""
     first = offset >> U1                                # 2 elements per block
@@ -237,7 +295,7 @@ def k_uniform64(out, n, offset, seed, stream):
         b += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_normal(out, n, offset, seed, stream):
     """normal_u32(word offset + i), rounded once to out's dtype."""
     first = offset >> U2
@@ -254,7 +312,7 @@ def k_normal(out, n, offset, seed, stream):
         b += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_mask(pout, bout, n, offset, seed, stream, bits, t, want_p, want_b):
     """Keep flags of draws offset + i, packed (byte u: elements 8u .. 8u + 7) and/or bool."""
     nunits = (n + U7) >> U3
@@ -274,10 +332,8 @@ def k_mask(pout, bout, n, offset, seed, stream, bits, t, want_p, want_b):
         u += step
 
 
-@cuda.jit
-def k_mask_block(pout, bout, n, base, shape, gstrides, seed, stream, bits, t, want_p, want_b):
-    """k_mask for a block of a larger array: element i (C order over `shape`) takes draw
-    base + sum(coord_k(i) * gstrides_k); the outputs are in the block's own C order."""
+def _mask_block(pout, bout, n, base, shape, gstrides, seed, stream, bits, t, want_p, want_b):
+    """`mask_block_kernel`'s template."""
     nunits = (n + U7) >> U3
     u = U(cuda.grid(1))
     step = U(cuda.gridsize(1))
@@ -286,7 +342,8 @@ def k_mask_block(pout, bout, n, base, shape, gstrides, seed, stream, bits, t, wa
         cnt = n - i0
         if cnt > U8:
             cnt = U8
-        byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, shape, gstrides)
+        byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, shape, gstrides,
+                               S_SMALL)
         if want_p:
             pout[u] = np.uint8(byte)
         if want_b:
@@ -295,10 +352,18 @@ def k_mask_block(pout, bout, n, base, shape, gstrides, seed, stream, bits, t, wa
         u += step
 
 
+@functools.lru_cache(maxsize=None)
+def mask_block_kernel(small: bool = False):
+    """k_mask for a block of a larger array: element i (C order over `shape`) takes draw
+    base + sum(coord_k(i) * gstrides_k); the outputs are in the block's own C order.
+    small: n < 2^32 (32-bit divisions)."""
+    return specialise(_mask_block, ("mask_block", bool(small)), dict(S_SMALL=bool(small)))
+
+
 # ---- layout kernels -----------------------------------------------------------------------------
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_gather(dst, src, n, base, shape, strides):
     """dst[i] = src[base + sum(coord_k(i) * strides_k)]: a strided view, C order."""
     i = U(cuda.grid(1))
@@ -308,7 +373,7 @@ def k_gather(dst, src, n, base, shape, strides):
         i += step
 
 
-@cuda.jit
+@cuda.jit(cache=CACHE)
 def k_scatter(dst, src, n, base, shape, strides):
     """The inverse of k_gather: write a C-order buffer into a strided view."""
     i = U(cuda.grid(1))
@@ -321,126 +386,232 @@ def k_scatter(dst, src, n, base, shape, strides):
 # ---- per-dtype kernels ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def dropout_kernel(dtype_name: str, op: int, ks: int, gmap: bool = False):
-    """The fused elementwise kernel of dtype `dtype_name`, op and keep source (closure
-    constants, so each specialisation keeps only its own branches).  gmap (KS_DRAWS
-    only): x is a block of a larger array, whose element i draws
-    ``draw_index(i, base, gshape, gstrides)`` instead of i (otherwise those three
-    arguments are unused).
+# Templates of the per-dtype kernels, specialised by `specialise`: the names below are
+# placeholders for their compile-time constants and device functions.
+s_load = s_store = s_mul = s_add = s_gauss = s_store64 = None
+S_ZERO = None
+S_OP = S_KS = 0
+S_GMAP = S_BIAS = S_SMALL = False
+s_ix = np.uint64
+S_FULL = True
 
-    Per 8-element unit u: the keep flags come from the draws (and are written to the
-    packed / bool mask outputs), from a packed or bool mask (indexed in the noise shape
-    when ``full`` is false), or are all set; then per element, in the compute precision:
-    OP_SCALE ``x * s`` or +0; OP_ALPHA ``x * a + c`` or d; OP_BDA
-    ``res + ((x + bias) * s or +0)``; rounded once to the storage type.
-    """
-    load, store, mul, add, ct, _ = _CODECS[dtype_name]
-    zero = ct(0.0)
 
-    @cuda.jit
-    def kernel(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits, t,
-               s, a, c, d, full, want_p, want_b, has_bias, xshape, nstrides, base, gshape,
-               gstrides):
-        nunits = (n + U7) >> U3
-        u = U(cuda.grid(1))
-        step = U(cuda.gridsize(1))
-        while u < nunits:
-            i0 = u << U3
-            cnt = n - i0
-            if cnt > U8:
-                cnt = U8
-            byte = U0
-            if ks == KS_DRAWS:
-                if gmap:
-                    byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, gshape,
-                                           gstrides)
-                else:
-                    byte = keep_byte(seed, stream, i0, cnt, bits, t)
-                if want_p:
-                    pout[u] = np.uint8(byte)
-            elif ks == KS_ALL:
-                byte = U(0xFF)
-            elif ks == KS_PACKED and full:
+def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits, t,
+             s, a, c, d, want_p, want_b, nshape, nstrides, base, gshape, gstrides):
+    """`dropout_kernel`'s template (see there)."""
+    nunits = (n + U7) >> U3
+    small = S_SMALL                       # every index fits in 32 bits
+    u = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    col = s_ix(0)                         # (s_ix: uint32 when small, else uint64)
+    cstep = s_ix(0)
+    nc = s_ix(ncols)
+    if S_OP == OP_BDA and S_BIAS:         # bias column of the unit's first element,
+        col = s_ix(divmod_u(u << U3, ncols, small)[1])   # advanced without a division
+        cstep = s_ix(divmod_u(step << U3, ncols, small)[1])
+    L = U1
+    nl = U0
+    if not S_FULL:                        # the noise shape's last axis (coalesced)
+        L = U(nshape[nshape.size - 1])
+        nl = U(nstrides[nstrides.size - 1])
+    while u < nunits:
+        i0 = u << U3
+        cnt = n - i0
+        if cnt > U8:
+            cnt = U8
+        byte = U0
+        if S_KS == KS_DRAWS:
+            if S_GMAP:
+                byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, gshape,
+                                       gstrides, small)
+            else:
+                byte = unit_keep_byte(seed, stream, u, cnt, bits, t)
+            if want_p:
+                pout[u] = np.uint8(byte)
+        elif S_KS == KS_ALL:
+            byte = U(0xFF)
+        elif S_FULL:
+            if S_KS == KS_PACKED:
                 byte = U(pin[u])
             else:
                 for kk in range(cnt):
-                    i = i0 + U(kk)
-                    j = i if full else noise_index(i, xshape, nstrides)
-                    if ks == KS_PACKED:
-                        f = (U(pin[j >> U3]) >> (j & U7)) & U1
+                    if fin[i0 + U(kk)]:
+                        byte = byte | (U1 << U(kk))
+        else:
+            # a noise-shaped mask (ops SCALE and ALPHA): the noise index of element i0,
+            # then advanced element by element (one division per unit and a row offset
+            # per row, not one division per axis and element), each flag applied at once
+            if S_SMALL:                   # every index in 32 bits: half the registers
+                L32 = _u32(L)
+                nl32 = _u32(nl)
+                i32 = _u32(i0)
+                row32 = _u32(i32 // L32)
+                cc32 = _u32(i32 - row32 * L32)
+                jrow32 = _u32(row_offset32(row32, nshape, nstrides))
+                for kk in range(_u32(cnt)):
+                    j32 = _u32(jrow32 + cc32 * nl32)
+                    if S_KS == KS_PACKED:
+                        keep = ((_u32(pin[j32 >> _u32(3)]) >> (j32 & _u32(7)))
+                                & _u32(1)) != _u32(0)
                     else:
-                        f = U1 if fin[j] else U0
-                    byte = byte | (f << U(kk))
-            for kk in range(cnt):
-                i = i0 + U(kk)
-                keep = ((byte >> U(kk)) & U1) != U0
-                if want_b:
-                    bout[i] = keep
-                xv = load(x[i])
-                if op == OP_SCALE:
-                    v = mul(xv, s) if keep else zero
-                elif op == OP_ALPHA:
-                    v = add(mul(xv, a), c) if keep else d
+                        keep = fin[j32]
+                    xv = s_load(x[i32])
+                    if S_OP == OP_ALPHA:
+                        v = s_add(s_mul(xv, a), c) if keep else d
+                    else:
+                        v = s_mul(xv, s) if keep else S_ZERO
+                    y[i32] = s_store(v)
+                    i32 = _u32(i32 + _u32(1))
+                    cc32 = _u32(cc32 + _u32(1))
+                    if cc32 == L32:
+                        cc32 = _u32(0)
+                        row32 = _u32(row32 + _u32(1))
+                        jrow32 = row_offset32(row32, nshape, nstrides)
+            else:
+                row, cc = divmod_u(i0, L, small)
+                jrow = row_offset(row, nshape, nstrides, small)
+                for kk in range(cnt):
+                    j = jrow + cc * nl
+                    if S_KS == KS_PACKED:
+                        keep = ((U(pin[j >> U3]) >> (j & U7)) & U1) != U0
+                    else:
+                        keep = fin[j]
+                    i = i0 + U(kk)
+                    xv = s_load(x[i])
+                    if S_OP == OP_ALPHA:
+                        v = s_add(s_mul(xv, a), c) if keep else d
+                    else:
+                        v = s_mul(xv, s) if keep else S_ZERO
+                    y[i] = s_store(v)
+                    cc = cc + U1
+                    if cc == L:
+                        cc = U0
+                        row = row + U1
+                        jrow = row_offset(row, nshape, nstrides, small)
+            cnt = U0                      # done: skip the loop below
+        bc = col
+        for kk in range(cnt):
+            i = i0 + U(kk)
+            keep = ((byte >> U(kk)) & U1) != U0
+            if want_b:
+                bout[i] = keep
+            xv = s_load(x[i])
+            if S_OP == OP_SCALE:
+                v = s_mul(xv, s) if keep else S_ZERO
+            elif S_OP == OP_ALPHA:
+                v = s_add(s_mul(xv, a), c) if keep else d
+            else:
+                if S_BIAS:
+                    uu = s_add(xv, s_load(bias[bc]))
+                    bc = s_ix(bc + s_ix(1))
+                    if bc == nc:
+                        bc = s_ix(0)
                 else:
-                    uu = add(xv, load(bias[i % ncols])) if has_bias else xv
-                    v = add(load(res[i]), mul(uu, s) if keep else zero)
-                y[i] = store(v)
-            u += step
+                    uu = xv
+                v = s_add(s_load(res[i]), s_mul(uu, s) if keep else S_ZERO)
+            y[i] = s_store(v)
+        if S_OP == OP_BDA and S_BIAS:
+            col = s_ix(col + cstep)
+            if col >= nc:
+                col = s_ix(col - nc)
+        u += step
 
-    return kernel
+
+@functools.lru_cache(maxsize=None)
+def dropout_kernel(dtype_name: str, op: int, ks: int, gmap: bool = False,
+                   full: bool = True, has_bias: bool = False, small: bool = False):
+    """The fused elementwise kernel of dtype `dtype_name`, op and keep source, with the
+    compile-time constants gmap (KS_DRAWS only: x is a block of a larger array, whose
+    element i draws ``draw_index(i, base, gshape, gstrides)`` instead of i), full (the
+    mask has x's own shape; else ``nshape``/``nstrides`` give x's shape and the noise
+    mask's strides, 0 on the broadcast axes, coalesced), has_bias (OP_BDA) and small
+    (n < 2^32: every division of an index is 32-bit, and the 64-bit division routine is
+    not in the kernel at all), so each specialisation keeps only its own branches.
+
+    Per 8-element unit u: the keep flags come from the draws (straight-line for a unit's
+    aligned draws, `unit_keep_byte`; through the block map otherwise) and are written to
+    the packed / bool mask outputs, or from a packed or bool mask (indexed in the noise
+    shape when not full), or are all set; then per element, in the compute precision:
+    OP_SCALE ``x * s`` or +0; OP_ALPHA ``x * a + c`` or d; OP_BDA
+    ``res + ((x + bias) * s or +0)``; rounded once to the storage type.  Index math is
+    hoisted out of the element loop: the bias column is computed once per thread and
+    advanced (no ``i % ncols``), the noise and draw indices once per unit and advanced;
+    divisions are 32-bit when n < 2^32.
+    """
+    load, store, mul, add, ct, _ = _CODECS[dtype_name]
+    full = bool(full) or ks in (KS_DRAWS, KS_ALL)
+    has_bias = bool(has_bias) and op == OP_BDA
+    gmap = bool(gmap) and ks == KS_DRAWS
+    small = bool(small) and (gmap or not full or has_bias)   # else no division at all
+    return specialise(_dropout, ("dropout", dtype_name, op, ks, gmap, full, has_bias, small),
+                      dict(s_load=load, s_store=store, s_mul=mul, s_add=add,
+                           S_ZERO=ct(0.0), S_OP=op, S_KS=ks, S_GMAP=gmap, S_FULL=full,
+                           S_BIAS=has_bias, S_SMALL=small,
+                           s_ix=np.uint32 if small else np.uint64))
+
+
+def _gaussian(y, x, n, seed, stream, sigma):
+    """`gaussian_kernel`'s template."""
+    nblocks = (n + U3) >> U2
+    b = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    while b < nblocks:
+        w0, w1, w2, w3 = stream_block(seed, stream, b)
+        for kk in range(4):
+            i = (b << U2) + U(kk)
+            if i < n:
+                y[i] = s_gauss(x[i], pick4(w0, w1, w2, w3, U(kk)), sigma)
+        b += step
 
 
 @functools.lru_cache(maxsize=None)
 def gaussian_kernel(dtype_name: str):
     """y[i] = x[i] * ct(1 + sigma * z_i), z_i = normal_u32(word i); one Philox block
     (4 elements) per unit."""
-    gauss = _gauss_element(dtype_name)
+    return specialise(_gaussian, ("gaussian", dtype_name),
+                      dict(s_gauss=_gauss_element(dtype_name)))
 
-    @cuda.jit
-    def kernel(y, x, n, seed, stream, sigma):
-        nblocks = (n + U3) >> U2
-        b = U(cuda.grid(1))
-        step = U(cuda.gridsize(1))
-        while b < nblocks:
-            w0, w1, w2, w3 = stream_block(seed, stream, b)
-            for kk in range(4):
-                i = (b << U2) + U(kk)
-                if i < n:
-                    y[i] = gauss(x[i], pick4(w0, w1, w2, w3, U(kk)), sigma)
-            b += step
 
-    return kernel
+def _gaussian_block(y, x, n, seed, stream, sigma, base, gshape, gstrides):
+    """`gaussian_block_kernel`'s template."""
+    nunits = (n + U3) >> U2
+    small = S_SMALL
+    nd = gshape.size
+    L = U(gshape[nd - 1])
+    gl = gstrides[nd - 1]
+    u = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    while u < nunits:
+        cur = NONE
+        w0 = U0
+        w1 = U0
+        w2 = U0
+        w3 = U0
+        i0 = u << U2
+        row, c = divmod_u(i0, L, small)              # hoisted: once per unit
+        drow = base + row_offset(row, gshape, gstrides, small)
+        for kk in range(4):
+            i = i0 + U(kk)
+            if i < n:
+                r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, drow + c * gl, U32, cur,
+                                                     w0, w1, w2, w3)
+                y[i] = s_gauss(x[i], r, sigma)
+                c = c + U1
+                if c == L:
+                    c = U0
+                    row = row + U1
+                    drow = base + row_offset(row, gshape, gstrides, small)
+        u += step
 
 
 @functools.lru_cache(maxsize=None)
-def gaussian_block_kernel(dtype_name: str):
+def gaussian_block_kernel(dtype_name: str, small: bool = False):
     """gaussian_kernel for a block of a larger array: element i takes word
-    ``draw_index(i, base, gshape, gstrides)``; units of 4 consecutive elements, the
-    Philox block reused while their words stay in it (`cached_draw`)."""
-    gauss = _gauss_element(dtype_name)
-
-    @cuda.jit
-    def kernel(y, x, n, seed, stream, sigma, base, gshape, gstrides):
-        nunits = (n + U3) >> U2
-        u = U(cuda.grid(1))
-        step = U(cuda.gridsize(1))
-        while u < nunits:
-            cur = NONE
-            w0 = U0
-            w1 = U0
-            w2 = U0
-            w3 = U0
-            for kk in range(4):
-                i = (u << U2) + U(kk)
-                if i < n:
-                    d = draw_index(i, base, gshape, gstrides)
-                    r, cur, w0, w1, w2, w3 = cached_draw(seed, stream, d, U32, cur,
-                                                         w0, w1, w2, w3)
-                    y[i] = gauss(x[i], r, sigma)
-            u += step
-
-    return kernel
+    ``draw_index(i, base, gshape, gstrides)`` (computed once per 4-element unit and then
+    advanced, as in `block_keep_byte`); the Philox block reused while the unit's words
+    stay in it (`cached_draw`); small: n < 2^32 (32-bit divisions)."""
+    return specialise(_gaussian_block, ("gaussian_block", dtype_name, bool(small)),
+                      dict(s_gauss=_gauss_element(dtype_name), S_SMALL=bool(small)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -459,118 +630,265 @@ def _gauss_element(dtype_name: str):
     return gauss
 
 
+def _convert(dst, src, n):
+    """`convert_kernel`'s template."""
+    i = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    while i < n:
+        dst[i] = s_store(s_load(src[i]))
+        i += step
+
+
 @functools.lru_cache(maxsize=None)
 def convert_kernel(src_name: str, dst_name: str):
     """dst[i] = src[i] converted exactly as NumPy's astype (half <-> float32 only)."""
-    load = _CODECS[src_name][0]
-    store = _CODECS[dst_name][1]
+    return specialise(_convert, ("convert", src_name, dst_name),
+                      dict(s_load=_CODECS[src_name][0], s_store=_CODECS[dst_name][1]))
 
-    @cuda.jit
-    def kernel(dst, src, n):
-        i = U(cuda.grid(1))
-        step = U(cuda.gridsize(1))
-        while i < n:
-            dst[i] = store(load(src[i]))
-            i += step
 
-    return kernel
+# ---- dbias: column sums in NumPy's order ----------------------------------------------------
+#
+# bias_dropout_add_backward's dbias is ``v.reshape(-1, ncols).sum(axis=0)`` in float64 on
+# the CPU, and must be the same bits here, so the GPU adds in NumPy's order:
+#
+# - ncols >= 2: per column, sequentially from +0.0, row after row.  That chain cannot be
+#   reordered (float addition is not associative), so the parallelism is across columns
+#   and in the loads: a block owns `width` consecutive columns, its threads stage tiles of
+#   rows in shared memory (coalesced loads, many in flight; warps 1.. load the next tile
+#   while warp 0 adds the current one), and one thread per column adds its column's
+#   values in row order.  No local memory, no thread per column reading global memory one
+#   row at a time.
+# - ncols == 1: NumPy's pairwise summation (`_leaf`: blocks of at most 128 values with 8
+#   accumulators; above 128 the halves split at ``n2 = n // 2 - (n // 2) % 8``), which is
+#   a tree, so it is parallel: `k_pairwise_leaves` computes every leaf at once (thread j
+#   walks the path of j's bits), `k_pairwise_combine` (one block) adds the children of
+#   each inner node, level by level from the bottom, in the same pairs as NumPy.
+
+#: float64 values of one shared-memory tile of the column sum (2 tiles: 32 KiB)
+COLSUM_TILE = 2048
+PW_BLOCK = U(128)
+
+
+@dev
+def _leaf(v, start, m):
+    """NumPy's pairwise_sum of v[start .. start + m - 1] for m <= 128 (its leaf: a plain
+    loop from 0 for m < 8, else 8 strided accumulators combined as
+    ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))`` and the rest added in order)."""
+    if m < U8:
+        acc = 0.0
+        for kk in range(m):
+            acc = dadd(acc, np.float64(v[start + U(kk)]))
+        return acc
+    r0 = np.float64(v[start])
+    r1 = np.float64(v[start + U1])
+    r2 = np.float64(v[start + U2])
+    r3 = np.float64(v[start + U3])
+    r4 = np.float64(v[start + U(4)])
+    r5 = np.float64(v[start + U(5)])
+    r6 = np.float64(v[start + U(6)])
+    r7 = np.float64(v[start + U7])
+    i = U8
+    while i < m - (m % U8):
+        r0 = dadd(r0, np.float64(v[start + i]))
+        r1 = dadd(r1, np.float64(v[start + i + U1]))
+        r2 = dadd(r2, np.float64(v[start + i + U2]))
+        r3 = dadd(r3, np.float64(v[start + i + U3]))
+        r4 = dadd(r4, np.float64(v[start + i + U(4)]))
+        r5 = dadd(r5, np.float64(v[start + i + U(5)]))
+        r6 = dadd(r6, np.float64(v[start + i + U(6)]))
+        r7 = dadd(r7, np.float64(v[start + i + U7]))
+        i += U8
+    acc = dadd(dadd(dadd(r0, r1), dadd(r2, r3)), dadd(dadd(r4, r5), dadd(r6, r7)))
+    while i < m:
+        acc = dadd(acc, np.float64(v[start + i]))
+        i += U1
+    return acc
+
+
+@dev
+def _split(m):
+    """NumPy's split of a pairwise sum of m > 128 values: the first half's length."""
+    n2 = m >> U1
+    return n2 - (n2 & U7)
+
+
+def pairwise_depth(n: int) -> int:
+    """The depth of NumPy's pairwise-summation tree of n values (0: one leaf)."""
+    sizes, depth = {n}, 0
+    while any(m > 128 for m in sizes):
+        nxt = set()
+        for m in sizes:
+            if m > 128:
+                n2 = m // 2 - (m // 2) % 8
+                nxt.update((n2, m - n2))
+        sizes, depth = nxt, depth + 1
+    return depth
+
+
+@cuda.jit(cache=CACHE)
+def k_pairwise_leaves(slots, v, n, depth):
+    """Slot j (j < 2^depth, the leaf's path from the root in j's top bits, left = 0) of
+    NumPy's pairwise tree of v[0 .. n - 1]: the leaf's sum, written by the one j whose
+    remaining bits are 0 (other j under the same leaf write nothing)."""
+    j = U(cuda.grid(1))
+    step = U(cuda.gridsize(1))
+    nslots = U1 << depth
+    while j < nslots:
+        start = U0
+        m = n
+        lv = U0
+        while m > PW_BLOCK:
+            n2 = _split(m)
+            if (j >> (depth - U1 - lv)) & U1:
+                start = start + n2
+                m = m - n2
+            else:
+                m = n2
+            lv = lv + U1
+        if (j & ((U1 << (depth - lv)) - U1)) == U0:
+            slots[j] = _leaf(v, start, m)
+        j += step
+
+
+def _pairwise_combine(out, slots, n, depth):
+    """`k_pairwise_combine`'s template."""
+    tid = U(cuda.threadIdx.x)
+    nt = U(cuda.blockDim.x)
+    lvl = depth
+    while lvl > U0:
+        lvl = lvl - U1                      # the inner nodes at depth lvl, bottom first
+        p = tid
+        while p < (U1 << lvl):
+            m = n
+            d = U0
+            inner = True
+            while d < lvl:                  # walk to node p (lvl bits, left = 0)
+                if m <= PW_BLOCK:
+                    inner = False           # under a leaf: no such node
+                    break
+                n2 = _split(m)
+                m = m - n2 if (p >> (lvl - U1 - d)) & U1 else n2
+                d = d + U1
+            if inner and m > PW_BLOCK:
+                sh = depth - lvl
+                left = p << sh
+                slots[left] = dadd(slots[left], slots[left | (U1 << (sh - U1))])
+            p += nt
+        cuda.syncthreads()
+    if tid == U0 and cuda.blockIdx.x == 0:
+        out[0] = s_store64(dadd(0.0, slots[0]))
+
+
+@dev
+def _load_tile(buf, b, v, first_row, nrows, ncols, cb, cw, lw, t0, nt):
+    """Threads t0, t0 + nt, ... (tile-local indices) copy rows first_row .. of columns
+    cb .. cb + cw - 1 of v into tile b of buf (float64), ``idx = r * width + c``: a
+    warp reads 32 / width rows of width consecutive values per instruction."""
+    rows = nrows - first_row if first_row < nrows else U0
+    rows_per = U(COLSUM_TILE) >> U(lw)
+    if rows > rows_per:
+        rows = rows_per
+    end = _u32(rows) << lw                 # the tile's filled part only
+    idx = t0
+    while idx < end:
+        r = idx >> lw
+        cc = idx & ((_u32(1) << lw) - _u32(1))
+        if cc < cw:
+            buf[b, idx] = np.float64(v[(first_row + U(r)) * ncols + cb + U(cc)])
+        idx = _u32(idx + nt)
+
+
+def _colsum(out, v, nrows, ncols, lw):
+    """`colsum_kernel`'s template: block g owns columns g*width .. g*width + width - 1
+    (``width = 2^lw``; grid-stride over column groups); see the section comment."""
+    tid = _u32(cuda.threadIdx.x)
+    nt = _u32(cuda.blockDim.x)
+    buf = cuda.shared.array((2, COLSUM_TILE), np.float64)
+    split = nt > _u32(32)                   # warps 1.. load while warp 0 adds
+    width = U1 << U(lw)
+    rows_per = U(COLSUM_TILE) >> U(lw)
+    ntiles = (nrows + rows_per - U1) >> (U(11) - U(lw))   # COLSUM_TILE = 2^11
+    g = U(cuda.blockIdx.x)
+    while g * width < ncols:
+        cb = g * width
+        cw = _u32(width if ncols - cb > width else ncols - cb)
+        acc = 0.0
+        _load_tile(buf, 0, v, U0, nrows, ncols, cb, cw, lw, tid, nt)   # by everyone
+        cuda.syncthreads()
+        for k in range(ntiles):
+            kk = U(k)
+            nb = _u32((kk + U1) & U1)
+            nxt = (kk + U1) * rows_per
+            more = kk + U1 < ntiles
+            if split and more and tid >= _u32(32):
+                _load_tile(buf, nb, v, nxt, nrows, ncols, cb, cw, lw, _u32(tid - _u32(32)),
+                           _u32(nt - _u32(32)))
+            if tid < cw:
+                rows = nrows - kk * rows_per
+                if rows > rows_per:
+                    rows = rows_per
+                cur = _u32(kk & U1)
+                for r in range(_u32(rows)):
+                    acc = dadd(acc, buf[cur, (_u32(r) << lw) + tid])
+            if more and not split:
+                _load_tile(buf, nb, v, nxt, nrows, ncols, cb, cw, lw, tid, nt)
+            cuda.syncthreads()
+        if tid < cw:
+            out[cb + U(tid)] = s_store64(acc)
+        g += U(cuda.gridDim.x)
 
 
 @functools.lru_cache(maxsize=None)
 def colsum_kernel(dtype_name: str):
-    """dbias: out[c] = sum over rows r of float64(v[r * ncols + c]), in NumPy's order
-    (``v.reshape(-1, ncols).sum(axis=0)``): sequential from +0.0 for ncols >= 2, NumPy's
-    pairwise summation (blocks of 128, 8 accumulators) for ncols == 1; rounded once to
-    `dtype_name`."""
-    store64 = _CODECS[dtype_name][5]
-
-    @dev
-    def leaf(v, start, m, ncols, col):
-        if m < U8:
-            acc = 0.0
-            for kk in range(m):
-                acc = dadd(acc, np.float64(v[(start + U(kk)) * ncols + col]))
-            return acc
-        r0 = np.float64(v[(start + U0) * ncols + col])
-        r1 = np.float64(v[(start + U1) * ncols + col])
-        r2 = np.float64(v[(start + U2) * ncols + col])
-        r3 = np.float64(v[(start + U3) * ncols + col])
-        r4 = np.float64(v[(start + U(4)) * ncols + col])
-        r5 = np.float64(v[(start + U(5)) * ncols + col])
-        r6 = np.float64(v[(start + U(6)) * ncols + col])
-        r7 = np.float64(v[(start + U7) * ncols + col])
-        i = U8
-        while i < m - (m % U8):
-            r0 = dadd(r0, np.float64(v[(start + i) * ncols + col]))
-            r1 = dadd(r1, np.float64(v[(start + i + U1) * ncols + col]))
-            r2 = dadd(r2, np.float64(v[(start + i + U2) * ncols + col]))
-            r3 = dadd(r3, np.float64(v[(start + i + U3) * ncols + col]))
-            r4 = dadd(r4, np.float64(v[(start + i + U(4)) * ncols + col]))
-            r5 = dadd(r5, np.float64(v[(start + i + U(5)) * ncols + col]))
-            r6 = dadd(r6, np.float64(v[(start + i + U(6)) * ncols + col]))
-            r7 = dadd(r7, np.float64(v[(start + i + U7) * ncols + col]))
-            i += U8
-        acc = dadd(dadd(dadd(r0, r1), dadd(r2, r3)), dadd(dadd(r4, r5), dadd(r6, r7)))
-        while i < m:
-            acc = dadd(acc, np.float64(v[(start + i) * ncols + col]))
-            i += U1
-        return acc
-
-    @cuda.jit
-    def kernel(out, v, nrows, ncols):
-        col = U(cuda.grid(1))
-        step = U(cuda.gridsize(1))
-        while col < ncols:
-            if ncols >= U2:
-                acc = 0.0
-                for r in range(nrows):
-                    acc = dadd(acc, np.float64(v[U(r) * ncols + col]))
-            else:
-                # NumPy's pairwise_sum, its recursion unrolled with explicit stacks
-                st_start = cuda.local.array(64, np.uint64)
-                st_len = cuda.local.array(64, np.uint64)
-                st_state = cuda.local.array(64, np.uint64)
-                vals = cuda.local.array(64, np.float64)
-                sp = 0
-                vp = 0
-                st_start[0] = U0
-                st_len[0] = nrows
-                st_state[0] = U0
-                sp = 1
-                while sp > 0:
-                    top = sp - 1
-                    start = st_start[top]
-                    m = st_len[top]
-                    n2 = m // U2
-                    n2 = n2 - n2 % U8
-                    if m <= U(128):
-                        vals[vp] = leaf(v, start, m, ncols, col)
-                        vp += 1
-                        sp -= 1
-                    elif st_state[top] == U0:
-                        st_state[top] = U1
-                        st_start[sp] = start
-                        st_len[sp] = n2
-                        st_state[sp] = U0
-                        sp += 1
-                    elif st_state[top] == U1:
-                        st_state[top] = U2
-                        st_start[sp] = start + n2
-                        st_len[sp] = m - n2
-                        st_state[sp] = U0
-                        sp += 1
-                    else:
-                        vals[vp - 2] = dadd(vals[vp - 2], vals[vp - 1])
-                        vp -= 1
-                        sp -= 1
-                acc = dadd(0.0, vals[0])
-            out[col] = store64(acc)
-            col += step
-
-    return kernel
+    """dbias for ncols >= 2: out[c] = sum over rows r of v[r * ncols + c] (float64, from
+    +0.0, row after row: NumPy's ``v.reshape(-1, ncols).sum(axis=0)``), rounded once to
+    `dtype_name`.  Arguments ``out, v, nrows, ncols, lw``: blocks of at least
+    ``width = 2^lw`` threads (`colsum_width`)."""
+    return specialise(_colsum, ("colsum", dtype_name),
+                      dict(s_store64=_CODECS[dtype_name][5]))
 
 
-@cuda.jit
+@functools.lru_cache(maxsize=None)
+def pairwise_combine_kernel(dtype_name: str):
+    """dbias for ncols == 1, after `k_pairwise_leaves`: one block adds the tree's inner
+    nodes level by level and stores ``+0.0 + root``, rounded once to `dtype_name`."""
+    return specialise(_pairwise_combine, ("pairwise_combine", dtype_name),
+                      dict(s_store64=_CODECS[dtype_name][5]))
+
+
+def colsum_width(threads: int) -> int:
+    """Columns per block of `colsum_kernel` for blocks of `threads` threads: 8 (a 32-byte
+    segment of float32 per row, and ncols / 8 blocks), fewer for tiny test blocks."""
+    w = 8
+    while w > threads:
+        w //= 2
+    return w
+
+
+def column_sums(out, v, nrows: int, ncols: int, dtype_name: str, stream):
+    """Launch the dbias reduction: out[c] = NumPy's float64 column sum of the (nrows,
+    ncols) C-order matrix v, rounded to `dtype_name` (see the section comment)."""
+    if ncols == 0:
+        return
+    if ncols >= 2 or nrows == 0:
+        forced = forced_geometry()
+        # (the simulator runs every thread in Python, its barriers slowly: 8 there)
+        threads = forced[1] if forced else (8 if SIMULATOR else DEFAULT_THREADS)
+        width = colsum_width(threads)
+        groups = (ncols + width - 1) // width
+        blocks = forced[0] if forced else max(1, min(1 if SIMULATOR else MAX_BLOCKS, groups))
+        colsum_kernel(dtype_name)[blocks, threads, stream](out, v, U(nrows), U(ncols),
+                                                           np.uint32(width.bit_length() - 1))
+        return
+    depth = pairwise_depth(nrows)
+    slots = cuda.device_array(1 << depth, np.float64, stream=stream)
+    launch(k_pairwise_leaves, 1 << depth, stream, slots, v, U(nrows), U(depth))
+    forced = forced_geometry()
+    threads = forced[1] if forced else (DEFAULT_THREADS if SIMULATOR else 1024)
+    pairwise_combine_kernel(dtype_name)[1, threads, stream](out, slots, U(nrows), U(depth))
+
+
+@cuda.jit(cache=CACHE)
 def k_copy(dst, src, n):
     """dst[i] = src[i], bits unchanged."""
     i = U(cuda.grid(1))

@@ -39,6 +39,7 @@ __all__ = ["POLICY", "CudaArrays", "run", "set_launch_geometry"]
 
 set_launch_geometry = K.set_launch_geometry
 _u64 = np.uint64
+_SMALL = 2 ** 32 - 1   # n at most this: the kernels' index divisions are 32-bit
 
 
 # ---- operands and the array policy ---------------------------------------------------------
@@ -154,6 +155,45 @@ def _noise_strides(noise: tuple, shape: tuple) -> np.ndarray:
     return np.array(strides[::-1], np.int64)
 
 
+_constants: dict = {}
+
+
+def _constant(values: tuple, dtype) -> Any:
+    """A small read-only device array of `values` (shapes, strides), made once per
+    (values, dtype, device) and kept: a call with the shapes of an earlier call allocates
+    and copies nothing (training loops repeat their shapes).  It is written once,
+    synchronously, before its first use, and never again, so any stream may read it."""
+    dev = None if SIMULATOR else cuda.get_current_device().id
+    key = (tuple(int(v) for v in values), np.dtype(dtype).str, dev)
+    arr = _constants.get(key)
+    if arr is None:
+        if len(_constants) > 4096:   # a bound, for callers with ever-new shapes
+            _constants.clear()
+        arr = _constants[key] = cuda.to_device(np.array(key[0], dtype=dtype))
+    return arr
+
+
+def _noise_map(shape: tuple, noise: tuple):
+    """(shape, noise strides) of x's axes against its noise shape, coalesced: length-1
+    axes dropped, and neighbours merged when both are broadcast or both follow each
+    other in the noise mask (e.g. (N, C, H, W) with noise (N, C, 1, 1) -> (N*C, H*W) with
+    strides (1, 0)), so that the kernel's index math (one division per unit by the last
+    axis, `_device.row_offset` per row) is as short as it can be."""
+    strides = _noise_strides(noise, shape).tolist()
+    axes = [(n, st) for n, st in zip(shape, strides) if n != 1]
+    out: list = []
+    for n, st in axes:
+        if out:
+            pn, pst = out[-1]
+            if (pst == 0 and st == 0) or (pst != 0 and pst == st * n):
+                out[-1] = (pn * n, st)
+                continue
+        out.append((n, st))
+    if not out:
+        out = [(1, 0)]
+    return tuple(n for n, _ in out), tuple(st for _, st in out)
+
+
 # ---- kernel runners -------------------------------------------------------------------------
 
 
@@ -168,11 +208,10 @@ def _draw_map_args(shape: tuple, draws, strm):
     block is a run of whole rows.  Call only for a non-empty shape: every axis of the
     global array then has length >= 1, so a kept stride is at most 2**63."""
     if draws is None:
-        return _u64(0), _dummy(np.int64), _dummy(np.uint64)
+        return _u64(0), _constant((1,), np.int64), _constant((0,), np.uint64)
     strides, base = draws
     cshape, (cstrides,) = coalesce(shape, [tuple(strides)])
-    return (_u64(base), cuda.to_device(np.array(cshape, np.int64), stream=strm),
-            cuda.to_device(np.array(cstrides, np.uint64), stream=strm))
+    return _u64(base), _constant(cshape, np.int64), _constant(cstrides, np.uint64)
 
 
 def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16, t=0,
@@ -205,13 +244,14 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
     sd = storage_dtype(X.name)
     strm = X.stream
     if noise is None or noise == X.shape:
-        full, xshape, nstr = True, _dummy(np.int64), _dummy(np.int64)
+        full, xshape, nstr = True, _constant((1,), np.int64), _constant((0,), np.int64)
     else:
         full = False
-        xshape = cuda.to_device(np.array(X.shape, np.int64), stream=strm)
-        nstr = cuda.to_device(_noise_strides(noise, X.shape), stream=strm)
+        nshape, nstrides = _noise_map(X.shape, noise)
+        xshape, nstr = _constant(nshape, np.int64), _constant(nstrides, np.int64)
     ybuf = Y.output_buffer()
-    kern = K.dropout_kernel(X.name, op, ks, draws is not None)
+    kern = K.dropout_kernel(X.name, op, ks, draws is not None, full, bias is not None,
+                            n <= _SMALL)
     K.launch(kern, (n + 7) // 8, strm,
              ybuf, X.flat(),
              bias.flat() if bias is not None else _dummy(sd),
@@ -221,8 +261,8 @@ def _run(op: int, ks: int, X: Operand, Y: Operand, *, seed=0, stream=0, bits=16,
              pout if pout is not None else _dummy(np.uint8),
              bout if bout is not None else _dummy(np.bool_),
              _u64(n), _u64(X.shape[-1] if X.shape else 1), _u64(seed), _u64(stream),
-             _u64(bits), _u64(t), ct(s), ct(a), ct(c), ct(d), full, pout is not None,
-             bout is not None, bias is not None, xshape, nstr,
+             _u64(bits), _u64(t), ct(s), ct(a), ct(c), ct(d), pout is not None,
+             bout is not None, xshape, nstr,
              *_draw_map_args(X.shape, draws, strm))
     Y.commit(ybuf)
 
@@ -240,26 +280,28 @@ def _run_mask(n: int, offset: int, seed: int, stream: int, bits: int, t: int, st
     if draws is None:
         K.launch(K.k_mask, (n + 7) // 8, strm, *outs, _u64(n), _u64(offset), *flags)
     else:
-        K.launch(K.k_mask_block, (n + 7) // 8, strm, *outs, _u64(n),
+        K.launch(K.mask_block_kernel(n <= _SMALL), (n + 7) // 8, strm, *outs, _u64(n),
                  *_draw_map_args(shape, draws, strm), *flags)
 
 
 def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bits=16, t=0,
            mask: Operand | None = None, return_mask=False, fmt="packed", draws=None,
-           **scalars):
+           mask_out: Operand | None = None, **scalars):
     """fastdrop.functional._apply on the GPU: keep flags drawn (seed) or given (mask),
     a noise-shaped mask broadcast to x's shape; `draws`: the noise's draw map
-    (`fastdrop._core.contract.noise_draws`), which only the drawn flags use.  Returns the (packed,
-    bool) mask outputs."""
+    (`fastdrop._core.contract.noise_draws`), which only the drawn flags use; mask_out: a
+    checked, C-contiguous buffer for the returned mask (then nothing is allocated for
+    it), else it is allocated by x's framework.  Returns the (packed, bool) mask
+    outputs."""
     full = noise == X.shape
     tgt = target_of(X)
     nn = math.prod(noise)
     P = B = None
     if return_mask:
         if fmt == "packed":
-            P = allocate(tgt, ((nn + 7) // 8,), "uint8")
+            P = mask_out if mask_out is not None else allocate(tgt, ((nn + 7) // 8,), "uint8")
         else:
-            B = allocate(tgt, noise, "bool")
+            B = mask_out if mask_out is not None else allocate(tgt, noise, "bool")
     common = dict(bits=bits, **scalars)
     if mask is None:
         if full:
@@ -272,8 +314,10 @@ def _apply(op, X: Operand, Y: Operand, noise: tuple, *, seed=None, stream=0, bit
                 _run_mask(nn, 0, seed, stream, bits, t, X.stream, bout=flags, **drawn)
                 _run(op, K.KS_BOOL, X, Y, fin=flags, noise=noise, **common)
             else:
+                # the noise mask, drawn first (through x's framework: torch's caching
+                # allocator on x's stream, ...)
                 packed = P.flat() if P is not None else \
-                    cuda.device_array((nn + 7) // 8, np.uint8, stream=X.stream)
+                    allocate(tgt, ((nn + 7) // 8,), "uint8").flat()
                 _run_mask(nn, 0, seed, stream, bits, t, X.stream, pout=packed, **drawn)
                 _run(op, K.KS_PACKED, X, Y, pin=packed, noise=noise, **common)
     elif mask.name == "uint8":
@@ -316,7 +360,7 @@ def _gaussian(X: Operand, Y: Operand, sigma: float, seed: int, stream: int, draw
     if draws is None:
         K.launch(K.gaussian_kernel(X.name), (n + 3) // 4, X.stream, *args)
     else:
-        K.launch(K.gaussian_block_kernel(X.name), (n + 3) // 4, X.stream, *args,
+        K.launch(K.gaussian_block_kernel(X.name, n <= _SMALL), (n + 3) // 4, X.stream, *args,
                  *_draw_map_args(X.shape, draws, X.stream))
     Y.commit(ybuf)
 
@@ -358,7 +402,7 @@ def _dropout_family(req: DropoutRequest):
                   stream=req.stream, bits=req.bits, t=req.threshold, mask=req.mask,
                   return_mask=req.mask_format is not None, fmt=req.mask_format,
                   draws=req.noise_draws, s=req.scale, a=a, c=c, d=d, bias=req.bias,
-                  res=req.residual)
+                  res=req.residual, mask_out=getattr(req, "mask_out", None))
     if req.mask_format is None:
         return _pair(req, Y.obj)
     return _pair(req, Y.obj, (P if req.mask_format == "packed" else B).obj)
@@ -376,8 +420,7 @@ def _bias_backward(req: BiasBackwardRequest):
         D = allocate(target_of(G), (ncols,), G.name)
         if ncols:
             buf = D.output_buffer()
-            K.launch(K.colsum_kernel(G.name), ncols, G.stream, buf, DX.flat(),
-                     _u64(G.size // ncols), _u64(ncols))
+            K.column_sums(buf, DX.flat(), G.size // ncols, ncols, G.name, G.stream)
             D.commit(buf)
         dbias = D.obj
     dx = dx_c if ct == G.name else _convert(DX, G.name).obj

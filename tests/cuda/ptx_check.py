@@ -54,8 +54,11 @@ def main() -> int:
         ("k_normal/f32", K.k_normal, (A(f32), u64, u64, u64, u64)),
         ("k_normal/f64", K.k_normal, (A(f64), u64, u64, u64, u64)),
         ("k_mask", K.k_mask, (A(u8), A(b1), u64, u64, u64, u64, u64, u64, b1, b1)),
-        ("k_mask_block", K.k_mask_block,
+        ("mask_block/small", K.mask_block_kernel(True),
          (A(u8), A(b1), u64, u64, A(i64), A(u64), u64, u64, u64, u64, b1, b1)),
+        ("mask_block/large", K.mask_block_kernel(False),
+         (A(u8), A(b1), u64, u64, A(i64), A(u64), u64, u64, u64, u64, b1, b1)),
+        ("k_pairwise_leaves", K.k_pairwise_leaves, (A(f64), A(f32), u64, u64)),
         ("k_copy", K.k_copy, (A(u16), A(u16), u64)),
     ]
     for raw in (u8, u16, u32, f64, b1):
@@ -65,17 +68,30 @@ def main() -> int:
         c = ct[name]
         for op in (K.OP_SCALE, K.OP_ALPHA, K.OP_BDA):
             sig = (A(sd), A(sd), A(sd), A(sd), A(u8), A(b1), A(u8), A(b1), u64, u64, u64,
-                   u64, u64, u64, c, c, c, c, b1, b1, b1, b1, A(i64), A(i64), u64, A(i64),
-                   A(u64))
+                   u64, u64, u64, c, c, c, c, b1, b1, A(i64), A(i64), u64, A(i64), A(u64))
             for ks in (K.KS_DRAWS, K.KS_ALL, K.KS_PACKED, K.KS_BOOL):
                 jobs.append((f"dropout/{name}/op{op}/ks{ks}", K.dropout_kernel(name, op, ks), sig))
-            jobs.append((f"dropout/{name}/op{op}/block", K.dropout_kernel(name, op, K.KS_DRAWS,
-                                                                          True), sig))
+            for small in (True, False):
+                jobs.append((f"dropout/{name}/op{op}/block/small{int(small)}",
+                             K.dropout_kernel(name, op, K.KS_DRAWS, True, small=small), sig))
+                if op != K.OP_BDA:
+                    for ks in (K.KS_PACKED, K.KS_BOOL):
+                        jobs.append((f"dropout/{name}/op{op}/ks{ks}/noise/small{int(small)}",
+                                     K.dropout_kernel(name, op, ks, full=False, small=small),
+                                     sig))
+                else:
+                    jobs.append((f"dropout/{name}/op{op}/bias/small{int(small)}",
+                                 K.dropout_kernel(name, op, K.KS_DRAWS, has_bias=True,
+                                                  small=small), sig))
         jobs.append((f"gaussian/{name}", K.gaussian_kernel(name),
                      (A(sd), A(sd), u64, u64, u64, f64)))
-        jobs.append((f"gaussian_block/{name}", K.gaussian_block_kernel(name),
-                     (A(sd), A(sd), u64, u64, u64, f64, u64, A(i64), A(u64))))
-        jobs.append((f"colsum/{name}", K.colsum_kernel(name), (A(sd), A(c), u64, u64)))
+        for small in (True, False):
+            jobs.append((f"gaussian_block/{name}/small{int(small)}",
+                         K.gaussian_block_kernel(name, small),
+                         (A(sd), A(sd), u64, u64, u64, f64, u64, A(i64), A(u64))))
+        jobs.append((f"colsum/{name}", K.colsum_kernel(name), (A(sd), A(c), u64, u64, u32)))
+        jobs.append((f"pairwise_combine/{name}", K.pairwise_combine_kernel(name),
+                     (A(sd), A(f64), u64, u64)))
         if name in ("float16", "bfloat16"):
             jobs.append((f"convert/{name}->f32", K.convert_kernel(name, "float32"),
                          (A(f32), A(sd), u64)))
@@ -87,7 +103,7 @@ def main() -> int:
         c = ct[name]
         sig = (u64, u64, u64, u32, u32, u32, u32, u32, u32, c, c, c, c)   # addresses
         for op in F.OPS:
-            for bits in (16, 32):
+            for bits in (8, 16, 32):
                 for packed in (False, True):
                     jobs.append((f"fast/{name}/op{op}/bits{bits}/packed{int(packed)}",
                                  F.forward_kernel(name, op, bits, packed), sig))
@@ -95,7 +111,7 @@ def main() -> int:
                          (A(sd), A(sd), A(u8), u64, u64, u64, u64, u64, u64, c, c, c, c, b1)))
 
         jobs.append((f"fast_masked/{name}", F.masked_kernel(name), (u64, u64, u64, u32, c)))
-        for bits in (16, 32):
+        for bits in (8, 16, 32):
             for has_bias in (False, True):
                 jobs.append((f"fast_bda/{name}/bits{bits}/bias{int(has_bias)}",
                              F.bda_kernel(name, bits, True, has_bias),

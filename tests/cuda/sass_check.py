@@ -148,12 +148,17 @@ class Toolchain:
                                                      {"compute_capability": (9, 0)})
         self.cuda = cuda
 
-    def compile(self, label: str, pyfunc, sig) -> dict:
-        """ptxas's resource report and the SASS of one kernel specialisation."""
+    def compile(self, label: str, kernel, sig) -> dict:
+        """ptxas's resource report and the SASS of one kernel specialisation (a
+        dispatcher, whose ``max_registers`` option becomes ``-maxrregcount`` as numba-cuda
+        passes it to the linker, or a plain function)."""
+        pyfunc = getattr(kernel, "py_func", kernel)
+        maxreg = getattr(kernel, "targetoptions", {}).get("max_registers")
         ptx, _ = self.cuda.compile_ptx(pyfunc, sig, cc=(9, 0))
         stem = os.path.join(self.dir, re.sub(r"[^A-Za-z0-9_]+", "_", label))
         Path(stem + ".ptx").write_text(ptx)
-        r = subprocess.run([self.ptxas, f"-arch={ARCH}", "-v", "-o", stem + ".cubin",
+        cap = [f"-maxrregcount={maxreg}"] if maxreg else []
+        r = subprocess.run([self.ptxas, f"-arch={ARCH}", "-v", *cap, "-o", stem + ".cubin",
                             stem + ".ptx"], capture_output=True, text=True, check=True)
         report = r.stderr
         sass = subprocess.run([self.nvdisasm, "-c", stem + ".cubin"], capture_output=True,
@@ -166,10 +171,11 @@ class Toolchain:
 
 
 def check_loop(code, n_vec: int, packed: bool, mask_in: bool = False,
-               n_loads: int | None = None) -> dict:
+               n_loads: int | None = None, elements: int = 8) -> dict:
     """The checks of a fast kernel's grid-stride loop: {"row": figures, "problems": [..]}.
-    packed: the mask byte is stored (one STG.E.U8); mask_in: it is loaded (LDG.E.U8);
-    n_loads: the LDG.E.128 expected (n_vec, the STG.E.128 count, by default)."""
+    packed: the mask bytes are stored (one STG.E.U8 per 8 elements); mask_in: the mask
+    byte is loaded (LDG.E.U8); n_loads: the LDG.E.128 expected (n_vec, the STG.E.128
+    count, by default); elements: per iteration (16 at bits=8: one Philox block)."""
     found = loops(code)
     if len(found) != 1:
         return {"row": {}, "problems": [f"expected one loop, found {len(found)}"]}
@@ -181,7 +187,8 @@ def check_loop(code, n_vec: int, packed: bool, mask_in: bool = False,
     st128 = [i for i in stg if body[i] == "STG.E.128"]
     other_ld = [body[i] for i in ldg if body[i] != "LDG.E.128"]
     other_st = [body[i] for i in stg if body[i] != "STG.E.128"]
-    row = dict(per_unit=len(body), per_element=round(len(body) / 8, 2),
+    row = dict(elements=elements, per_unit=len(body),
+               per_element=round(len(body) / elements, 2),
                ldg128=len(ld128), stg128=len(st128), scalar_ld=len(other_ld),
                scalar_st=other_st, branches=sum(o == "BRA" for o in body))
     problems = []
@@ -192,7 +199,7 @@ def check_loop(code, n_vec: int, packed: bool, mask_in: bool = False,
     # (the mask byte: ptxas may load it sign-extended, only its low 8 bits are used)
     if [o.replace(".S8", ".U8") for o in other_ld] != (["LDG.E.U8"] if mask_in else []):
         problems.append(f"scalar loads in the loop: {other_ld}")
-    if other_st != (["STG.E.U8"] if packed else []):
+    if other_st != (["STG.E.U8"] * (elements // 8) if packed else []):
         problems.append(f"unexpected stores in the loop: {other_st}")
     if ldg and stg and max(ldg) > min(stg):
         problems.append("a load follows a store in the loop")
@@ -230,7 +237,7 @@ def check_masked(tc: Toolchain, dtype: str) -> dict:
     ct = types.float64 if dtype == "float64" else types.float32
     u32, u64 = types.uint32, types.uint64
     label = f"masked/{dtype}/bwd(mask)"
-    res = tc.compile(label, F.masked_kernel(dtype).py_func, (u64, u64, u64, u32, ct))
+    res = tc.compile(label, F.masked_kernel(dtype), (u64, u64, u64, u32, ct))
     code = parse_sass(res["sass"])
     whole = analyse(code)
     loop = check_loop(code, F.UNIT_WORDS[dtype] // 4, False, mask_in=True)
@@ -257,7 +264,7 @@ def check_bda(tc: Toolchain, dtype: str, bits: int, has_bias: bool) -> dict:
     u32, u64 = types.uint32, types.uint64
     label = f"bda/{dtype}/bits{bits}/{'bias' if has_bias else 'nobias'}/packed"
     sig = (u64, u64, u64, u64, u64, u32, u32, u32, u32, u32, u32, u32, ct)
-    res = tc.compile(label, F.bda_kernel(dtype, bits, True, has_bias).py_func, sig)
+    res = tc.compile(label, F.bda_kernel(dtype, bits, True, has_bias), sig)
     code = parse_sass(res["sass"])
     whole = analyse(code)
     n_vec = F.UNIT_WORDS[dtype] // 4
@@ -283,19 +290,20 @@ def check_fast(tc: Toolchain, dtype: str, op: int, bits: int, packed: bool) -> d
     u64 = types.uint64   # the route passes device addresses (`_fast.try_forward`)
     sig = (u64, u64, u64, u32, u32, u32, u32, u32, u32, ct, ct, ct, ct)
     label = f"fast/{dtype}/op{op}/bits{bits}/{'packed' if packed else 'nomask'}"
-    res = tc.compile(label, F.forward_kernel(dtype, op, bits, packed).py_func, sig)
+    res = tc.compile(label, F.forward_kernel(dtype, op, bits, packed), sig)
     code = parse_sass(res["sass"])
     whole = analyse(code)
     problems = []
     row = {"label": label, "dtype": dtype, "op": op, "bits": bits, "packed": packed,
            "registers": res["registers"], "stack": res["stack"], "spills": res["spills"],
            "loops": len(loops(code)), "calls": whole["calls"], "local": len(whole["local"])}
-    loop = check_loop(code, F.UNIT_WORDS[dtype] // 4, packed)
+    per = F.per_iteration(dtype, bits)
+    loop = check_loop(code, F.UNIT_WORDS[dtype] // 4 * (per // 8), packed, elements=per)
     row.update(loop["row"])
     problems += loop["problems"]
     target = TARGET_PER_ELEMENT.get(dtype)
-    if target is not None and op == 0 and row.get("per_unit", 0) > 8 * target:
-        problems.append(f"{row['per_unit']} instructions per unit > {8 * target}")
+    if target is not None and op == 0 and row.get("per_element", 0) > target:
+        problems.append(f"{row['per_element']} instructions per element > {target}")
     if whole["calls"]:
         problems.append(f"{whole['calls']} CALL instructions (division routines?)")
     if whole["local"] or res["stack"] or res["spills"]:
@@ -306,28 +314,79 @@ def check_fast(tc: Toolchain, dtype: str, op: int, bits: int, packed: bool) -> d
     return row
 
 
-def general(tc: Toolchain, dtype: str, ks: int | None = None) -> dict:
-    """The general dropout kernel, for comparison: keep flags from the draws (ks None),
-    or from a packed mask (ks = KS_PACKED)."""
+#: the general kernels of the table: (label, op, keep source, block map, full mask, bias)
+GENERAL_CASES = [
+    ("fwd(draws)", 0, "DRAWS", False, True, False),
+    ("bwd(packed mask)", 0, "PACKED", False, True, False),
+    ("bwd(bool mask)", 0, "FLAGS", False, True, False),
+    ("alpha(draws)", 2, "DRAWS", False, True, False),
+    ("fwd(noise shape, packed)", 0, "PACKED", False, False, False),
+    ("fwd(block=)", 0, "DRAWS", True, True, False),
+    ("bias-dropout-add(bias)", 1, "DRAWS", False, True, True),
+]
+#: the general cases held to MAX_REGISTERS (the others are reported)
+GENERAL_BOUNDED = ("fwd(draws)", "bwd(packed mask)", "bwd(bool mask)", "alpha(draws)")
+
+
+def _storage(dtype: str):
+    from numba import types
+    return {"float16": types.uint16, "bfloat16": types.uint16, "float32": types.float32,
+            "float64": types.float64}[dtype]
+
+
+def _general_row(tc: Toolchain, label: str, kernel, sig, bounded: bool) -> dict:
+    res = tc.compile(label, kernel, sig)
+    code = parse_sass(res["sass"])
+    w = analyse(code)
+    problems = []
+    if w["local"] or res["stack"] or res["spills"]:
+        problems.append("local memory: stack frame, spills or LDL/STL")
+    if bounded and res["registers"] > MAX_REGISTERS:
+        problems.append(f"{res['registers']} registers > {MAX_REGISTERS}")
+    return {"label": label, "registers": res["registers"], "stack": res["stack"],
+            "spills": res["spills"], "instructions": w["instructions"],
+            "loops": len(loops(code)), "calls": w["calls"], "bounded": bounded,
+            "ldg": {o: w["ldg"].count(o) for o in sorted(set(w["ldg"]))},
+            "stg": {o: w["stg"].count(o) for o in sorted(set(w["stg"]))},
+            "problems": problems}
+
+
+def general(tc: Toolchain, dtype: str, case: tuple) -> dict:
+    """One general dropout kernel (`_kernels.dropout_kernel`, n < 2^32: 32-bit index
+    divisions), for the table: registers, local memory, total SASS instructions, global
+    accesses by width, calls (its per-element loops make a per-unit count from the static
+    code meaningless).  Fails on local memory, and on registers for GENERAL_BOUNDED."""
     from numba import types
     from fastdrop._cuda import _kernels as K
     A = lambda dt: types.Array(dt, 1, "C")  # noqa: E731
     u8, u64, i64, b1 = types.uint8, types.uint64, types.int64, types.boolean
-    sd = {"float16": types.uint16, "bfloat16": types.uint16, "float32": types.float32,
-          "float64": types.float64}[dtype]
+    sd = _storage(dtype)
     c = types.float64 if dtype == "float64" else types.float32
     sig = (A(sd), A(sd), A(sd), A(sd), A(u8), A(b1), A(u8), A(b1), u64, u64, u64, u64, u64,
-           u64, c, c, c, c, b1, b1, b1, b1, A(i64), A(i64), u64, A(i64), A(u64))
-    ks = K.KS_DRAWS if ks is None else ks
-    label = f"general/{dtype}/" + ("fwd(draws)" if ks == K.KS_DRAWS else "bwd(mask)")
-    res = tc.compile(label, K.dropout_kernel(dtype, K.OP_SCALE, ks).py_func, sig)
-    code = parse_sass(res["sass"])
-    w = analyse(code)
-    return {"label": label, "registers": res["registers"], "stack": res["stack"],
-            "spills": res["spills"], "instructions": w["instructions"],
-            "loops": len(loops(code)), "calls": w["calls"],
-            "ldg": {o: w["ldg"].count(o) for o in sorted(set(w["ldg"]))},
-            "stg": {o: w["stg"].count(o) for o in sorted(set(w["stg"]))}}
+           u64, c, c, c, c, b1, b1, A(i64), A(i64), u64, A(i64), A(u64))
+    name, op, ks, gmap, full, bias = case
+    ks = {"DRAWS": K.KS_DRAWS, "PACKED": K.KS_PACKED, "FLAGS": K.KS_BOOL}[ks]
+    kernel = K.dropout_kernel(dtype, op, ks, gmap, full, bias, True)
+    return _general_row(tc, f"general/{dtype}/{name}", kernel, sig,
+                        name in GENERAL_BOUNDED)
+
+
+def reductions(tc: Toolchain, dtype: str) -> list[dict]:
+    """dbias: the tiled column sum and the pairwise tree's two kernels (no register
+    bound; no local memory)."""
+    from numba import types
+    from fastdrop._cuda import _kernels as K
+    A = lambda dt: types.Array(dt, 1, "C")  # noqa: E731
+    sd, u32, u64 = _storage(dtype), types.uint32, types.uint64
+    c = types.float64 if dtype == "float64" else types.float32
+    rows = [_general_row(tc, f"colsum/{dtype}", K.colsum_kernel(dtype),
+                         (A(sd), A(c), u64, u64, u32), False),
+            _general_row(tc, f"pairwise_combine/{dtype}", K.pairwise_combine_kernel(dtype),
+                         (A(sd), A(types.float64), u64, u64), False)]
+    if dtype == "float32":
+        rows.append(_general_row(tc, "pairwise_leaves/float32", K.k_pairwise_leaves,
+                                 (A(types.float64), A(c), u64, u64), False))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,10 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     from fastdrop._core.ops import Op
     quick = "--quick" in argv
     rows = []
-    if quick:  # the test suite's default: two specialisations, no general kernel
-        specs = [("float32", 0, 16, True), ("bfloat16", 0, 32, True)]
+    if quick:  # the test suite's default: three specialisations, one general kernel
+        specs = [("float32", 0, 16, True), ("bfloat16", 0, 32, True), ("float32", 0, 8, True)]
     else:
-        specs = [(d, 0, b, p) for d in F.DTYPES for b in (16, 32) for p in (True, False)]
+        specs = [(d, 0, b, p) for d in F.DTYPES for b in (8, 16, 32) for p in (True, False)]
         specs += [(d, int(Op.ALPHA), 16, True) for d in ("float32", "bfloat16")]
     for dtype, op, bits, packed in specs:
         rows.append(check_fast(tc, dtype, op, bits, packed))
@@ -363,16 +422,24 @@ def main(argv: list[str] | None = None) -> int:
     if not quick:
         for dtype in ("float32", "bfloat16"):
             for has_bias in (True, False):
-                rows.append(check_bda(tc, dtype, 16, has_bias))
-    from fastdrop._cuda import _kernels as K
-    gen = [] if quick or "--no-general" in argv else [
-        general(tc, d, ks) for d in F.DTYPES for ks in (K.KS_DRAWS, K.KS_PACKED)]
+                for bits in (8, 16):
+                    rows.append(check_bda(tc, dtype, bits, has_bias))
+    if quick:
+        gen = [general(tc, "float32", GENERAL_CASES[1])]
+    elif "--no-general" in argv:
+        gen = []
+    else:
+        gen = [general(tc, d, case) for d in ("float32", "bfloat16", "float16")
+               for case in GENERAL_CASES]
+        for d in ("float32", "bfloat16", "float16"):
+            gen += reductions(tc, d)
     flagged = control(tc)
 
     version = subprocess.run([ptxas, "--version"], capture_output=True,
                              text=True).stdout.strip().splitlines()
     print(f"static SASS ({ARCH}; {version[-1] if version else ptxas}): fast path, one "
-          f"8-element unit per loop iteration (not measured on hardware)")
+          f"8-element unit per loop iteration, two at bits=8 (ins/unit: per iteration; not "
+          f"measured on hardware)")
     print(f"{'specialisation':40} {'regs':>4} {'ins/unit':>8} {'ins/elem':>8} "
           f"{'LDG.128':>7} {'STG.128':>7} {'other st':>9}  result")
     failures = 0
@@ -384,16 +451,25 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('stg128', '-'):>7} {','.join(r.get('scalar_st', [])) or '-':>9}  "
               f"{'ok' if ok else 'FAIL: ' + '; '.join(r['problems'])}")
     for g in gen:
-        print(f"{g['label']:40} {g['registers']:>4} regs, {g['instructions']} SASS "
-              f"instructions in all, {g['loops']} loops, {g['calls']} calls, "
-              f"stack {g['stack']} B, LDG {g['ldg']}, STG {g['stg']}")
+        ok = not g["problems"]
+        failures += not ok
+        print(f"{g['label']:40} {g['registers']:>4} regs{'' if g['bounded'] else '*'}, "
+              f"{g['instructions']} SASS instructions in all, {g['loops']} loops, "
+              f"{g['calls']} calls, stack {g['stack']} B, spills {g['spills']} B, "
+              f"LDG {g['ldg']}, STG {g['stg']}  "
+              f"{'ok' if ok else 'FAIL: ' + '; '.join(g['problems'])}")
+    if gen:
+        print(f"(* general kernels without a register bound: reported; every general kernel "
+              f"must have no local memory, those of {', '.join(GENERAL_BOUNDED)} at most "
+              f"{MAX_REGISTERS} registers)")
     print(f"control (a scalar copy loop) flagged: {'; '.join(flagged) or 'NOTHING'}")
     if not flagged:
         failures += 1
     if json_path:
         Path(json_path).write_text(json.dumps({"arch": ARCH, "fast": rows, "general": gen},
                                               indent=1))
-    print(f"sass_check: {len(rows)} fast kernels checked, {failures} failures")
+    print(f"sass_check: {len(rows)} fast kernels checked, {len(gen)} general, "
+          f"{failures} failures")
     return 1 if failures else 0
 
 

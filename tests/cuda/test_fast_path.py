@@ -51,12 +51,13 @@ class Route:
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("n", [0, 5, 8, 37, 203])
 def test_forward_and_mask_equal_reference(dtype, bits, n):
     x = make_x((n,), dtype, seed=n + bits)
     xd = place(x)
-    fast = n >= 8
+    per = F.per_iteration(np.dtype(dtype).name, bits)   # bits=8: one Philox block
+    fast = n >= per
     for p in (0.0, 1e-7, 0.5, 1.0):
         with Route() as r:
             y, m = D.dropout(xd, p, seed=2**40 + 11, stream=2**33 + 3, bits=bits,
@@ -68,7 +69,7 @@ def test_forward_and_mask_equal_reference(dtype, bits, n):
         np.testing.assert_array_equal(host(m), ref.pack_mask(ekeep))
         # p = 1 (t = 2^bits) and fewer than 8 elements take the general kernel
         assert r.forward == (2 if fast and p < 1 else 0), (p, r.forward)
-        assert r.tail == (2 if fast and p < 1 and n % 8 else 0)
+        assert r.tail == (2 if fast and p < 1 and n % per else 0)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
@@ -157,12 +158,13 @@ def test_launch_geometry_does_not_change_bits(geometry, blocks, threads):
     x = make_x((301,), np.float16, seed=1)
     xd = place(x)
     geometry(blocks, threads)
-    with Route() as r:
-        y, m = D.dropout(xd, 0.5, seed=3, bits=32, return_mask=True)
-    assert r.forward == 1
-    ey, ekeep = ref.dropout(x, 0.5, seed=3, bits=32, **BOOL)
-    assert_bits_equal(host(y), ey)
-    np.testing.assert_array_equal(host(m), ref.pack_mask(ekeep))
+    for bits in (8, 32):
+        with Route() as r:
+            y, m = D.dropout(xd, 0.5, seed=3, bits=bits, return_mask=True)
+        assert r.forward == 1
+        ey, ekeep = ref.dropout(x, 0.5, seed=3, bits=bits, **BOOL)
+        assert_bits_equal(host(y), ey)
+        np.testing.assert_array_equal(host(m), ref.pack_mask(ekeep))
 
 
 def test_fast_equals_general_and_cpu():
@@ -207,7 +209,7 @@ def test_plan_refuses_what_the_fast_path_cannot_do():
 def test_warm_up_launches_every_specialisation():
     before = dict(F.launches)
     # dtypes x (ops x bits x mask + masked + bits x mask x bias)
-    assert F.warm_up() == 4 * (2 * 2 * 2 + 1 + 2 * 2 * 2)
+    assert F.warm_up() == 4 * (2 * 3 * 2 + 1 + 3 * 2 * 2)
     assert F.warm_up(dtypes=("float32",), bits=(16,), packed=(True,), masked=False,
                      bda=False) == 2
     assert F.launches == before                  # nothing counted as a real call
@@ -224,7 +226,7 @@ def test_bias_dropout_add(dtype, shape, bias, fast):
     xd, rd = place(x), place(r)
     bd = place(b) if bias else None
     with Route() as route:
-        for bits in (16, 32):
+        for bits in (8, 16, 32):
             y, m = D.bias_dropout_add(xd, bd, rd, 0.3, seed=6, bits=bits, return_mask=True)
             ey, em = ref.bias_dropout_add(x, b, r, 0.3, seed=6, bits=bits, return_mask=True)
             assert_bits_equal(host(y), ey)
@@ -232,7 +234,7 @@ def test_bias_dropout_add(dtype, shape, bias, fast):
             out = place(r)                               # in place on the residual
             assert D.bias_dropout_add(xd, bd, out, 0.3, seed=6, bits=bits, out=out) is out
             assert_bits_equal(host(out), ey)
-    assert route.bda == (4 if fast else 0)
+    assert route.bda == (6 if fast else 0)
 
 
 @pytest.mark.parametrize("blocks,threads,ncols", [(1, 1, 16), (1, 3, 16), (2, 7, 24),

@@ -33,7 +33,11 @@ def test_gpu_check_runs_under_the_simulator(tmp_path):
     data = json.loads(out.read_text())
     assert data["info"]["simulator"] is True
     ident = data["identity"]
-    assert len(ident) == 84 and all(r["ok"] for r in ident), ident
-    assert sum(r["fast"] for r in ident) == 68           # 17 fast cases per dtype
+    # per dtype 27 cases, 20 of them fast (bits=8 takes the fast path from 16 elements;
+    # float64 from 8, half a Philox block per unit: 3 more), and for float32 and bfloat16
+    # (only, under --sim) the general kernels' 12 cases, 2 of them fast (dbias's dx)
+    assert len(ident) == 4 * 27 + 2 * 12 and all(r["ok"] for r in ident), ident
+    assert sum(r["fast"] for r in ident) == 4 * 20 + 3 + 2 * 2, [r["case"] for r in ident
+                                                                 if r["fast"]]
     ops = {(r["dtype"], r["log2n"], r["op"]) for r in data["bandwidth"]}
     assert len(ops) == 16 and all(r["ms"] > 0 for r in data["bandwidth"])
