@@ -4,8 +4,10 @@ Every function here is its docstring and one call of the router
 (`fastdrop._core.route.call`): the arguments are parsed once into a validated request
 (`fastdrop._core.parse`), before anything is written, and run by the backend the arrays
 belong to (the CPU kernels for NumPy, torch and JAX CPU arrays; the GPU kernels for CUDA
-arrays of any framework).  Results follow docs/contract.md sections 4-7 bit for bit and
-equal their twins in `fastdrop.reference`.
+arrays of any framework).  The common NumPy call of each function but unpack_mask first
+tries the CPU backend's fast path (`fastdrop._core.route.fast_path`: the same checks in
+Cython, no request), which runs it or returns None for the router.  Results follow
+docs/contract.md sections 4-7 bit for bit and equal their twins in `fastdrop.reference`.
 
 Arrays (``x``, ``grad``, ``bias``, ``residual``, ``mask``) may be NumPy arrays, PyTorch or
 JAX CPU arrays (viewed without a copy; results come back in the caller's type) or CUDA
@@ -31,9 +33,17 @@ __all__ = [
 
 _DROPOUT = Spec("dropout", parse.dropout, ("x",), "out")
 _DROPOUT_BACKWARD = Spec("dropout_backward", parse.dropout_backward, ("grad", "mask"), "out")
-# the common NumPy calls of these two run without a request (route.fast_path)
+# the common NumPy call of each function below but unpack_mask runs without a request
+# (route.fast_path: None for any other call, which then goes through `call`)
 _fast_dropout = fast_path("dropout")
 _fast_dropout_backward = fast_path("dropout_backward")
+_fast_dropout_mask = fast_path("dropout_mask")
+_fast_bda = fast_path("bias_dropout_add")
+_fast_bda_backward = fast_path("bias_dropout_add_backward")
+_fast_alpha = fast_path("alpha_dropout")
+_fast_alpha_backward = fast_path("alpha_dropout_backward")
+_fast_gaussian = fast_path("gaussian_dropout")
+_fast_gaussian_backward = fast_path("gaussian_dropout_backward")
 _DROPOUT_MASK = Spec("dropout_mask", parse.dropout_mask)
 _UNPACK_MASK = Spec("unpack_mask", parse.unpack_mask, ("mask",))
 _BDA = Spec("bias_dropout_add", parse.bias_dropout_add, ("x", "bias", "residual"), "out")
@@ -346,6 +356,10 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
     >>> fastdrop.dropout_mask(8, 0.5, seed=42, packed=False).astype(int)
     array([1, 1, 0, 0, 0, 0, 1, 0])
     """
+    y = _fast_dropout_mask(shape, p, seed, stream, bits, packed, offset, n_threads, device,
+                           block)
+    if y is not None:
+        return y
     return call(_DROPOUT_MASK, dict(shape=shape, p=p, seed=seed, stream=stream, bits=bits,
                                     packed=packed, offset=offset, n_threads=n_threads,
                                     device=device, block=block))
@@ -439,6 +453,9 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     array([[4., 4., 0., 0.],
            [0., 0., 4., 0.]], dtype=float32)
     """
+    y = _fast_bda(x, bias, residual, p, seed, stream, bits, return_mask, out, n_threads, block)
+    if y is not None:
+        return y
     return call(_BDA, dict(x=x, bias=bias, residual=residual, p=p, seed=seed, stream=stream,
                            bits=bits, return_mask=return_mask, out=out,
                            n_threads=n_threads, block=block))
@@ -500,6 +517,9 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
     >>> dres is g
     True
     """
+    grads = _fast_bda_backward(grad, p, mask, seed, stream, bits, has_bias, n_threads, block)
+    if grads is not None:
+        return grads
     return call(_BDA_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
                                     bits=bits, has_bias=has_bias, n_threads=n_threads,
                                     block=block))
@@ -544,6 +564,10 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     >>> fastdrop.alpha_dropout(np.zeros(4, np.float32), 0.5, seed=42)
     array([ 0.7791...,  0.7791..., -0.7791..., -0.7791...], dtype=float32)
     """
+    y = _fast_alpha(x, p, seed, stream, training, noise_shape, bits, return_mask, mask_format,
+                    out, n_threads, block)
+    if y is not None:
+        return y
     return call(_ALPHA, dict(x=x, p=p, seed=seed, stream=stream, training=training,
                              noise_shape=noise_shape, bits=bits, return_mask=return_mask,
                              mask_format=mask_format, out=out, n_threads=n_threads,
@@ -581,6 +605,10 @@ def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int |
     >>> fastdrop.alpha_dropout_backward(np.ones(4, np.float32), 0.5, seed=42)
     array([0.8864..., 0.8864..., 0.       , 0.       ], dtype=float32)
     """
+    y = _fast_alpha_backward(grad, p, mask, seed, stream, noise_shape, bits, out, n_threads,
+                             block)
+    if y is not None:
+        return y
     return call(_ALPHA_BACKWARD, dict(grad=grad, p=p, mask=mask, seed=seed, stream=stream,
                                       noise_shape=noise_shape, bits=bits, out=out,
                                       n_threads=n_threads, block=block))
@@ -631,6 +659,9 @@ def gaussian_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream:
     >>> fastdrop.gaussian_dropout(np.ones(3), 0.5, seed=1)
     array([2.2279..., 2.2518..., 1.2165...])
     """
+    y = _fast_gaussian(x, p, seed, stream, training, out, n_threads, block)
+    if y is not None:
+        return y
     return call(_GAUSSIAN, dict(x=x, p=p, seed=seed, stream=stream, training=training,
                                 out=out, n_threads=n_threads, block=block))
 
@@ -668,5 +699,8 @@ def gaussian_dropout_backward(grad: Any, p: float, *, seed: int, stream: int = 0
     >>> fastdrop.gaussian_dropout_backward(np.ones(3), 0.5, seed=1)
     array([2.2279..., 2.2518..., 1.2165...])
     """
+    y = _fast_gaussian_backward(grad, p, seed, stream, out, n_threads, block)
+    if y is not None:
+        return y
     return call(_GAUSSIAN_BACKWARD, dict(grad=grad, p=p, seed=seed, stream=stream, out=out,
                                          n_threads=n_threads, block=block))

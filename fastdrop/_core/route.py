@@ -127,8 +127,9 @@ def _cpu():
 
 
 def fast_path(func_name: str) -> Callable:
-    """The CPU backend's fast path of ``fastdrop.<func_name>`` ("dropout",
-    "dropout_backward"): called with the public parameters in order, it runs the common
+    """The CPU backend's fast path of ``fastdrop.<func_name>`` (every function of
+    fastdrop.functional but unpack_mask): called with the public parameters in order, it
+    runs the common
     call (one C-contiguous, aligned, native NumPy array; a float p; int seed and stream;
     no noise shape, block or bool mask) and returns its result, or returns None for any
     other call, which then goes through `call`.  It accepts only calls that the parse

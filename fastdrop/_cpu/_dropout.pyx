@@ -738,28 +738,37 @@ def run(int op, int ks, str dtype_name, shape, *, y=None, x=None, b=None, r=None
 
 # ---- the common call, checked and run without the request layer ------------------------
 #
-# `dropout` and `dropout_backward` of one exact, C-contiguous, aligned, native NumPy array
-# with a Python float p, int seed and stream, no noise shape, block or mask format other
-# than packed, take this path: every argument is checked here against the same rules as
-# fastdrop._core.parse, and a call that is not plainly valid and common returns None, so
-# that the public function goes the general way (which raises the documented errors).
-# The result is the same bit for bit (tests/cpu/test_call_fast_path.py).
+# The common call of each dropout-family function (dropout, alpha and gaussian dropout, their
+# backward passes, bias-dropout-add and its backward, dropout_mask): exact, C-contiguous,
+# aligned, native NumPy arrays with a Python float p, int seed and stream, no noise shape,
+# block or mask format other than packed, takes this path: every argument is checked here
+# against the same rules as fastdrop._core.parse, and a call that is not plainly valid and
+# common returns None, so that the public function goes the general way (which raises the
+# documented errors and warnings).  The result is the same bit for bit
+# (tests/cpu/test_call_fast_path.py).
+
+from fastdrop._core import contract as _contract
 
 cdef object _ndarray = np.ndarray
 cdef object _empty = np.empty
 cdef object _empty_like = np.empty_like
 cdef object _uint8 = np.dtype(np.uint8)
+cdef object _bool = np.dtype(np.bool_)
+cdef object _float32 = np.dtype(np.float32)
 cdef object _bf16 = None      # ml_dtypes' bfloat16 dtype, once an array of it was seen
 cdef object _thread_policy = None  # fastdrop._cpu.backend._threads: n_threads -> threads
 cdef object _randbits = None  # secrets.randbits (seed=None)
+cdef object _bias_grads = None  # backend._bias_grads: (g, dx_c, has_bias) -> the grads
 cdef object _INVERTED = "inverted", _PACKED = "packed", _BOOL = "bool"
+cdef object _BITS32 = 32
 
 
-def set_hooks(thread_policy, randbits):
-    """The backend's thread policy (called for calls of more than one chunk) and the
-    seed source of seed=None."""
-    global _thread_policy, _randbits
-    _thread_policy, _randbits = thread_policy, randbits
+def set_hooks(thread_policy, randbits, bias_grads):
+    """The backend's thread policy (called for calls of more than one chunk), the seed
+    source of seed=None and bias_dropout_add_backward's gradients from dropout's (the
+    general path's own code: dbias summed as it sums it)."""
+    global _thread_policy, _randbits, _bias_grads
+    _thread_policy, _randbits, _bias_grads = thread_policy, randbits, bias_grads
 
 
 cdef inline bint _is(object value, str word) except -1:
@@ -854,26 +863,38 @@ cdef inline double _inverted_scale(int64_t t, int bits) noexcept:
     return 0.0 if t == (<int64_t>1 << bits) else full / (full - <double>t)
 
 
-cdef void _plan_contiguous(Plan* P, int op, int ks, int code, uint64_t n, int bits,
-                           int64_t t, double scale, uint64_t seed, uint64_t stream,
-                           char* y, const char* x, const uint8_t* packed_in,
-                           uint8_t* packed_out) noexcept:
-    """A one-axis plan of n contiguous elements."""
+cdef void _plan_contiguous(Plan* P, int op, int ks, int code, uint64_t n, uint64_t cols,
+                           int bits, int64_t t, double scale, uint64_t seed, uint64_t stream,
+                           uint64_t offset, char* y, const char* x, const char* b,
+                           const char* r, const uint8_t* packed_in, uint8_t* packed_out,
+                           uint8_t* bool_out) noexcept:
+    """A plan of n contiguous elements (y, x, r: those that are not NULL), its path chosen:
+    one axis, or rows of `cols` elements when a bias b runs along them (cols < n; b's
+    stride 0 down the rows).  Its first element draws `offset`; a, c, d are 0."""
     cdef int64_t isz = 8 if code == 1 else 4 if code == 0 else 2
-    P.op, P.ks, P.bits, P.nd, P.gmap = op, ks, bits, 1, 0
-    P.shape[0] = <int64_t>n
+    cdef int dd, nd = 2 if b != NULL and cols < n else 1
+    P.op, P.ks, P.bits, P.nd, P.gmap = op, ks, bits, nd, 0
     P.n = n
-    P.sy[0] = isz if y != NULL else 0
-    P.sx[0] = isz
-    P.sb[0] = P.sr[0] = P.sf[0] = 0
-    P.sg[0] = 0
+    P.shape[nd - 1] = <int64_t>(cols if nd == 2 else n)
+    P.sy[nd - 1] = isz if y != NULL else 0
+    P.sx[nd - 1] = isz if x != NULL else 0
+    P.sr[nd - 1] = isz if r != NULL else 0
+    P.sb[nd - 1] = isz if b != NULL else 0
+    if nd == 2:  # the rows: every operand but the bias moves a row on
+        P.shape[0] = <int64_t>(n // cols)
+        P.sy[0], P.sx[0], P.sr[0] = P.sy[1] * <int64_t>cols, P.sx[1] * <int64_t>cols, \
+            P.sr[1] * <int64_t>cols
+        P.sb[0] = 0
+    for dd in range(nd):
+        P.sf[dd] = 0
+        P.sg[dd] = 0
     P.none_kept = t >= (<int64_t>1 << bits)
-    _choose_path(P, code, False, False)
+    _choose_path(P, code, bool_out != NULL, b != NULL)
     P.t = <uint32_t>t if not P.none_kept else 0
-    P.seed, P.stream, P.offset = seed, stream, 0
+    P.seed, P.stream, P.offset = seed, stream, offset
     P.s, P.a, P.c, P.d = scale, 0.0, 0.0, 0.0
-    P.y, P.x, P.b, P.r, P.f = y, x, NULL, NULL, NULL
-    P.packed_in, P.packed_out, P.bool_out = packed_in, packed_out, NULL
+    P.y, P.x, P.b, P.r, P.f = y, x, b, r, NULL
+    P.packed_in, P.packed_out, P.bool_out = packed_in, packed_out, bool_out
 
 
 cdef inline int _workers(uint64_t n, int n_threads) except -1:
@@ -885,8 +906,8 @@ cdef inline int _workers(uint64_t n, int n_threads) except -1:
 
 cdef int _common_scalars(object p, object mode, object bits, object stream,
                          object n_threads, int* b, uint64_t* st, int* threads) except -2:
-    """The scalars both fast paths share: a Python float p in [0, 1], inverted mode, bits
-    8, 16 or 32, an int stream, n_threads None or an int (0 for None): 0, else -1."""
+    """The scalars every fast path shares: a Python float p in [0, 1], inverted mode,
+    bits 8, 16 or 32, an int stream, n_threads None or an int (0 for None): 0, else -1."""
     if type(p) is not float or type(bits) is not int or not _is(mode, _INVERTED):
         return -1
     if bits != 16 and bits != 32 and bits != 8:
@@ -903,41 +924,127 @@ cdef int _common_scalars(object p, object mode, object bits, object stream,
 
 
 cdef object _output(object x, fd_array_interface* xv, object out, int code,
-                    uint64_t nbytes, fd_array_interface* mv, uint64_t mbytes):
-    """y of a fast call: a new array (out=None), x itself (out=x, writeable), or `out`: an
-    aligned, native, C-contiguous array of x's dtype and shape, disjoint from x and from
-    the mask mv (if not NULL; mbytes long); None for anything else."""
+                    uint64_t nbytes, fd_array_interface* mv, uint64_t mbytes,
+                    object r=None, fd_array_interface* rv=NULL,
+                    fd_array_interface* bv=NULL, uint64_t bbytes=0):
+    """y of a fast call: a new array (out=None), x itself or r itself (an input that out
+    may be, when given: residual) if writeable, or `out`: an aligned, native, C-contiguous
+    array of x's dtype and shape; disjoint from x and r unless it is that very object, and
+    always from the mask mv and the bias bv (when not NULL; mbytes, bbytes long).  None for
+    anything else."""
     cdef fd_array_interface* yv
     if out is None:
         return _empty_like(x)
-    if out is x:
-        if not xv.flags & NPY_WRITEABLE:
+    if out is x or (r is not None and out is r):
+        yv = xv if out is x else rv
+        if not yv.flags & NPY_WRITEABLE:
             return None
-        yv = xv
     else:
         if type(out) is not _ndarray:
             return None
         ycap = out.__array_struct__
         yv = _inter(ycap)
-        if (_float_code(out, yv, True) != code or not _same_shape(xv, yv)
-                or not _disjoint(xv, nbytes, yv, nbytes)):
+        if _float_code(out, yv, True) != code or not _same_shape(xv, yv):
             return None
+    if out is not x and not _disjoint(xv, nbytes, yv, nbytes):
+        return None
+    if r is not None and out is not r and not _disjoint(rv, nbytes, yv, nbytes):
+        return None
     if mv != NULL and not _disjoint(mv, mbytes, yv, nbytes):
+        return None
+    if bv != NULL and not _disjoint(bv, bbytes, yv, nbytes):
         return None
     return out
 
 
-def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
-                 mask_format, out, n_threads, block):
-    """fastdrop.dropout's common call (the public parameters, in order), or None when
-    the call is not one: then the general path parses it."""
+cdef object _packed_mask(object mask, uint64_t n, fd_array_interface** mv):
+    """A packed mask of n flags: an exact, C-contiguous, 1-d uint8 array of ceil(n / 8)
+    bytes, viewed in mv; returns the capsule that holds the view (keep it while mv is
+    used), or None for anything else."""
+    cdef fd_array_interface* v
+    if type(mask) is not _ndarray:
+        return None
+    cap = mask.__array_struct__
+    v = _inter(cap)
+    if (v.typekind != b'u' or v.itemsize != 1 or v.nd != 1
+            or not v.flags & NPY_C_CONTIGUOUS or <uint64_t>v.shape[0] != (n + 7) // 8):
+        return None
+    mv[0] = v
+    return cap
+
+
+# One-entry caches of the contract's constants (fastdrop._core.contract computes them: the
+# same formulas on both paths); each is filled in C, without Python code in between, so a
+# thread switch never sees half an entry.
+cdef int64_t _alpha_t = -1
+cdef int _alpha_bits = 0
+cdef double _alpha_a = 0.0, _alpha_c = 0.0, _alpha_d = 0.0
+cdef uint64_t _sigma_key = 0xFFFFFFFFFFFFFFFF   # the bits of p (no p in [0, 1) has these)
+cdef double _sigma_value = 0.0
+
+
+cdef int _alpha_of(int64_t t, int bits, Plan* P) except -1:
+    """P.a, P.c, P.d = contract.alpha_constants(t, bits)."""
+    global _alpha_t, _alpha_bits, _alpha_a, _alpha_c, _alpha_d
+    cdef double a, c, d
+    if t != _alpha_t or bits != _alpha_bits:
+        a, c, d = _contract.alpha_constants(t, bits)
+        _alpha_a, _alpha_c, _alpha_d, _alpha_t, _alpha_bits = a, c, d, t, bits
+    P.a, P.c, P.d = _alpha_a, _alpha_c, _alpha_d
+    return 0
+
+
+cdef double _sigma_of(double p) except -1.0:
+    """contract.gaussian_sigma(p) for p in [0, 1) (keyed by p's bits: -0.0 is not 0.0)."""
+    global _sigma_key, _sigma_value
+    cdef uint64_t key
+    cdef double s
+    memcpy(&key, &p, 8)
+    if key != _sigma_key:
+        s = _contract.gaussian_sigma(p)
+        _sigma_value, _sigma_key = s, key
+    return _sigma_value
+
+
+cdef object _array_view(object arr, fd_array_interface** v, int* code, uint64_t* n):
+    """An exact ndarray's view (v), dtype code and size; returns the capsule that holds the
+    view (keep it while v is used), or None when arr is not a native, aligned, C-contiguous
+    float array with elements."""
+    if type(arr) is not _ndarray:
+        return None
+    cap = arr.__array_struct__
+    v[0] = _inter(cap)
+    code[0] = _float_code(arr, v[0], False)
+    if code[0] < 0:
+        return None
+    n[0] = _size(v[0])
+    if n[0] == 0:
+        return None
+    return cap
+
+
+cdef enum:
+    FWD_DROPOUT = 0   # _forward's kinds
+    FWD_ALPHA = 1
+    FWD_GAUSS = 2
+
+
+cdef object _forward(int kind, bint need_seed, object x, object p, object seed,
+                     object stream, object training, object mode, object noise_shape,
+                     object bits, object return_mask, object mask_format, object out,
+                     object n_threads, object block):
+    """The common call of dropout (FWD_DROPOUT), alpha_dropout (FWD_ALPHA; mode
+    "inverted") or gaussian_dropout and its backward (FWD_GAUSS: bits 32, no mask; p in
+    [0, 1) as contract.gaussian_sigma wants; need_seed: seed=None is an error), or None:
+    parse._forward's (parse._gaussian's) checks, then the training pass of their request
+    (_alpha_op: nothing or everything dropped is dropout's kernel with scale 1)."""
     cdef uint64_t key, st, n, nbytes
-    cdef int code, b, threads
-    cdef int64_t t
+    cdef int code, b, threads, op
+    cdef int64_t t = 0
+    cdef double scale
     cdef fd_array_interface* xv
     cdef Plan P
-    if (type(x) is not _ndarray or training is not True or noise_shape is not None
-            or block is not None):
+    if training is not True or noise_shape is not None or block is not None:
         return None
     if _common_scalars(p, mode, bits, stream, n_threads, &b, &st, &threads) < 0:
         return None
@@ -945,64 +1052,68 @@ def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_m
         return None
     if return_mask is not True and return_mask is not False:
         return None
-    if seed is not None and _uint64_arg(seed, &key) < 0:
+    if (seed is not None or need_seed) and _uint64_arg(seed, &key) < 0:
         return None
-    xcap = x.__array_struct__
-    xv = _inter(xcap)
-    code = _float_code(x, xv, False)
-    if code < 0:
-        return None
-    n = _size(xv)
-    if n == 0:
+    xcap = _array_view(x, &xv, &code, &n)
+    if xcap is None:
         return None
     nbytes = n * <uint64_t>xv.itemsize
-    t = _threshold_of(<double>p, b)
-    if t < 0:
-        return None
+    if kind == FWD_GAUSS:
+        if <double>p == 1.0:  # the general path raises (infinite variance)
+            return None
+        op, scale = OP_GAUSS, _sigma_of(<double>p)
+    else:
+        t = _threshold_of(<double>p, b)
+        if t < 0:
+            return None
+        op = OP_ALPHA if kind == FWD_ALPHA and 0 < t < (<int64_t>1 << b) else OP_DROPOUT
+        scale = 1.0 if kind == FWD_ALPHA else _inverted_scale(t, b)
     y = _output(x, xv, out, code, nbytes, NULL, 0)
     if y is None:
         return None
     if seed is None:  # drawn last, as parse.check_seed does
         key = <uint64_t>_randbits(64)
     packed = _empty((n + 7) // 8, _uint8) if return_mask else None
-    _plan_contiguous(&P, OP_DROPOUT, KS_DRAWS, code, n, b, t, _inverted_scale(t, b),
-                     key, st, _ptr(address(y)), _ptr(address(x)), NULL,
-                     <uint8_t*>_ptr(address(packed)))
+    _plan_contiguous(&P, op, KS_DRAWS, code, n, n, b, t, scale, key, st, 0,
+                     _ptr(address(y)), _ptr(address(x)), NULL, NULL, NULL,
+                     <uint8_t*>_ptr(address(packed)), NULL)
+    if op == OP_ALPHA:
+        _alpha_of(t, b, &P)
     _execute(&P, code, _workers(n, threads))
     return (y, packed) if return_mask else y
 
 
-def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, out,
-                          n_threads, block):
-    """fastdrop.dropout_backward's common call (the public parameters, in order), or
-    None when the call is not one."""
+cdef enum:
+    BWD_DROPOUT = 0   # _backward's kinds
+    BWD_ALPHA = 1
+    BWD_BIAS = 2
+
+
+cdef object _backward(int kind, object grad, object p, object mask, object seed,
+                      object stream, object mode, object noise_shape, object bits,
+                      object out, object n_threads, object block):
+    """The common call of a backward pass, or None: parse._backward's checks and request;
+    BWD_DROPOUT: dropout's scale, BWD_ALPHA: alpha dropout's (parse._alpha_scale),
+    BWD_BIAS: bias-dropout-add's dropout part, in the compute precision (float32 for the
+    half types, as backend._bias_backward runs it; out is None)."""
     cdef uint64_t key = 0, st, n, nbytes
     cdef int code, b, threads, ks
     cdef int64_t t
+    cdef double scale
     cdef fd_array_interface* gv
     cdef fd_array_interface* mv = NULL
     cdef Plan P
-    if (type(grad) is not _ndarray or noise_shape is not None or block is not None
-            or (mask is None) == (seed is None)):
+    if noise_shape is not None or block is not None or (mask is None) == (seed is None):
         return None
     if _common_scalars(p, mode, bits, stream, n_threads, &b, &st, &threads) < 0:
         return None
-    gcap = grad.__array_struct__
-    gv = _inter(gcap)
-    code = _float_code(grad, gv, False)
-    if code < 0:
-        return None
-    n = _size(gv)
-    if n == 0:
+    gcap = _array_view(grad, &gv, &code, &n)
+    if gcap is None:
         return None
     nbytes = n * <uint64_t>gv.itemsize
     if mask is not None:
-        if type(mask) is not _ndarray:
-            return None
-        mcap = mask.__array_struct__
-        mv = _inter(mcap)
-        if (mv.typekind != b'u' or mv.itemsize != 1 or mv.nd != 1
-                or not mv.flags & NPY_C_CONTIGUOUS or <uint64_t>mv.shape[0] != (n + 7) // 8):
+        mcap = _packed_mask(mask, n, &mv)
+        if mcap is None:
             return None
         ks = KS_PACKED
     else:
@@ -1012,11 +1123,187 @@ def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, 
     t = _threshold_of(<double>p, b)
     if t < 0:
         return None
-    y = _output(grad, gv, out, code, nbytes, mv, (n + 7) // 8)
-    if y is None:
-        return None
-    _plan_contiguous(&P, OP_DROPOUT, ks, code, n, b, t, _inverted_scale(t, b), key, st,
-                     _ptr(address(y)), _ptr(address(grad)),
-                     <const uint8_t*>(mv.data if mv != NULL else NULL), NULL)
+    if kind == BWD_BIAS:  # dropout_backward of grad in the compute precision, into a new array
+        if code >= 2:
+            grad = grad.astype(_float32)
+            code = 0
+        y = _empty_like(grad)
+    else:
+        y = _output(grad, gv, out, code, nbytes, mv, (n + 7) // 8)
+        if y is None:
+            return None
+    if kind == BWD_ALPHA:
+        if t == 0:
+            scale = 1.0
+        else:
+            _alpha_of(t, b, &P)
+            scale = P.a
+    else:
+        scale = _inverted_scale(t, b)
+    _plan_contiguous(&P, OP_DROPOUT, ks, code, n, n, b, t, scale, key, st, 0,
+                     _ptr(address(y)), _ptr(address(grad)), NULL, NULL,
+                     <const uint8_t*>(mv.data if mv != NULL else NULL), NULL, NULL)
     _execute(&P, code, _workers(n, threads))
     return y
+
+
+def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
+                 mask_format, out, n_threads, block):
+    """fastdrop.dropout's common call (the public parameters, in order), or None when
+    the call is not one: then the general path parses it."""
+    return _forward(FWD_DROPOUT, False, x, p, seed, stream, training, mode, noise_shape, bits,
+                    return_mask, mask_format, out, n_threads, block)
+
+
+def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, out,
+                          n_threads, block):
+    """fastdrop.dropout_backward's common call (the public parameters, in order), or
+    None when the call is not one."""
+    return _backward(BWD_DROPOUT, grad, p, mask, seed, stream, mode, noise_shape, bits, out,
+                     n_threads, block)
+
+
+def fast_alpha_dropout(x, p, seed, stream, training, noise_shape, bits, return_mask,
+                       mask_format, out, n_threads, block):
+    """fastdrop.alpha_dropout's common call (the public parameters, in order), or None."""
+    return _forward(FWD_ALPHA, False, x, p, seed, stream, training, _INVERTED, noise_shape,
+                    bits, return_mask, mask_format, out, n_threads, block)
+
+
+def fast_alpha_dropout_backward(grad, p, mask, seed, stream, noise_shape, bits, out,
+                                n_threads, block):
+    """fastdrop.alpha_dropout_backward's common call (the public parameters, in order),
+    or None."""
+    return _backward(BWD_ALPHA, grad, p, mask, seed, stream, _INVERTED, noise_shape, bits,
+                     out, n_threads, block)
+
+
+def fast_gaussian_dropout(x, p, seed, stream, training, out, n_threads, block):
+    """fastdrop.gaussian_dropout's common call (the public parameters, in order), or
+    None."""
+    return _forward(FWD_GAUSS, False, x, p, seed, stream, training, _INVERTED, None, _BITS32,
+                    False, _PACKED, out, n_threads, block)
+
+
+def fast_gaussian_dropout_backward(grad, p, seed, stream, out, n_threads, block):
+    """fastdrop.gaussian_dropout_backward's common call (the public parameters, in
+    order), or None."""
+    return _forward(FWD_GAUSS, True, grad, p, seed, stream, True, _INVERTED, None, _BITS32,
+                    False, _PACKED, out, n_threads, block)
+
+
+cdef uint64_t _MAX_MASK = <uint64_t>1 << 62   # more elements: the general path answers
+
+
+def fast_dropout_mask(shape, p, seed, stream, bits, packed, offset, n_threads, device,
+                      block):
+    """fastdrop.dropout_mask's common call (the public parameters, in order: shape an int
+    or a tuple of ints, device None), or None: parse.dropout_mask's checks and request."""
+    cdef uint64_t key, st, off, n = 1, d
+    cdef int b, threads
+    cdef int64_t t
+    cdef Py_ssize_t k
+    cdef Plan P
+    if device is not None or block is not None or (packed is not True and packed is not False):
+        return None
+    if type(shape) is int:
+        if shape < 0 or shape > <object>_MAX_MASK:
+            return None
+        n = <uint64_t>shape
+    elif type(shape) is tuple:
+        if len(<tuple>shape) > 32:  # NumPy's shapes (and np.empty's) of older versions
+            return None
+        for k in range(len(<tuple>shape)):
+            v = (<tuple>shape)[k]
+            if type(v) is not int or v < 0 or v > <object>_MAX_MASK:
+                return None
+            d = <uint64_t>v
+            if d != 0 and n > _MAX_MASK // d:
+                return None
+            n *= d
+    else:
+        return None
+    if n == 0:
+        return None
+    if _common_scalars(p, _INVERTED, bits, stream, n_threads, &b, &st, &threads) < 0:
+        return None
+    if _uint64_arg(seed, &key) < 0 or _uint64_arg(offset, &off) < 0:
+        return None
+    if off != 0 and n - 1 > 0xFFFFFFFFFFFFFFFF - off:  # offset + n past 2**64: an error
+        return None
+    t = _threshold_of(<double>p, b)
+    if t < 0:
+        return None
+    if packed:
+        mask = _empty((n + 7) // 8, _uint8)
+    else:
+        mask = _empty(shape, _bool)
+    _plan_contiguous(&P, OP_MASK, KS_DRAWS, 0, n, n, b, t, 1.0, key, st, off, NULL, NULL,
+                     NULL, NULL, NULL, <uint8_t*>_ptr(address(mask)) if packed else NULL,
+                     NULL if packed else <uint8_t*>_ptr(address(mask)))
+    _execute(&P, 0, _workers(n, threads))
+    return mask
+
+
+def fast_bias_dropout_add(x, bias, residual, p, seed, stream, bits, return_mask, out,
+                          n_threads, block):
+    """fastdrop.bias_dropout_add's common call (the public parameters, in order: bias
+    None or a 1-d array along x's last axis, residual of x's shape, all of x's dtype), or
+    None: parse.bias_dropout_add's checks and request."""
+    cdef uint64_t key, st, n, nbytes, cols, rn
+    cdef int code, rcode, b, threads
+    cdef int64_t t
+    cdef fd_array_interface* xv
+    cdef fd_array_interface* rv
+    cdef fd_array_interface* bv = NULL
+    cdef Plan P
+    if block is not None or (bias is not None and type(bias) is not _ndarray):
+        return None
+    if _common_scalars(p, _INVERTED, bits, stream, n_threads, &b, &st, &threads) < 0:
+        return None
+    if (return_mask is not True and return_mask is not False) or _uint64_arg(seed, &key) < 0:
+        return None
+    xcap = _array_view(x, &xv, &code, &n)
+    if xcap is None:
+        return None
+    nbytes = n * <uint64_t>xv.itemsize
+    rcap = _array_view(residual, &rv, &rcode, &rn)
+    if rcap is None or rcode != code or not _same_shape(xv, rv):
+        return None
+    cols = n
+    if bias is not None:
+        bcap = bias.__array_struct__
+        bv = _inter(bcap)
+        if (_float_code(bias, bv, False) != code or xv.nd == 0 or bv.nd != 1
+                or bv.shape[0] != xv.shape[xv.nd - 1]):
+            return None
+        cols = <uint64_t>bv.shape[0]
+    t = _threshold_of(<double>p, b)
+    if t < 0:
+        return None
+    y = _output(x, xv, out, code, nbytes, NULL, 0, residual, rv, bv,
+                cols * <uint64_t>xv.itemsize)
+    if y is None:
+        return None
+    packed = _empty((n + 7) // 8, _uint8) if return_mask else None
+    _plan_contiguous(&P, OP_BDA, KS_DRAWS, code, n, cols, b, t, _inverted_scale(t, b), key,
+                     st, 0, _ptr(address(y)), _ptr(address(x)), _ptr(address(bias)),
+                     _ptr(address(residual)), NULL, <uint8_t*>_ptr(address(packed)), NULL)
+    _execute(&P, code, _workers(n, threads))
+    return (y, packed) if return_mask else y
+
+
+def fast_bias_dropout_add_backward(grad, p, mask, seed, stream, bits, has_bias, n_threads,
+                                   block):
+    """fastdrop.bias_dropout_add_backward's common call (the public parameters, in
+    order), or None: dropout's backward in the compute precision (_backward), then the
+    general path's own dbias and dx (backend._bias_grads)."""
+    if has_bias is not True and has_bias is not False:
+        return None
+    if has_bias and type(grad) is _ndarray and grad.ndim == 0:  # the general path raises
+        return None
+    dx_c = _backward(BWD_BIAS, grad, p, mask, seed, stream, _INVERTED, None, bits, None,
+                     n_threads, block)
+    if dx_c is None:
+        return None
+    return _bias_grads(grad, dx_c, has_bias)

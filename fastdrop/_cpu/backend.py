@@ -275,13 +275,22 @@ def _threads(n: int | None) -> int:
     return t
 
 
-# (through the module's name, so that tests may watch _threads on both paths)
-_dropout.set_hooks(lambda n: _threads(n), entropy.randbits)
+# (through the module's name, so that tests may watch _threads on both paths; _bias_grads
+# through a lambda too: it is defined below)
+_dropout.set_hooks(lambda n: _threads(n), entropy.randbits,
+                   lambda g, dx_c, has_bias: _bias_grads(g, dx_c, has_bias))
 
-# The common calls of dropout and dropout_backward, checked and run in Cython without a
-# request (fastdrop._core.route.fast_path): None for any other call.
+# The common calls of the dropout family, checked and run in Cython without a request
+# (fastdrop._core.route.fast_path): each returns None for any other call.
 FAST_PATHS = {"dropout": _dropout.fast_dropout,
-              "dropout_backward": _dropout.fast_dropout_backward}
+              "dropout_backward": _dropout.fast_dropout_backward,
+              "dropout_mask": _dropout.fast_dropout_mask,
+              "bias_dropout_add": _dropout.fast_bias_dropout_add,
+              "bias_dropout_add_backward": _dropout.fast_bias_dropout_add_backward,
+              "alpha_dropout": _dropout.fast_alpha_dropout,
+              "alpha_dropout_backward": _dropout.fast_alpha_dropout_backward,
+              "gaussian_dropout": _dropout.fast_gaussian_dropout,
+              "gaussian_dropout_backward": _dropout.fast_gaussian_dropout_backward}
 
 
 def thread_policy() -> dict:
@@ -354,14 +363,20 @@ def _bias_backward(req: BiasBackwardRequest):
     ct = compute_dtype(g.dtype)
     # in the compute precision, so that dbias sums the unrounded products (half types)
     dx_c = _dropout_family(req.dropout._replace(x=g.astype(ct, copy=False)))
+    return _bias_grads(g, dx_c, req.has_bias)
+
+
+def _bias_grads(g: np.ndarray, dx_c: np.ndarray, has_bias: bool):
+    """(dx, dbias, dresidual) of bias_dropout_add_backward from dropout's gradient dx_c of
+    grad g in the compute precision (this path's and the fast path's, _dropout)."""
     dbias = None
-    if req.has_bias:
+    if has_bias:
         # row by row in C order whatever the layout (a Fortran-order sum would add in
         # another order and change float64's last bits); an empty last axis gives ()
         ncols = g.shape[-1]
         rows = dx_c.astype(np.float64, order="C").reshape(-1, ncols) if ncols else None
         dbias = (rows.sum(axis=0) if ncols else np.zeros(0)).astype(g.dtype)
-    dx = dx_c if ct == g.dtype else dx_c.astype(g.dtype)
+    dx = dx_c if dx_c.dtype == g.dtype else dx_c.astype(g.dtype)
     return dx, dbias, g
 
 

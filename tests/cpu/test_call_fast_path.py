@@ -1,9 +1,10 @@
-"""The CPU fast path of dropout and dropout_backward (fastdrop._core.route.fast_path).
+"""The CPU fast paths of the dropout family (fastdrop._core.route.fast_path).
 
 It must take the common call, decline every other one (which the general path then
 parses, so errors and warnings are the documented ones), and give the general path's
 result bit for bit: that path is `on_backend(name, "cpu")`, which always builds a request.
 """
+import inspect
 import sys
 import warnings
 
@@ -42,6 +43,8 @@ def fast_bwd(g, p, **kw):
 
 def same(a, b):
     assert type(a) is type(b)
+    if a is None:
+        return
     if isinstance(a, tuple):
         assert len(a) == len(b)
         for u, v in zip(a, b):
@@ -256,5 +259,345 @@ def test_the_fast_path_is_the_cpu_backends():
     assert "fastdrop._cpu.backend" in sys.modules
     from fastdrop._cpu import backend
     assert backend.FAST_PATHS["dropout"] is FAST_FWD
+    for name in OTHERS:
+        assert backend.FAST_PATHS[name] is fast_path(name)
     with pytest.raises(KeyError):
-        fast_path("alpha_dropout")
+        fast_path("unpack_mask")
+
+
+# ---- the other functions' fast paths ------------------------------------------------------
+#
+# Each is called with its public function's parameters in order (`fast`), and compared with
+# the general path (`general`: on_backend, which always parses) and the twin.
+
+OTHERS = ["dropout_mask", "bias_dropout_add", "bias_dropout_add_backward", "alpha_dropout",
+          "alpha_dropout_backward", "gaussian_dropout", "gaussian_dropout_backward"]
+SIGNATURES = {name: inspect.signature(getattr(fd, name)) for name in OTHERS}
+
+
+def fast(name, *args, **kw):
+    bound = SIGNATURES[name].bind(*args, **kw)
+    bound.apply_defaults()
+    return fast_path(name)(*bound.arguments.values())
+
+
+def general(name, *args, **kw):
+    return on_backend(name, "cpu")(*args, **kw)
+
+
+def _operands(dtype, shape):
+    n = int(np.prod(shape))
+    x = np.linspace(-3, 3, n).reshape(shape).astype(dtype)
+    r = np.linspace(1, -2, n).reshape(shape).astype(dtype)
+    b = np.linspace(-1, 2, shape[-1]).astype(dtype) if shape else None
+    return x, r, b
+
+
+def _taken_calls(dtype, shape):
+    x, r, b = _operands(dtype, shape)
+    _, mask = ref.dropout(x, 0.3, seed=5, return_mask=True)
+    n = x.size
+    yield "dropout_mask", (shape, 0.3), dict(seed=5)
+    yield "dropout_mask", (n, 0.3), dict(seed=5, packed=False, bits=8, offset=7)
+    yield "dropout_mask", (shape, 0.3), dict(seed=2**64 - 1, stream=3, bits=32, packed=False,
+                                             offset=2**64 - n)
+    yield "bias_dropout_add", (x, b, r, 0.3), dict(seed=5)
+    yield "bias_dropout_add", (x, None, r, 0.3), dict(seed=5, bits=8, return_mask=True)
+    yield "bias_dropout_add", (x, b, r, 0.3), dict(seed=6, stream=9, bits=32, return_mask=True,
+                                                   n_threads=1)
+    yield "bias_dropout_add_backward", (r, 0.3), dict(seed=5, has_bias=bool(shape))
+    yield "bias_dropout_add_backward", (r, 0.3), dict(mask=mask, has_bias=bool(shape))
+    yield "bias_dropout_add_backward", (r, 0.3), dict(seed=5, bits=32, has_bias=False)
+    for kw in (dict(seed=5), dict(seed=5, stream=9, bits=32, return_mask=True),
+               dict(seed=7, bits=8, mask_format="bool"), dict(seed=0, n_threads=1)):
+        yield "alpha_dropout", (x, 0.3), kw
+    for kw in (dict(seed=5), dict(mask=mask), dict(seed=5, stream=1, bits=32),
+               dict(seed=5, bits=8)):
+        yield "alpha_dropout_backward", (r, 0.3), kw
+    for kw in (dict(seed=5), dict(seed=2**64 - 1, stream=3, n_threads=1)):
+        yield "gaussian_dropout", (x, 0.3), kw
+        yield "gaussian_dropout_backward", (r, 0.3), kw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (5, 1), (1, 9), (1 << 12,),
+                                   (2, 3, 4)])
+def test_the_other_common_calls_are_taken_and_equal_the_general_path(dtype, shape):
+    for name, args, kw in _taken_calls(dtype, shape):
+        got = fast(name, *args, **kw)
+        assert got is not None, (name, kw)
+        same(got, general(name, *args, **kw))
+        same(got, getattr(ref, name)(*args, **kw))
+        if name == "bias_dropout_add_backward":
+            assert got[2] is args[0]  # dresidual is grad itself
+
+
+@pytest.mark.parametrize("p", [0.0, 2.0**-16, 2.0**-40, 0.5, 1.0 - 2.0**-17, 1.0])
+@pytest.mark.parametrize("bits", [8, 16, 32])
+def test_the_other_functions_at_edge_probabilities(p, bits):
+    x, r, b = _operands(np.float32, (7, 143))
+    below = fd.effective_p(p, bits) == 0.0 and p > 0.0  # the general path warns
+    drawn = dict(seed=3, bits=bits)
+    calls = [("dropout_mask", (x.shape, p), drawn),
+             ("bias_dropout_add", (x, b, r, p), dict(drawn, return_mask=True)),
+             ("bias_dropout_add_backward", (x, p), drawn),
+             ("alpha_dropout", (x, p), dict(drawn, return_mask=True)),
+             ("alpha_dropout_backward", (x, p), drawn)]
+    for name, args, kw in calls:
+        got = fast(name, *args, **kw)
+        if below:
+            assert got is None, name
+            with pytest.warns(UserWarning, match="resolution"):
+                getattr(fd, name)(*args, **kw)
+            continue
+        assert got is not None, name
+        same(got, general(name, *args, **kw))
+        same(got, getattr(ref, name)(*args, **kw))
+    for name in ("gaussian_dropout", "gaussian_dropout_backward"):  # p in [0, 1), any p
+        got = fast(name, x, p, seed=3)
+        if p == 1.0:
+            assert got is None
+            with pytest.raises(ValueError, match="infinite"):
+                getattr(fd, name)(x, p, seed=3)
+            continue
+        same(got, general(name, x, p, seed=3))
+        same(got, getattr(ref, name)(x, p, seed=3))
+
+
+def test_the_other_outputs_in_place_and_distinct():
+    x, r, b = _operands(np.float32, (9, 111))
+    for name, args, kw in [("bias_dropout_add", (x, b, r, 0.5), dict(seed=4)),
+                           ("alpha_dropout", (x, 0.5), dict(seed=4)),
+                           ("alpha_dropout_backward", (x, 0.5), dict(seed=4)),
+                           ("gaussian_dropout", (x, 0.5), dict(seed=4)),
+                           ("gaussian_dropout_backward", (x, 0.5), dict(seed=4))]:
+        expected = general(name, *args, **kw)
+        buf = np.full_like(x, 7.0)
+        assert fast(name, *args, out=buf, **kw) is buf
+        same(buf, expected)
+        targets = [0, 2] if name == "bias_dropout_add" else [0]  # out may be x or residual
+        for k in targets:
+            own = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+            assert fast(name, *own, out=own[k], **kw) is own[k]
+            same(own[k], expected)
+    shared = x.copy()  # residual is x itself, and so is out
+    expected = general("bias_dropout_add", shared, b, shared, 0.5, seed=4)
+    assert fast("bias_dropout_add", shared, b, shared, 0.5, seed=4, out=shared) is shared
+    same(shared, expected)
+
+
+def test_the_other_large_calls_do_not_depend_on_threads():
+    x, r, b = _operands(np.float32, (1 << 10, 257))  # past two grains
+    for name, args, kw in [("bias_dropout_add", (x, b, r, 0.25), dict(return_mask=True)),
+                           ("dropout_mask", (x.shape, 0.25), dict(packed=False)),
+                           ("gaussian_dropout", (x, 0.25), {})]:
+        one = fast(name, *args, seed=8, n_threads=1, **kw)
+        same(one, fast(name, *args, seed=8, n_threads=2, **kw))
+        same(one, general(name, *args, seed=8, **kw))
+
+
+def test_the_other_seed_none_calls_draw_a_fresh_seed_each_call():
+    x = np.ones((8, 512), np.float32)
+    for name in ("alpha_dropout", "gaussian_dropout"):
+        a, b = fast(name, x, 0.5), fast(name, x, 0.5)
+        assert a is not None and b is not None
+        assert a.shape == x.shape and a.dtype == x.dtype and not np.array_equal(a, b)
+    y, mask = fast("alpha_dropout", x, 0.5, return_mask=True)
+    assert mask.dtype == np.uint8 and mask.shape == (x.size // 8,)
+    same(fast("alpha_dropout_backward", x, 0.5, mask=mask),
+         general("alpha_dropout_backward", x, 0.5, mask=mask))
+
+
+def _declined_other_calls():
+    x = np.linspace(-1, 1, 64).astype(np.float32)
+    x2 = x.reshape(8, 8).copy()
+    ro = x.copy()
+    ro.flags.writeable = False
+    raw = np.zeros(64 * 4 + 1, np.uint8)[1:].view(np.float32)  # not 4-byte aligned
+    b = np.linspace(0, 1, 8).astype(np.float32)
+    r = x2 + 1
+    _, mask = fd.dropout(x, 0.5, seed=1, return_mask=True)
+    arrays = {"strided": x[::2].reshape(4, 8), "fortran": np.asfortranarray(x2),
+              "big-endian": x2.astype(">f4"), "unaligned": raw.reshape(8, 8),
+              "empty": np.zeros((0, 8), np.float32), "subclass": x2.view(np.ma.MaskedArray),
+              "list": x2.tolist(), "int array": np.arange(64).reshape(8, 8)}
+    scalars = {"numpy float p": dict(p=np.float32(0.5)), "int p": dict(p=1),
+               "p > 1": dict(p=1.5), "nan p": dict(p=float("nan")),
+               "bool seed": dict(seed=True), "negative seed": dict(seed=-1),
+               "huge seed": dict(seed=2**64), "numpy seed": dict(seed=np.uint64(3)),
+               "float stream": dict(stream=1.0), "zero threads": dict(n_threads=0),
+               "numpy threads": dict(n_threads=np.int64(1)),
+               "block": dict(block=((0, 0), (8, 8)))}
+    with_bits = {"tiny p": dict(p=1e-9), "bits 12": dict(bits=12),
+                 "bool bits": dict(bits=True)}
+
+    def vary(name, call):
+        """The uncommon variants of one common call: (name, variant, args, kw)."""
+        args, kw = call
+        params = SIGNATURES[name].parameters
+        where_p = 3 if name == "bias_dropout_add" else 1
+        if name != "dropout_mask":
+            for what, arr in arrays.items():
+                yield name, what, (arr,) + args[1:], kw
+        for what, change in dict(scalars, **(with_bits if "bits" in params else {})).items():
+            a, k = list(args), dict(kw)
+            if "p" in change:
+                a[where_p] = change["p"]
+            else:
+                k.update(change)
+            yield name, what, tuple(a), k
+        if "out" in params:
+            for what, out in (("read-only out", ro.reshape(8, 8)),
+                              ("wrong dtype out", np.empty((8, 8), np.float64)),
+                              ("wrong shape out", np.empty(64, np.float32)),
+                              ("strided out", np.empty((8, 16), np.float32)[:, ::2]),
+                              ("overlapping out", args[0].reshape(-1)[::-1].reshape(8, 8)),
+                              ("a view of x as out", args[0][:])):
+                yield name, what, args, dict(kw, out=out)
+        if "training" in params:
+            yield name, "inference", args, dict(kw, training=False)
+            yield name, "truthy training", args, dict(kw, training=1)
+        if "return_mask" in params:
+            yield name, "truthy return_mask", args, dict(kw, return_mask=1)
+        if "mask_format" in params:
+            yield name, "bool mask", args, dict(kw, return_mask=True, mask_format="bool")
+            yield name, "bad mask format", args, dict(kw, mask_format="bits")
+        if "noise_shape" in params:
+            yield name, "noise shape", args, dict(kw, noise_shape=(8, 1))
+        if "mask" in params:
+            for what, change in (("mask and seed", dict(mask=mask)),
+                                 ("neither", dict(seed=None)),
+                                 ("bool mask in", dict(seed=None, mask=np.ones((8, 8), bool))),
+                                 ("short mask", dict(seed=None, mask=mask[:-1])),
+                                 ("strided mask", dict(seed=None,
+                                                       mask=np.repeat(mask, 2)[::2])),
+                                 ("signed mask", dict(seed=None, mask=mask.astype(np.int8)))):
+                yield name, what, args, dict(kw, **change)
+
+    one = dict(seed=1)
+    yield from vary("bias_dropout_add", ((x2, b, r, 0.5), one))
+    for name in ("bias_dropout_add_backward", "alpha_dropout", "alpha_dropout_backward",
+                 "gaussian_dropout", "gaussian_dropout_backward"):
+        yield from vary(name, ((x2, 0.5), one))
+    yield from vary("dropout_mask", (((8, 8), 0.5), one))
+    bda = "bias_dropout_add"
+    over_bias = np.zeros(64, np.float32)  # out's memory holds the bias
+    ro2 = ro.reshape(8, 8)
+    for what, args, kw in [
+            ("bias of another dtype", (x2, b.astype(np.float64), r, 0.5), {}),
+            ("bias of another length", (x2, b[:7].copy(), r, 0.5), {}),
+            ("2-d bias", (x2, b.reshape(1, 8), r, 0.5), {}),
+            ("strided bias", (x2, np.repeat(b, 2)[::2], r, 0.5), {}),
+            ("list bias", (x2, b.tolist(), r, 0.5), {}),
+            ("bias of a 0-d x", (x2[0, 0].copy(), b[:1].copy(), r[0, 0].copy(), 0.5), {}),
+            ("residual of another shape", (x2, b, r.reshape(-1), 0.5), {}),
+            ("residual of another dtype", (x2, b, r.astype(np.float64), 0.5), {}),
+            ("strided residual", (x2, b, np.repeat(r, 2, axis=1)[:, ::2], 0.5), {}),
+            ("fortran residual", (x2, b, np.asfortranarray(r), 0.5), {}),
+            ("list residual", (x2, b, r.tolist(), 0.5), {}),
+            ("no seed", (x2, b, r, 0.5), dict(seed=None)),
+            ("out over the residual", (x2, b, r, 0.5),
+             dict(out=r.reshape(-1)[::-1].reshape(8, 8))),
+            ("out holding the bias", (x2, over_bias[56:64], r, 0.5),
+             dict(out=over_bias[:64].reshape(8, 8))),
+            ("read-only residual as out", (x2, b, ro2, 0.5), dict(out=ro2)),
+            ("a view of the residual as out", (x2, b, r, 0.5), dict(out=r[:])),
+    ]:
+        yield bda, what, args, dict(one, **kw)
+    over_mask = np.zeros(64, np.float32)  # out's memory holds the mask
+    over_mask.view(np.uint8)[:8] = mask
+    yield "alpha_dropout_backward", "out over the mask", (x, 0.5), dict(
+        mask=over_mask.view(np.uint8)[:8], out=over_mask)
+    bwd = "bias_dropout_add_backward"
+    yield bwd, "0-d grad with bias", (np.ones((), np.float32), 0.5), one
+    yield bwd, "truthy has_bias", (x2, 0.5), dict(one, has_bias=1)
+    yield "gaussian_dropout", "p = 1", (x2, 1.0), one
+    yield "gaussian_dropout_backward", "p = 1", (x2, 1.0), one
+    yield "gaussian_dropout_backward", "no seed", (x2, 0.5), dict(seed=None)
+    for what, args, kw in [
+            ("float shape", (8.0, 0.5), {}), ("negative shape", (-8, 0.5), {}),
+            ("list shape", ([8, 8], 0.5), {}), ("numpy shape", (np.int64(8), 0.5), {}),
+            ("numpy dim", ((2, np.int64(4)), 0.5), {}), ("empty", ((4, 0), 0.5), {}),
+            ("zero", (0, 0.5), {}), ("bool shape", (True, 0.5), {}),
+            ("huge shape", ((2**40, 2**40), 0.5), {}),
+            ("no seed", (8, 0.5), dict(seed=None)),
+            ("negative offset", (8, 0.5), dict(offset=-1)),
+            ("offset past 2**64", (8, 0.5), dict(offset=2**64 - 7)),
+            ("truthy packed", (8, 0.5), dict(packed=1)),
+            ("cpu device", (8, 0.5), dict(device="cpu")),
+            ("offset and block", ((8,), 0.5), dict(offset=1, block=((0,), (8,)))),
+    ]:
+        yield "dropout_mask", what, args, dict(one, **kw)
+
+
+def _answers(func, args, kw):
+    """What a call answers: ("raises", type, message) or ("returns", result, warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            got = func(*args, **kw)
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            return "raises", type(exc), str(exc)
+    return "returns", got, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("case", list(_declined_other_calls()), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_uncommon_calls_of_the_other_functions_are_declined_and_answered_as_before(case):
+    name, _, args, kw = case
+    assert fast(name, *args, **kw) is None
+    expected = _answers(on_backend(name, "cpu"), args, kw)
+    got = _answers(getattr(fd, name), args, kw)
+    assert got[0] == expected[0], (got, expected)
+    if got[0] == "raises":
+        assert got[1:] == expected[1:]
+        return
+    assert got[2] == expected[2]  # the same warnings
+    a, e = got[1], expected[1]
+    for u, v in zip(a if isinstance(a, tuple) else (a,), e if isinstance(e, tuple) else (e,)):
+        assert (u is None) == (v is None)
+        if u is not None:
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_a_declined_bad_call_of_the_other_functions_writes_nothing():
+    x, r, b = _operands(np.float32, (8, 8))
+    out = np.full_like(x, 3.0)
+    with pytest.raises(ValueError):
+        fd.bias_dropout_add(x, b, r, 1.5, seed=1, out=out)
+    with pytest.raises(ValueError):
+        fd.gaussian_dropout(x, 1.0, seed=1, out=out)
+    with pytest.raises(TypeError):
+        fd.alpha_dropout(x, 0.5, seed=1, bits=True, out=out)
+    assert (out == 3.0).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(OTHERS), dtype=st.sampled_from(DTYPES), rows=st.integers(1, 9),
+       cols=st.integers(1, 400), p=st.floats(0.0, 1.0), bits=st.sampled_from([8, 16, 32]),
+       seed=st.integers(0, 2**64 - 1), stream=st.integers(0, 2**64 - 1),
+       flag=st.booleans(), from_mask=st.booleans())
+def test_the_other_fast_paths_property(name, dtype, rows, cols, p, bits, seed, stream, flag,
+                                       from_mask):
+    x = np.random.default_rng(cols).standard_normal((rows, cols)).astype(dtype)
+    r = np.random.default_rng(rows).standard_normal((rows, cols)).astype(dtype)
+    b = np.linspace(-1, 1, cols).astype(dtype)
+    drawn = dict(seed=seed, stream=stream, bits=bits)
+    if from_mask and name in ("alpha_dropout_backward", "bias_dropout_add_backward"):
+        drawn = dict(mask=fd.dropout_mask(x.shape, 0.5, seed=seed, bits=bits), bits=bits)
+    if name == "dropout_mask":
+        args, kw = ((rows, cols), p), dict(drawn, packed=flag, offset=seed % 1000)
+    elif name == "bias_dropout_add":
+        args, kw = (x, b if flag else None, r, p), dict(drawn, return_mask=from_mask)
+    elif name == "bias_dropout_add_backward":
+        args, kw = (x, p), dict(drawn, has_bias=flag)
+    elif name == "alpha_dropout":
+        args, kw = (x, p), dict(drawn, return_mask=flag)
+    elif name == "alpha_dropout_backward":
+        args, kw = (x, p), drawn
+    else:
+        args, kw = (x, min(p, 0.99)), dict(seed=seed, stream=stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # p below the resolution: the general path warns
+        got = getattr(fd, name)(*args, **kw)
+        same(got, general(name, *args, **kw))
+        same(got, getattr(ref, name)(*args, **kw))
