@@ -62,7 +62,14 @@ _TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 
 
 def find_tool(name: str) -> str | None:
-    """A CUDA tool: PATH, /usr/local/cuda*/bin, then the nvidia-* PyPI wheels' bin/."""
+    """A CUDA tool: the nvidia-* PyPI wheels' bin/ first (nvidia-cuda-nvcc installs its
+    ptxas beside the libNVVM wheel numba-cuda then compiles with, so the two agree on the
+    PTX version; an older toolkit's ptxas refuses newer PTX), then PATH, then
+    /usr/local/cuda*/bin."""
+    for p in sys.path:
+        for hit in sorted(glob.glob(os.path.join(p, "nvidia", "*", "bin", name))):
+            if os.access(hit, os.X_OK):
+                return hit
     hit = shutil.which(name)
     if hit:
         return hit
@@ -70,10 +77,6 @@ def find_tool(name: str) -> str | None:
         for d in sorted(glob.glob(pattern)):
             if os.access(os.path.join(d, name), os.X_OK):
                 return os.path.join(d, name)
-    for p in sys.path:
-        for hit in sorted(glob.glob(os.path.join(p, "nvidia", "*", "bin", name))):
-            if os.access(hit, os.X_OK):
-                return hit
     return None
 
 

@@ -36,6 +36,6 @@ def test_fast_kernels_pass_the_static_sass_check():
     summary = re.search(r"sass_check: (\d+) fast kernels checked, (\d+) general, 0 failures",
                         out)
     assert summary and int(summary.group(1)) >= 3 and int(summary.group(2)) >= 1, out[-4000:]
-    rows = [ln for ln in out.splitlines() if ln.startswith(("fast/", "masked/"))]
+    rows = [ln for ln in out.splitlines() if ln.startswith(("fast/", "masked/", "bda/"))]
     assert len(rows) == int(summary.group(1)) and all(ln.endswith(" ok") for ln in rows), out
     assert re.search(r"control .* flagged: .*scalar loads in the loop", out), out
