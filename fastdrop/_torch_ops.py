@@ -6,6 +6,8 @@ implementation through ``fastdrop._core.route.device_implementation``:
 
 - ``fastdrop::dropout(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
   -> (y, mask)``
+- ``fastdrop::dropout_(x!, seed, p, bits, dropout_mode, noise_shape, return_mask, n_threads)
+  -> mask``: in place (x is mutated); no autograd formula (see `DropoutInplaceFunction`)
 - ``fastdrop::dropout_backward(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
   -> dx``
 - ``fastdrop::alpha_dropout(x, seed, p, bits, noise_shape, return_mask, n_threads)
@@ -45,10 +47,10 @@ from torch import Tensor
 
 from . import functional as F
 from ._core.interop import DeviceArrayError, numpy_to_torch, to_host_array
-from ._core.route import device_implementation
+from ._core.route import device_implementation, fast_path
 
-__all__ = ["take_stream", "dropout", "dropout_backward", "alpha_dropout", "alpha_dropout_backward",
-           "bias_dropout_add", "bias_dropout_add_backward", "seed_words", "seed_tensor",
+__all__ = ["take_stream", "dropout", "dropout_", "dropout_backward", "alpha_dropout",
+           "alpha_dropout_backward", "bias_dropout_add", "bias_dropout_add_backward", "seed_words", "seed_tensor",
            "MASK64"]
 
 MASK64 = (1 << 64) - 1
@@ -187,6 +189,34 @@ dropout_backward = torch.library.custom_op(
 @dropout_backward.register_fake
 def _(grad, seed, mask, p, bits, mode, noise_shape, n_threads):
     return torch.empty_like(grad)
+
+
+def dropout_inplace_impl(x: Tensor, seed: Tensor, p: float, bits: int, dropout_mode: str,
+                         noise_shape: Optional[Sequence[int]], return_mask: bool,
+                         n_threads: int) -> Tensor:
+    # (not "mode": torch's mode redirection for mutating operators takes that name)
+    s, st = seed_words(seed)
+    kw = dict(seed=s, stream=st, mode=dropout_mode, noise_shape=_ns(noise_shape), bits=bits,
+              return_mask=return_mask)
+    xa = _host(x.detach(), "input", True)
+    if xa is None:
+        res = _device("dropout", x)(x, p, out=x, **kw)
+        return res[1] if return_mask else _empty_mask(x, 0)
+    res = F.dropout(xa, p, out=xa, n_threads=_nthreads(n_threads), **kw)
+    return torch.from_numpy(res[1]) if return_mask else _empty_mask(x, 0)
+
+
+dropout_ = torch.library.custom_op(
+    "fastdrop::dropout_", mutates_args=("x",))(dropout_inplace_impl)
+dropout_.__doc__ = """``fastdrop::dropout_``: dropout of x in place (x mutated, declared so to
+torch.library, hence functionalized under torch.compile and re-inplaced by inductor);
+returns the packed mask (empty unless return_mask). No autograd formula (torch.library
+has none for mutating operators): under autograd, `DropoutInplaceFunction`."""
+
+
+@dropout_.register_fake
+def _(x, seed, p, bits, dropout_mode, noise_shape, return_mask, n_threads):
+    return _empty_mask(x, _nbytes(x, noise_shape, return_mask))
 
 
 # ---- alpha dropout --------------------------------------------------------------------------
@@ -749,6 +779,26 @@ class _EagerAlphaDropoutBackward(torch.autograd.Function):
                 None, None, None, None, None, None)
 
 
+class DropoutInplaceFunction(torch.autograd.Function):
+    """Eager in-place dropout under autograd: x written in place (``mark_dirty``: the
+    version counter is bumped, a leaf is refused), dx = D dy from the seed or mask."""
+
+    @staticmethod
+    def forward(ctx, x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
+        mask = dropout_inplace_impl(x, seed, p, bits, mode, noise_shape, return_mask,
+                                    n_threads)
+        ctx.save_for_backward(seed, mask if return_mask else None)
+        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, gy):
+        seed, mask = ctx.saved_tensors
+        dx = _EagerDropoutBackward.apply(gy, seed, mask, *ctx.args)
+        return dx, None, None, None, None, None, None, None
+
+
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
@@ -768,9 +818,185 @@ def entry(kind: str, x: Tensor):
     return dropout if kind == "dropout" else alpha_dropout
 
 
+def plain_eager(x: Tensor) -> bool:
+    """True when `entry` takes the classic Functions for x (plain eager CPU code)."""
+    return entry("dropout", x) is _EagerDropout.apply
+
+
 def use_functions() -> bool:
     """True under a torch.func transform (eager): call the Functions above. Otherwise
     (plain eager code; dynamo, i.e. compile and export) call the operators, whose
     autograd is cheaper (``Function.apply`` binds its signature with ``inspect`` on
     every call when setup_context is defined)."""
     return (not torch.compiler.is_compiling()) and torch._C._are_functorch_transforms_active()
+
+
+# ---- the lean eager path --------------------------------------------------------------------
+# Plain eager calls on plain, C-contiguous CPU tensors (the common training call) skip the
+# dispatcher, the seed tensor and the NumPy conversion helpers: one autograd.Function (none
+# when no graph is recorded) calls the CPU backend's fast path (fastdrop._core.route.
+# fast_path: what fastdrop.dropout itself runs) on NumPy views of the tensors' memory.
+# Same kernels, same arguments, so the same bits as the operators. Everything else
+# (compile, export, torch.func, dispatch and function modes, the profiler, tracing, other
+# devices and layouts, bfloat16) takes `entry`'s route.
+
+_fast_fwd = fast_path("dropout")
+_fast_bwd = fast_path("dropout_backward")
+_LEAN_DTYPES = frozenset((torch.float32, torch.float64, torch.float16))
+_C = torch._C
+_prof = torch.autograd.profiler
+_is_compiling = torch.compiler.is_compiling
+# Outputs of at most this many elements are allocated by NumPy (inside the fast path) and
+# wrapped (torch.from_numpy): cheaper per call than torch.empty_like and a second view.
+# Larger ones come from torch's allocator: NumPy's (madvise'd huge pages) made glibc
+# return and re-fault them on every call (measured: about 500 to 1000 page faults per
+# forward + backward from 2^18 to 2^22 elements; torch's: none).
+_NUMPY_ALLOC = 1 << 16
+# Outputs of at least this many bytes get madvise(MADV_HUGEPAGE) before their first touch,
+# as NumPy does for its own arrays: glibc hands allocations above its largest mmap
+# threshold (32 MiB) out as fresh mappings, and faulting those in 4 KiB pages cost more
+# than the kernel (measured: 64 MiB, 16385 faults, 88 ms to fill; advised, 544 faults,
+# 25 ms). Linux only; elsewhere (or if the call is unavailable) nothing is done.
+_HUGE_BYTES = 1 << 25
+_PAGE = 4096
+
+
+def _load_madvise():
+    try:
+        import ctypes
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return None
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):  # pragma: no cover - no libc symbol
+        return None
+
+
+_madvise = _load_madvise()
+_MADV_HUGEPAGE = 14
+
+
+def _fresh_like(t: Tensor) -> Tensor:
+    """torch.empty_like(t), its pages advised huge when it is large (see _HUGE_BYTES)."""
+    y = torch.empty_like(t)
+    nbytes = y.numel() * y.element_size()
+    if nbytes >= _HUGE_BYTES and _madvise is not None:
+        a = y.data_ptr()
+        start, end = (a + _PAGE - 1) & -_PAGE, (a + nbytes) & -_PAGE
+        _madvise(start, end - start, _MADV_HUGEPAGE)  # advice only: a failure is harmless
+    return y
+
+
+def lean_input(x) -> bool:
+    """True when a dropout of `x` may take the lean path: plain eager code (not compiling,
+    no torch.func transform, no dispatch or function mode, no profiler, no tracing) and a
+    plain C-contiguous CPU tensor of float16, float32 or float64 with elements."""
+    return (not _is_compiling() and type(x) in _PLAIN and x.is_cpu
+            and x.dtype in _LEAN_DTYPES and x.is_contiguous()
+            and not _C._are_functorch_transforms_active()
+            and not _C._len_torch_dispatch_stack()
+            and not _C._is_torch_function_mode_enabled()
+            and not _prof._is_profiler_enabled and not _C._is_tracing()
+            and x.numel() != 0)
+
+
+def _lean_forward(xa, key: int, st: int, p: float, bits: int, keep_mask: bool, nt: int,
+                  out):
+    """(y, packed mask or None) as NumPy arrays: the fast path, else fastdrop.dropout."""
+    n = nt if nt > 0 else torch.get_num_threads()
+    res = _fast_fwd(xa, p, key, st, True, "inverted", None, bits, keep_mask, "packed", out,
+                    n, None)
+    if res is None:
+        res = F.dropout(xa, p, seed=key, stream=st, bits=bits, return_mask=keep_mask,
+                        out=out, n_threads=n)
+    return res if keep_mask else (res, None)
+
+
+def _lean_backward(gy: Tensor, key: int, st: int, p: float, bits: int, mask, nt: int
+                   ) -> Tensor:
+    """dx of a lean call (first order): the fast path on gy's memory, else the operator's
+    implementation (any layout, device)."""
+    if type(gy) in _PLAIN and gy.is_cpu and gy.dtype in _LEAN_DTYPES and gy.is_contiguous():
+        ga = gy.numpy(force=True)
+        n = nt if nt > 0 else torch.get_num_threads()
+        small = ga.size <= _NUMPY_ALLOC
+        dt = None if small else _fresh_like(gy)
+        dx = _fast_bwd(ga, p, mask, None if mask is not None else key, st, "inverted", None,
+                       bits, None if small else dt.numpy(), n, None)
+        if dx is not None:
+            return torch.from_numpy(dx) if small else dt
+    mt = None if mask is None else torch.from_numpy(mask)
+    return dropout_backward_impl(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt)
+
+
+class _LeanDropout(torch.autograd.Function):
+    """The lean path under autograd: y = D x, dx = D dy; double backward through the
+    classic Functions on the operators' implementations (the same map)."""
+
+    @staticmethod
+    def forward(ctx, x, cfg):
+        key, st, p, bits, keep_mask, nt, inplace = cfg
+        xa = x.numpy(force=True)  # a view (x is a CPU tensor, not conjugate or negative)
+        if inplace:
+            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, xa)
+            ctx.fd = (key, st, p, bits, mask, nt)
+            ctx.mark_dirty(x)
+            return x
+        if xa.size <= _NUMPY_ALLOC:
+            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, None)
+            yt = torch.from_numpy(y)
+        else:
+            yt = _fresh_like(x)
+            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, yt.numpy())
+        ctx.fd = (key, st, p, bits, mask, nt)
+        return yt
+
+    @staticmethod
+    def backward(ctx, gy):
+        key, st, p, bits, mask, nt = ctx.fd
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable dx
+            mt = None if mask is None else torch.from_numpy(mask)
+            f = entry("dropout", gy)
+            if f is _EagerDropout.apply:
+                f = _EagerDropoutBackward.apply
+            else:
+                f = DropoutBackwardFunction.apply if f is DropoutFunction.apply \
+                    else dropout_backward
+            return f(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt), None
+        return _lean_backward(gy, key, st, p, bits, mask, nt), None
+
+
+try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
+    _lean_apply = super(torch.autograd.Function, _LeanDropout).apply
+except AttributeError:  # pragma: no cover - another torch's layout
+    _lean_apply = _LeanDropout.apply
+
+
+def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,
+                 nt: int, inplace: bool) -> Tensor:
+    """Inverted dropout of a `lean_input` tensor with the seed words (key, st): the result
+    of ``fastdrop::dropout`` (``x`` itself, written in place, when `inplace`); None (nothing
+    done) for an in-place call on a leaf or a view under autograd: the caller takes the
+    operators' route, where autograd's own rules apply."""
+    if x.requires_grad and torch.is_grad_enabled():
+        if inplace and (x.is_leaf or x._base is not None):
+            # autograd's own errors (a leaf) or view bookkeeping, before any write
+            return None
+        # _lean_apply skips Function.apply's Python prologue, valid because lean_input
+        # has ruled out torch.func transforms (its only other work)
+        return _lean_apply(x, (key, st, p, bits, keep_mask, nt, inplace))
+    xa = x.numpy(force=True)
+    if inplace:
+        _lean_forward(xa, key, st, p, bits, False, nt, xa)
+        if not x.is_inference():
+            torch.autograd.graph.increment_version(x)  # as any in-place op
+        return x
+    if xa.size <= _NUMPY_ALLOC:
+        return torch.from_numpy(_lean_forward(xa, key, st, p, bits, False, nt, None)[0])
+    yt = _fresh_like(x)
+    _lean_forward(xa, key, st, p, bits, False, nt, yt.numpy())
+    return yt

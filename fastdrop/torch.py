@@ -28,8 +28,9 @@ backend); with neither, NotImplementedError. Only the CPU path is tested here.
 """
 from __future__ import annotations
 
+import threading
 import warnings
-from typing import Any
+from typing import Any, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,9 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
            "draw_seed", "seed_tensor"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_C = torch._C
+_LO32 = (1 << 32) - 1
+_INT64_MAX = (1 << 63) - 1
 _STATE_VERSION = 1
 
 
@@ -208,6 +212,30 @@ def _seed_arg(seed, stream, generator) -> Tensor:
                            0 if stream is None else check_uint64(stream, "stream"))
 
 
+_DRAWS = threading.local()  # a (2,) int64 scratch tensor per thread, for _draw_words
+
+
+def _draw_words(generator: torch.Generator | None) -> int:
+    """draw_seed's 64-bit seed (the same two draws as ``torch.randint(0, 2**32, (2,))``,
+    which is ``empty((2,)).random_(0, 2**32)``), into a per-thread scratch tensor: half
+    the instructions of randint's argument parsing and allocation."""
+    buf = getattr(_DRAWS, "buf", None)
+    if buf is None:
+        buf = _DRAWS.buf = torch.empty(2, dtype=torch.int64)
+    lo, hi = buf.random_(0, 1 << 32, generator=generator).tolist()
+    return lo | (hi << 32)
+
+
+def _seed_words_arg(seed, stream, generator) -> tuple[int, int]:
+    """(seed, stream) as Python ints for a functional call with an int or None seed: the
+    words `_seed_arg`'s tensor holds (seed=None: draw_seed's draws)."""
+    if seed is None:
+        st = 0 if stream is None else check_uint64(stream, "stream")
+        return _draw_words(generator), st
+    key = check_uint64(seed, "seed")
+    return key, (0 if stream is None else check_uint64(stream, "stream"))
+
+
 def _eval_classic(input: Tensor, p: float, bits: int, inplace: bool) -> Tensor:
     """Classic mode's inference: ``input * P(keep)`` in fastdrop's precision (float32 for
     the half types, rounded once)."""
@@ -223,12 +251,39 @@ def _run(kind: str, input: Tensor, p: float, ss: Tensor, cfg: tuple, noise, inpl
     """One training call of an operator; in place through copy_ (autograd's own rules:
     a leaf that requires grad is refused, version counters are bumped)."""
     bits, mode, keep, nt = cfg
+    if inplace and kind == "dropout":
+        y = _run_inplace(input, p, ss, cfg, noise)
+        if y is not None:
+            return y
     f = ops.entry(kind, input)
     if kind == "alpha":
         y = f(input, ss, p, bits, noise, keep == "mask", nt)[0]
     else:
         y = f(input, ss, p, bits, mode, noise, keep == "mask", nt)[0]
     return input.copy_(y) if inplace else y
+
+
+def _run_inplace(input: Tensor, p: float, ss: Tensor, cfg: tuple, noise) -> Tensor | None:
+    """In-place dropout without a copy: ``fastdrop::dropout_`` (mutating input) where no
+    graph is recorded, compiled code included (functionalized, then re-inplaced);
+    `DropoutInplaceFunction` in eager autograd. None where the out-of-place operator and
+    ``copy_`` must do (autograd under compile or torch.func; a leaf or a view under
+    autograd, whose errors and view bookkeeping are autograd's own)."""
+    bits, mode, keep, nt = cfg
+    grad = input.requires_grad and torch.is_grad_enabled()
+    if torch.compiler.is_compiling():
+        if grad:
+            return None
+    elif _C._are_functorch_transforms_active():
+        return None
+    elif grad:
+        if (input.is_leaf or input._base is not None
+                or not ops.plain_eager(input)):
+            return None
+        return ops.DropoutInplaceFunction.apply(input, ss, p, bits, mode, noise,
+                                                keep == "mask", nt)
+    ops.dropout_(input, ss, p, bits, mode, noise, keep == "mask", nt)
+    return input
 
 
 def _feature_noise(input: Tensor) -> list:
@@ -289,7 +344,9 @@ def _feature(kind: str, input: Tensor, p: float, ss, cfg: tuple, inplace: bool,
         y = _run(kind, v, p, ss(), cfg, _feature_noise(v), False).squeeze(0)
     else:
         _check_feature_rank(input)
-        y = _run(kind, input, p, ss(), cfg, _feature_noise(input), False)
+        y = _run(kind, input, p, ss(), cfg, _feature_noise(input), inplace)
+        if inplace:
+            return y  # input, written by _run
     return input.copy_(y) if inplace else y
 
 
@@ -380,7 +437,16 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return input if cfg[1] == "inverted" else _eval_classic(input, pf, cfg[0], inplace)
     if pf == 0.0 or input.numel() == 0:
         return input
-    ss = _seed_arg(seed, stream, generator)
+    if (cfg[1] == "inverted" and ns is None and not isinstance(seed, torch.Tensor)
+            and ops.lean_input(input)):
+        key, st = _seed_words_arg(seed, stream, generator)
+        y = ops.lean_dropout(input, key, st, pf, cfg[0], cfg[2] == "mask", cfg[3],
+                             bool(inplace))
+        if y is not None:
+            return y
+        ss = ops.seed_tensor(key, st)
+    else:
+        ss = _seed_arg(seed, stream, generator)
     return _run("dropout", input, pf, ss, cfg, _resolve_noise(ns, input), bool(inplace))
 
 
@@ -724,7 +790,8 @@ class _FastdropDropout:
 
     def _next_seed(self) -> Tensor:
         if self._source == "seed":
-            if torch.compiler.is_compiling():
+            if torch.compiler.is_compiling() or _C._is_tracing():
+                # an operator on the buffer: a traced graph advances the stream itself
                 ss = ops.take_stream(self.fd_state)
             else:
                 ss = self.fd_state.clone()
@@ -732,10 +799,49 @@ class _FastdropDropout:
         elif self._source == "torch":
             ss = _torch_seed(self.torch_generator)
         else:  # a shared fastdrop.Generator: Python state, eager only
+            if _C._is_tracing():
+                raise RuntimeError(
+                    "torch.jit.trace: a fastdrop.torch layer whose seeds come from a "
+                    "fastdrop.Generator cannot be traced (Python state: the trace would "
+                    "replay one mask forever); give the layer an int seed or seed=None")
             ss = ops.seed_tensor(*self.fd_generator.take())
         if not torch.compiler.is_compiling():
             self._last = ss
         return ss
+
+    def _next_words(self) -> tuple[int, int]:
+        """(seed, stream) of the next eager training call, as Python ints, without building
+        a seed tensor: the same words `_next_seed` gives (the lean path)."""
+        if self._source == "seed":
+            state = self._buffers["fd_state"]
+            cache = self.__dict__.get("_fd_view")
+            # the same tensor and the same memory (share_memory_ moves a tensor's storage)
+            if cache is None or cache[0] is not state or cache[2] != state.data_ptr():
+                if state.device.type != "cpu" or _C._are_functorch_transforms_active():
+                    return ops.seed_words(self._next_seed())
+                cache = self.__dict__["_fd_view"] = (state, state.numpy(), state.data_ptr())
+            view = cache[1]
+            lo, hi, st = view.tolist()
+            view[2] = st + 1 if st != _INT64_MAX else -_INT64_MAX - 1  # int64 wrap
+            words = ((lo & _LO32) | ((hi & _LO32) << 32), st & ops.MASK64)
+        elif self._source == "torch":
+            words = (_draw_words(self.torch_generator), 0)
+        else:
+            words = self.fd_generator.take()
+        self.__dict__["_last"] = words  # a plain attribute: skips Module.__setattr__
+        return words
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles in this layer's place: a `ScriptDropout`
+        sharing its configuration and seed buffer (torch.jit calls this hook)."""
+        return ScriptDropout(self)
+
+    def __getstate__(self) -> dict:
+        # _next_words' view of the seed buffer: a deep copy or an unpickled layer makes its
+        # own (a copied view would not alias the copied buffer)
+        state = self.__dict__.copy()
+        state.pop("_fd_view", None)
+        return state
 
     def _p(self) -> float:
         if self.p != self._p_checked:  # someone set .p, as one may on nn.Dropout
@@ -761,7 +867,10 @@ class _FastdropDropout:
     @property
     def last_call(self) -> tuple[int, int] | None:
         """(seed, stream) of the last eager training call, or None."""
-        return None if self._last is None else ops.seed_words(self._last)
+        last = self._last
+        if last is None or isinstance(last, tuple):
+            return last
+        return ops.seed_words(last)
 
     # -- state --
 
@@ -957,6 +1066,10 @@ class Dropout(_FastdropDropout, nn.Dropout):
         nn.Dropout.__init__(self, p, inplace)
         self._fd_init(seed, bits, mode, keep, generator, n_threads)
         self._noise_shape = _check_noise_shape(noise_shape)
+        # the lean path's configuration (inverted mode, no noise shape), or None
+        b, m, k, nt = self._cfg
+        self._lean = (b, k == "mask", nt) if m == "inverted" and self._noise_shape is None \
+            else None
 
     @property
     def noise_shape(self) -> tuple | None:
@@ -964,6 +1077,17 @@ class Dropout(_FastdropDropout, nn.Dropout):
         return self._noise_shape
 
     def forward(self, input: Tensor) -> Tensor:
+        lean = self._lean
+        if lean is not None and self.training and ops.lean_input(input):
+            p = self._p()
+            if p == 0.0:
+                return input
+            key, st = self._next_words()
+            y = ops.lean_dropout(input, key, st, p, lean[0], lean[1], lean[2], self.inplace)
+            if y is not None:
+                return y
+            return _run("dropout", input, p, ops.seed_tensor(key, st), self._cfg, None,
+                        True)
         _check_input(input)
         p = self._p()
         if not self.training:
@@ -1144,6 +1268,119 @@ class FeatureAlphaDropout(_FastdropDropout, nn.FeatureAlphaDropout):
         if not self.training or p == 0.0 or input.numel() == 0:
             return input
         return _feature("alpha", input, p, self._next_seed, self._cfg, False, False)
+
+
+# ---- TorchScript ----------------------------------------------------------------------------
+
+_SCRIPT_KINDS = {"Dropout": 0, "Dropout1d": 1, "Dropout2d": 2, "Dropout3d": 3,
+                 "AlphaDropout": 4, "FeatureAlphaDropout": 5}
+
+
+class ScriptDropout(nn.Module):
+    """The TorchScript form of a fastdrop.torch dropout layer (``torch.jit.script`` builds
+    it through ``__prepare_scriptable__``; not meant to be made by hand).
+
+    It calls the same operators (``torch.ops.fastdrop.dropout``, ``alpha_dropout``,
+    ``take_stream``) with the layer's configuration, so its masks equal the layer's
+    bit for bit. It shares the layer's seed buffer (``fd_state``): an int-seeded layer's
+    stream counter advances in both. Seeds from torch's generator are drawn with
+    ``torch.randint`` as the layer draws them. The rank warnings of Dropout2d/3d are not
+    repeated (TorchScript has no ``stacklevel``); the rank errors are.
+
+    Parameters
+    ----------
+    layer : Dropout, Dropout1d, Dropout2d, Dropout3d, AlphaDropout or FeatureAlphaDropout
+
+    Raises
+    ------
+    RuntimeError
+        The layer draws from a fastdrop.Generator (Python state) or from a
+        ``torch.Generator`` other than the default one: not scriptable.
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        cls = next(c for c in type(layer).__mro__ if c.__name__ in _SCRIPT_KINDS
+                   and c.__module__ == __name__)
+        name = cls.__name__
+        if type(layer).forward is not cls.forward:
+            raise RuntimeError(f"torch.jit.script: {type(layer).__name__} overrides "
+                               f"fastdrop.torch.{name}.forward; its scripted twin would not "
+                               f"run that code")
+        if layer._source == "generator":
+            raise RuntimeError("torch.jit.script: a fastdrop.torch layer whose seeds come "
+                               "from a fastdrop.Generator is not scriptable (Python "
+                               "state); give it an int seed or seed=None")
+        if layer.torch_generator is not None:
+            raise RuntimeError("torch.jit.script: a fastdrop.torch layer with a "
+                               "torch.Generator is not scriptable; use the default "
+                               "generator (generator=None)")
+        bits, mode, keep, nt = layer._cfg
+        self.kind = _SCRIPT_KINDS[name]
+        self.p = float(layer._p())
+        self.inplace = bool(layer.inplace) and self.kind < 4
+        self.bits = bits
+        self.mode = mode
+        self.keep_mask = keep == "mask"
+        self.n_threads = nt
+        self.seeded = layer._source == "seed"
+        self.keep_prob = 1.0 - _F.effective_p(self.p, bits)
+        ns = getattr(layer, "_noise_shape", None)
+        self.has_noise = ns is not None
+        # never empty: TorchScript infers a list attribute's type from its elements
+        self.noise = [-1 if d is None else int(d) for d in (ns or ())] or [0]
+        self.register_buffer("fd_state", layer.fd_state, persistent=False)
+        self.train(layer.training)
+
+    def _seed(self) -> Tensor:
+        if self.seeded:
+            return torch.ops.fastdrop.take_stream(self.fd_state)
+        w = torch.randint(0, 4294967296, [2], dtype=torch.int64)
+        return torch.nn.functional.pad(w, [0, 1])
+
+    def forward(self, input: Tensor) -> Tensor:
+        """The layer's forward (training or eval) in TorchScript."""
+        if self.kind == 1 and input.dim() != 2 and input.dim() != 3:
+            raise RuntimeError("dropout1d: Expected 2D or 3D input, but received a "
+                               + str(input.dim()) + "D input.")
+        if not self.training:
+            if self.kind == 0 and self.mode == "classic":
+                return input.mul_(self.keep_prob) if self.inplace \
+                    else input * self.keep_prob
+            return input
+        if self.p == 0.0 or input.numel() == 0:
+            return input
+        unbatched = (self.kind == 1 and input.dim() == 2) or \
+            (self.kind == 3 and input.dim() != 5)
+        v = input.unsqueeze(0) if unbatched else input
+        noise: Optional[List[int]] = None
+        if self.kind == 0 and self.has_noise:
+            if len(self.noise) != v.dim():
+                raise ValueError("noise_shape must have one entry per axis of input")
+            ns: List[int] = []
+            for i in range(v.dim()):
+                ns.append(v.shape[i] if self.noise[i] < 0 else self.noise[i])
+            noise = ns
+        elif self.kind != 0 and self.kind != 4:
+            if v.dim() < 2:
+                raise RuntimeError("Feature dropout requires at least 2 dimensions in the "
+                                   "input")
+            ns2: List[int] = [v.shape[0], v.shape[1]]
+            for _ in range(v.dim() - 2):
+                ns2.append(1)
+            noise = ns2
+        seed = self._seed()
+        if self.kind >= 4:
+            y = torch.ops.fastdrop.alpha_dropout(v, seed, self.p, self.bits, noise,
+                                                 self.keep_mask, self.n_threads)[0]
+        else:
+            y = torch.ops.fastdrop.dropout(v, seed, self.p, self.bits, self.mode, noise,
+                                           self.keep_mask, self.n_threads)[0]
+        if unbatched:
+            y = y.squeeze(0)
+        if self.inplace:
+            return input.copy_(y)
+        return y
 
 
 # ---- replace_dropout ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""fastdrop.jax.dropout: the primitive over the CPU kernels (pure_callback), jit, vmap, grads,
-keys. The other ops, forward mode and the higher derivatives: test_jax_ops.py."""
+"""fastdrop.jax.dropout: the primitive over the CPU kernels (eagerly on the JAX buffers,
+under jit XLA FFI custom calls), jit, vmap, grads, keys. The other ops, forward mode and the
+higher derivatives: test_jax_ops.py; the XLA FFI route itself: test_jax_ffi.py."""
 import numpy as np
 import pytest
 

@@ -67,14 +67,19 @@ def test_noise_shape_drops_whole_channels():
 
 def test_keep_mask_stores_the_packed_mask():
     x = torch.randn(10, 10, requires_grad=True)
-    y = ft.dropout(x, 0.5, seed=1, keep="mask")
+    # a seed tensor: the operator route (the lean path keeps the same words and mask as
+    # Python objects, tested in test_torch_inplace_jit.py)
+    y = ft.dropout(x, 0.5, seed=ft.seed_tensor(1), keep="mask")
     seed, mask = y.grad_fn.saved_tensors  # what fastdrop::dropout's autograd keeps
     assert torch.equal(seed, ft.seed_tensor(1, 0))
     assert mask.dtype == torch.uint8 and mask.numel() == (100 + 7) // 8
     _, me = fastdrop.dropout(x.detach().numpy(), 0.5, seed=1, return_mask=True)
     np.testing.assert_array_equal(mask.numpy(), me)
     # keep="seed": the seed tensor alone, no mask kept
-    assert ft.dropout(x, 0.5, seed=1).grad_fn.saved_tensors[1] is None
+    assert ft.dropout(x, 0.5, seed=ft.seed_tensor(1)).grad_fn.saved_tensors[1] is None
+    lean = ft.dropout(x, 0.5, seed=1, keep="mask").grad_fn.fd  # (seed, stream, ..., mask)
+    assert lean[:2] == (1, 0) and np.array_equal(lean[4], me)
+    assert ft.dropout(x, 0.5, seed=1).grad_fn.fd[4] is None
 
 
 def test_output_is_not_a_copy():
@@ -88,8 +93,8 @@ def test_output_is_not_a_copy():
         return y
 
     fastdrop.functional.dropout = spy
-    try:
-        y = ft.dropout(x, 0.5, seed=1)
+    try:  # a seed tensor: the operator route (an int seed takes the lean path)
+        y = ft.dropout(x, 0.5, seed=ft.seed_tensor(1))
     finally:
         fastdrop.functional.dropout = real
     assert seen["x"] == x.data_ptr() and seen["y"] == y.data_ptr()

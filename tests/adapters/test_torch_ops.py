@@ -134,11 +134,26 @@ def test_outputs_are_written_in_place_without_copies():
         return real(xa, *a, **k)
 
     fastdrop.functional.dropout = spy
-    try:
-        y = ft.dropout(x, 0.5, seed=1)
+    try:  # a seed tensor: the operator route (an int seed takes the lean path, below)
+        y = ft.dropout(x, 0.5, seed=ft.seed_tensor(1))
     finally:
         fastdrop.functional.dropout = real
     assert seen["x"] == x.data_ptr() and seen["out"] == y.data_ptr()
+    # the lean path: the fast path reads x's memory; y wraps its output (no copy)
+    import fastdrop._torch_ops as ops
+    fast = ops._fast_fwd
+
+    def spy_fast(xa, *a):
+        y = fast(xa, *a)
+        seen["x"], seen["y"] = xa.ctypes.data, y.ctypes.data
+        return y
+
+    ops._fast_fwd = spy_fast
+    try:
+        y2 = ft.dropout(x, 0.5, seed=1)
+    finally:
+        ops._fast_fwd = fast
+    assert seen["x"] == x.data_ptr() and seen["y"] == y2.data_ptr() and torch.equal(y, y2)
 
 
 # ---- autograd --------------------------------------------------------------------------------
