@@ -835,22 +835,29 @@ def use_functions() -> bool:
 # Plain eager calls on plain, C-contiguous CPU tensors (the common training call) skip the
 # dispatcher, the seed tensor and the NumPy conversion helpers: one autograd.Function (none
 # when no graph is recorded) calls the CPU backend's fast path (fastdrop._core.route.
-# fast_path: what fastdrop.dropout itself runs) on NumPy views of the tensors' memory.
+# fast_path: what fastdrop.dropout itself runs) on the tensors' addresses (its
+# "dropout_ptr" entries; NumPy views when they decline).
 # Same kernels, same arguments, so the same bits as the operators. Everything else
 # (compile, export, torch.func, dispatch and function modes, the profiler, tracing, other
 # devices and layouts, bfloat16) takes `entry`'s route.
 
 _fast_fwd = fast_path("dropout")
 _fast_bwd = fast_path("dropout_backward")
+# the same common call on the tensors' addresses (tensor.data_ptr()): no NumPy view or
+# wrap per call; False for a call outside it (then the NumPy route below runs)
+_ptr_fwd = fast_path("dropout_ptr")
+_ptr_bwd = fast_path("dropout_backward_ptr")
 _LEAN_DTYPES = frozenset((torch.float32, torch.float64, torch.float16))
+_DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2}  # DTYPE_CODES
 _C = torch._C
 _prof = torch.autograd.profiler
 _is_compiling = torch.compiler.is_compiling
-# Outputs of at most this many elements are allocated by NumPy (inside the fast path) and
-# wrapped (torch.from_numpy): cheaper per call than torch.empty_like and a second view.
-# Larger ones come from torch's allocator: NumPy's (madvise'd huge pages) made glibc
-# return and re-fault them on every call (measured: about 500 to 1000 page faults per
-# forward + backward from 2^18 to 2^22 elements; torch's: none).
+# Outputs of at most this many elements come from torch.empty_like; larger ones from
+# _fresh_like (the same allocator, advised huge pages from _HUGE_BYTES on). The fast path
+# writes them through their addresses (tensor.data_ptr(): no NumPy view or wrap per call);
+# NumPy views only on its fallback. (NumPy's own allocator, madvise'd huge pages, made glibc
+# return and re-fault them on every call: about 500 to 1000 page faults per forward +
+# backward from 2^18 to 2^22 elements; torch's: none.)
 _NUMPY_ALLOC = 1 << 16
 # Outputs of at least this many bytes get madvise(MADV_HUGEPAGE) before their first touch,
 # as NumPy does for its own arrays: glibc hands allocations above its largest mmap
@@ -916,20 +923,43 @@ def _lean_forward(xa, key: int, st: int, p: float, bits: int, keep_mask: bool, n
     return res if keep_mask else (res, None)
 
 
-def _lean_backward(gy: Tensor, key: int, st: int, p: float, bits: int, mask, nt: int
+def _lean_run(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool, nt: int,
+              inplace: bool):
+    """(y, packed mask tensor or None) of a lean call: the pointer fast path on the
+    tensors' memory (y is x itself when `inplace`), else `_lean_forward` on NumPy views."""
+    n = x.numel()
+    nth = nt if nt > 0 else torch.get_num_threads()
+    y = x if inplace else (torch.empty_like(x) if n <= _NUMPY_ALLOC else _fresh_like(x))
+    mt = torch.empty(((n + 7) // 8,), dtype=torch.uint8) if keep_mask else None
+    if not x.is_neg() and _ptr_fwd(x.data_ptr(), y.data_ptr(), n, _DTYPE_CODE[x.dtype], p,
+                                   key, st, bits, 0 if mt is None else mt.data_ptr(), nth):
+        return y, mt
+    xa = x.numpy(force=True)  # a view (x is a CPU tensor, not conjugate or negative)
+    _, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt,
+                            xa if inplace else y.numpy())
+    return y, None if mask is None else torch.from_numpy(mask)
+
+
+def _lean_backward(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: int
                    ) -> Tensor:
-    """dx of a lean call (first order): the fast path on gy's memory, else the operator's
-    implementation (any layout, device)."""
+    """dx of a lean call (first order): the fast path on gy's memory (the packed mask
+    tensor mt, or None: regenerated from the seed), else the operator's implementation
+    (any layout, device)."""
     if type(gy) in _PLAIN and gy.is_cpu and gy.dtype in _LEAN_DTYPES and gy.is_contiguous():
+        n = gy.numel()
+        nth = nt if nt > 0 else torch.get_num_threads()
+        dt = torch.empty_like(gy) if n <= _NUMPY_ALLOC else _fresh_like(gy)
+        if not gy.is_neg() and _ptr_bwd(gy.data_ptr(), dt.data_ptr(), n,
+                                        _DTYPE_CODE[gy.dtype], p,
+                                        0 if mt is None else mt.data_ptr(), key, st, bits,
+                                        nth):
+            return dt
         ga = gy.numpy(force=True)
-        n = nt if nt > 0 else torch.get_num_threads()
-        small = ga.size <= _NUMPY_ALLOC
-        dt = None if small else _fresh_like(gy)
-        dx = _fast_bwd(ga, p, mask, None if mask is not None else key, st, "inverted", None,
-                       bits, None if small else dt.numpy(), n, None)
+        dx = _fast_bwd(ga, p, None if mt is None else mt.numpy(),
+                       None if mt is not None else key, st, "inverted", None, bits,
+                       dt.numpy(), nth, None)
         if dx is not None:
-            return torch.from_numpy(dx) if small else dt
-    mt = None if mask is None else torch.from_numpy(mask)
+            return dt
     return dropout_backward_impl(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt)
 
 
@@ -940,26 +970,16 @@ class _LeanDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, cfg):
         key, st, p, bits, keep_mask, nt, inplace = cfg
-        xa = x.numpy(force=True)  # a view (x is a CPU tensor, not conjugate or negative)
+        y, mt = _lean_run(x, key, st, p, bits, keep_mask, nt, inplace)
+        ctx.fd = (key, st, p, bits, mt, nt)
         if inplace:
-            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, xa)
-            ctx.fd = (key, st, p, bits, mask, nt)
             ctx.mark_dirty(x)
-            return x
-        if xa.size <= _NUMPY_ALLOC:
-            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, None)
-            yt = torch.from_numpy(y)
-        else:
-            yt = _fresh_like(x)
-            y, mask = _lean_forward(xa, key, st, p, bits, keep_mask, nt, yt.numpy())
-        ctx.fd = (key, st, p, bits, mask, nt)
-        return yt
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        key, st, p, bits, mask, nt = ctx.fd
+        key, st, p, bits, mt, nt = ctx.fd
         if torch.is_grad_enabled():  # create_graph=True: a differentiable dx
-            mt = None if mask is None else torch.from_numpy(mask)
             f = entry("dropout", gy)
             if f is _EagerDropout.apply:
                 f = _EagerDropoutBackward.apply
@@ -967,7 +987,7 @@ class _LeanDropout(torch.autograd.Function):
                 f = DropoutBackwardFunction.apply if f is DropoutFunction.apply \
                     else dropout_backward
             return f(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt), None
-        return _lean_backward(gy, key, st, p, bits, mask, nt), None
+        return _lean_backward(gy, key, st, p, bits, mt, nt), None
 
 
 try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
@@ -989,14 +1009,7 @@ def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: b
         # _lean_apply skips Function.apply's Python prologue, valid because lean_input
         # has ruled out torch.func transforms (its only other work)
         return _lean_apply(x, (key, st, p, bits, keep_mask, nt, inplace))
-    xa = x.numpy(force=True)
-    if inplace:
-        _lean_forward(xa, key, st, p, bits, False, nt, xa)
-        if not x.is_inference():
-            torch.autograd.graph.increment_version(x)  # as any in-place op
-        return x
-    if xa.size <= _NUMPY_ALLOC:
-        return torch.from_numpy(_lean_forward(xa, key, st, p, bits, False, nt, None)[0])
-    yt = _fresh_like(x)
-    _lean_forward(xa, key, st, p, bits, False, nt, yt.numpy())
-    return yt
+    y = _lean_run(x, key, st, p, bits, False, nt, inplace)[0]
+    if inplace and not x.is_inference():
+        torch.autograd.graph.increment_version(x)  # as any in-place op
+    return y

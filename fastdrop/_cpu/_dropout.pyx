@@ -1307,3 +1307,96 @@ def fast_bias_dropout_add_backward(grad, p, mask, seed, stream, bits, has_bias, 
     if dx_c is None:
         return None
     return _bias_grads(grad, dx_c, has_bias)
+
+
+# ---- the common call on raw addresses (the torch adapter's lean path) -------------------
+#
+# dropout and its backward on memory given as integer addresses (tensor.data_ptr()): n
+# C-contiguous elements of dtype code 0..3 (DTYPE_CODES), the output equal to the input (in
+# place) or disjoint from it, a packed mask of (n + 7) // 8 bytes at mask_addr (0: none),
+# all kept alive by the caller.  The scalars are checked as the common call checks them
+# (_common_scalars, _threshold_of); False for anything else (the caller goes the general
+# way), True once the kernel ran: the same bits as fastdrop.dropout.
+
+cdef inline int _addr_arg(object v, bint may_be_null, char** out) except -2:
+    """A Python int address (not bool), non-zero unless may_be_null, into out: 0; -1
+    otherwise."""
+    if type(v) is not int or v < 0 or v > <object><uintptr_t>(-1):
+        return -1
+    if v == 0 and not may_be_null:
+        return -1
+    out[0] = <char*><uintptr_t>v
+    return 0
+
+
+cdef int _ptr_common(object n, object dtype_code, object p, object stream, object bits,
+                     object n_threads, uint64_t* nn, int* code, int* b, uint64_t* st,
+                     int* threads, int64_t* t) except -2:
+    """The checks both pointer entries share: n an int in [1, 2**62], dtype_code an int
+    0..3, then _common_scalars' (inverted mode) and a threshold the general path takes
+    without a warning: 0, else -1."""
+    if type(n) is not int or n < 1 or n > <object>_MAX_MASK:
+        return -1
+    if type(dtype_code) is not int or not 0 <= dtype_code <= 3:
+        return -1
+    if _common_scalars(p, _INVERTED, bits, stream, n_threads, b, st, threads) < 0:
+        return -1
+    t[0] = _threshold_of(<double>p, b[0])
+    if t[0] < 0:
+        return -1
+    nn[0] = <uint64_t>n
+    code[0] = <int>dtype_code
+    return 0
+
+
+def fast_dropout_ptr(x_addr, y_addr, n, dtype_code, p, seed, stream, bits, mask_addr,
+                     n_threads):
+    """fastdrop.dropout(x, p, seed=seed, stream=stream, bits=bits, out=y) of the n
+    C-contiguous elements at x_addr into y_addr (x_addr itself: in place; else disjoint),
+    the packed mask written at mask_addr ((n + 7) // 8 bytes; 0: no mask).  Returns True
+    when it ran, False (nothing written) for a call outside the common one."""
+    cdef uint64_t key, st, nn
+    cdef int code, b, threads
+    cdef int64_t t
+    cdef char* x
+    cdef char* y
+    cdef char* m
+    cdef Plan P
+    if _ptr_common(n, dtype_code, p, stream, bits, n_threads, &nn, &code, &b, &st, &threads,
+                   &t) < 0:
+        return False
+    if (_uint64_arg(seed, &key) < 0 or _addr_arg(x_addr, False, &x) < 0
+            or _addr_arg(y_addr, False, &y) < 0 or _addr_arg(mask_addr, True, &m) < 0):
+        return False
+    _plan_contiguous(&P, OP_DROPOUT, KS_DRAWS, code, nn, nn, b, t, _inverted_scale(t, b), key,
+                     st, 0, y, x, NULL, NULL, NULL, <uint8_t*>m, NULL)
+    _execute(&P, code, _workers(nn, threads))
+    return True
+
+
+def fast_dropout_backward_ptr(g_addr, dx_addr, n, dtype_code, p, mask_addr, seed, stream,
+                              bits, n_threads):
+    """fastdrop.dropout_backward(g, p, mask=..., seed=..., stream=stream, bits=bits,
+    out=dx) of the n C-contiguous elements at g_addr into dx_addr (g_addr itself or
+    disjoint): from the packed mask at mask_addr, or (mask_addr 0) regenerated from seed.
+    Returns True when it ran, False (nothing written) for a call outside the common one."""
+    cdef uint64_t key = 0, st, nn
+    cdef int code, b, threads
+    cdef int64_t t
+    cdef char* g
+    cdef char* dx
+    cdef char* m
+    cdef Plan P
+    if _ptr_common(n, dtype_code, p, stream, bits, n_threads, &nn, &code, &b, &st, &threads,
+                   &t) < 0:
+        return False
+    if (_addr_arg(g_addr, False, &g) < 0 or _addr_arg(dx_addr, False, &dx) < 0
+            or _addr_arg(mask_addr, True, &m) < 0):
+        return False
+    if m == NULL and _uint64_arg(seed, &key) < 0:
+        return False
+    _plan_contiguous(&P, OP_DROPOUT, KS_DRAWS if m == NULL else KS_PACKED, code, nn, nn, b, t,
+                     _inverted_scale(t, b), key, st, 0, dx, g, NULL, NULL,
+                     <const uint8_t*>m, NULL, NULL)
+    _execute(&P, code, _workers(nn, threads))
+    return True

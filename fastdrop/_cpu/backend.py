@@ -284,6 +284,8 @@ _dropout.set_hooks(lambda n: _threads(n), entropy.randbits,
 # (fastdrop._core.route.fast_path): each returns None for any other call.
 FAST_PATHS = {"dropout": _dropout.fast_dropout,
               "dropout_backward": _dropout.fast_dropout_backward,
+              "dropout_ptr": _dropout.fast_dropout_ptr,
+              "dropout_backward_ptr": _dropout.fast_dropout_backward_ptr,
               "dropout_mask": _dropout.fast_dropout_mask,
               "bias_dropout_add": _dropout.fast_bias_dropout_add,
               "bias_dropout_add_backward": _dropout.fast_bias_dropout_add_backward,

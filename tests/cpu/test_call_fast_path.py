@@ -265,6 +265,69 @@ def test_the_fast_path_is_the_cpu_backends():
         fast_path("unpack_mask")
 
 
+# ---- the pointer entries (the torch adapter's lean path) ------------------------------------
+#
+# dropout and its backward on raw addresses: the same bits as the public functions.
+
+PTR_FWD = fast_path("dropout_ptr")
+PTR_BWD = fast_path("dropout_backward_ptr")
+CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2,
+         np.dtype(ml_dtypes.bfloat16): 3}
+
+
+def _addr(a):
+    return 0 if a is None else a.ctypes.data
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 13, 1 << 12])
+def test_the_pointer_entries_equal_the_public_functions(dtype, n):
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    code, kw = CODES[x.dtype], dict(seed=5, stream=3, bits=16)
+    want_y, want_m = fd.dropout(x, 0.3, return_mask=True, **kw)
+    y, m = np.empty_like(x), np.empty((n + 7) // 8, np.uint8)
+    assert PTR_FWD(_addr(x), _addr(y), n, code, 0.3, 5, 3, 16, _addr(m), 1) is True
+    same(y, want_y)
+    same(m, want_m)
+    y2 = np.empty_like(x)  # no mask
+    assert PTR_FWD(_addr(x), _addr(y2), n, code, 0.3, 5, 3, 16, 0, 1) is True
+    same(y2, want_y)
+    want_dx = fd.dropout_backward(x, 0.3, mask=want_m, bits=16)
+    same(want_dx, fd.dropout_backward(x, 0.3, seed=5, stream=3, bits=16))
+    for mask in (m, None):  # from the mask; regenerated from the seed
+        dx = np.empty_like(x)
+        assert PTR_BWD(_addr(x), _addr(dx), n, code, 0.3, _addr(mask), 5, 3, 16, 1) is True
+        same(dx, want_dx)
+    xi = x.copy()  # in place, both ways
+    assert PTR_FWD(_addr(xi), _addr(xi), n, code, 0.3, 5, 3, 16, 0, 1) is True
+    same(xi, want_y)
+    xi = x.copy()
+    assert PTR_BWD(_addr(xi), _addr(xi), n, code, 0.3, 0, 5, 3, 16, 1) is True
+    same(xi, want_dx)
+
+
+def test_the_pointer_entries_decline_uncommon_calls():
+    x = np.ones(64, np.float32)
+    y = np.zeros_like(x)
+    a, b = _addr(x), _addr(y)
+    good = dict(n=64, dtype_code=0, p=0.5, seed=1, stream=0, bits=16, n_threads=1)
+    bad = [("n", 0), ("n", 2**70), ("n", 64.0), ("dtype_code", 4), ("dtype_code", True),
+           ("p", 1.5), ("p", float("nan")), ("p", 1), ("p", 2.0**-40), ("seed", -1),
+           ("seed", 1.0), ("stream", 2**64), ("bits", 12), ("bits", 16.0), ("n_threads", 0)]
+    for name, v in bad:
+        k = {**good, name: v}
+        assert PTR_FWD(a, b, k["n"], k["dtype_code"], k["p"], k["seed"], k["stream"], k["bits"],
+                       0, k["n_threads"]) is False, name
+        if name != "seed":  # with a mask the seed is not read
+            assert PTR_BWD(a, b, k["n"], k["dtype_code"], k["p"], a, k["seed"], k["stream"],
+                           k["bits"], k["n_threads"]) is False, name
+    for xa, ya, ma in [(0, b, 0), (a, 0, 0), (a, -1, 0), (a, b, -1), (a, b, 2.0), (str(a), b, 0)]:
+        assert PTR_FWD(xa, ya, 64, 0, 0.5, 1, 0, 16, ma, 1) is False
+        assert PTR_BWD(xa, ya, 64, 0, 0.5, ma, 1, 0, 16, 1) is False
+    assert PTR_BWD(a, b, 64, 0, 0.5, 0, None, 0, 16, 1) is False  # no mask and no seed
+    assert not y.any()  # nothing was written
+
+
 # ---- the other functions' fast paths ------------------------------------------------------
 #
 # Each is called with its public function's parameters in order (`fast`), and compared with
