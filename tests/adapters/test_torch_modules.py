@@ -315,3 +315,28 @@ def test_replace_dropout_in_a_transformer_layer_trains():
     layer.eval()
     with torch.no_grad():  # eval: the dropouts are identities (torch's fast path may run)
         assert torch.allclose(layer(x), layer(x))
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_checkpoint_recompute_draws_the_forward_mask(seed):
+    """torch.utils.checkpoint(use_reentrant=False) recomputes the layer in the backward:
+    the gradient equals the one without checkpointing (same mask), for an int seed and
+    for seed=None (docs/adapters.md)."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 64)
+    x = torch.randn(8, 64, requires_grad=True)
+    grads, outs = [], []
+    for use_checkpoint in (True, False):
+        d = ft.Dropout(0.5, seed=seed)
+        torch.manual_seed(1)
+        f = (lambda a: d(lin(a)))
+        y = checkpoint(f, x, use_reentrant=False) if use_checkpoint else f(x)
+        y.sum().backward()
+        grads.append(x.grad.clone())
+        outs.append(y.detach())
+        x.grad = None
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    assert not torch.equal(grads[0], lin.weight.sum(0).expand(8, 64))  # a mask was used
