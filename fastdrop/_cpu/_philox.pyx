@@ -153,66 +153,50 @@ cdef void _draws_chunk(uint64_t seed, uint64_t stream, int bits, uint64_t g0,
         draws_u8(seed, stream, first, n, <uint8_t*>out + (first - g0))
 
 
-cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
-                    uint32_t* dst) noexcept nogil:
-    """Words first .. first+n-1 (first + n <= 2^64) into dst; whole, aligned tiles are
-    generated in place."""
+cdef inline void _draws_of_width(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                                 char* dst, int width) noexcept nogil:
+    """Draws first .. first+n-1 (first + n <= 2^64) of `width` bytes (4, 2 or 1: bits 32,
+    16, 8) into dst; whole tiles at a 4-byte-aligned place are generated in place (the
+    word buffer's bytes are the draw order on little-endian machines; words always)."""
     cdef uint32_t buf[FD_TILE_WORDS]
+    cdef uint64_t per_tile = FD_TILE_WORDS * (4 // width)
     cdef uint64_t t, lo, hi, glast
-    cdef uint32_t* p
+    cdef char* p
     if n == 0:
         return
     glast = first + (n - 1)
-    for t in range(first // FD_TILE_WORDS, glast // FD_TILE_WORDS + 1):
-        _tile_span(t, FD_TILE_WORDS, first, glast, &lo, &hi)
-        p = dst + (t * FD_TILE_WORDS + lo - first)
-        if lo == 0 and hi == FD_TILE_WORDS:
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, p)
+    for t in range(first // per_tile, glast // per_tile + 1):
+        _tile_span(t, per_tile, first, glast, &lo, &hi)
+        p = dst + (t * per_tile + lo - first) * <uint64_t>width
+        if ((width == 4 or FD_LITTLE_ENDIAN) and lo == 0 and hi == per_tile
+                and (<size_t>p) % 4 == 0):
+            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
         else:
             philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-            memcpy(p, &buf[lo], (hi - lo) * 4)
+            if width == 4:
+                memcpy(p, &buf[lo], (hi - lo) * 4)
+            elif width == 2:
+                fd_copy_draws16(buf, lo, hi - lo, <uint16_t*>p)
+            else:
+                fd_copy_draws8(buf, lo, hi - lo, <uint8_t*>p)
+
+
+cdef void draws_u32(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
+                    uint32_t* dst) noexcept nogil:
+    """Words first .. first+n-1 (first + n <= 2^64) into dst."""
+    _draws_of_width(seed, stream, first, n, <char*>dst, 4)
 
 
 cdef void draws_u16(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                     uint16_t* dst) noexcept nogil:
-    """16-bit draws first .. first+n-1 (first + n <= 2^64) into dst; whole tiles at a
-    4-byte-aligned place are generated in place (little-endian machines)."""
-    cdef uint32_t buf[FD_TILE_WORDS]
-    cdef uint64_t per_tile = 2 * FD_TILE_WORDS
-    cdef uint64_t t, lo, hi, glast
-    cdef uint16_t* p
-    if n == 0:
-        return
-    glast = first + (n - 1)
-    for t in range(first // per_tile, glast // per_tile + 1):
-        _tile_span(t, per_tile, first, glast, &lo, &hi)
-        p = dst + (t * per_tile + lo - first)
-        if FD_LITTLE_ENDIAN and lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0:
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
-        else:
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-            fd_copy_draws16(buf, lo, hi - lo, p)
+    """16-bit draws first .. first+n-1 (first + n <= 2^64) into dst."""
+    _draws_of_width(seed, stream, first, n, <char*>dst, 2)
 
 
 cdef void draws_u8(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
                    uint8_t* dst) noexcept nogil:
-    """8-bit draws first .. first+n-1 (first + n <= 2^64) into dst; whole tiles at a
-    4-byte-aligned place are generated in place (little-endian machines)."""
-    cdef uint32_t buf[FD_TILE_WORDS]
-    cdef uint64_t per_tile = 4 * FD_TILE_WORDS
-    cdef uint64_t t, lo, hi, glast
-    cdef uint8_t* p
-    if n == 0:
-        return
-    glast = first + (n - 1)
-    for t in range(first // per_tile, glast // per_tile + 1):
-        _tile_span(t, per_tile, first, glast, &lo, &hi)
-        p = dst + (t * per_tile + lo - first)
-        if FD_LITTLE_ENDIAN and lo == 0 and hi == per_tile and (<size_t>p) % 4 == 0:
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, <uint32_t*>p)
-        else:
-            philox_tile(seed, stream, t * FD_TILE_BLOCKS, buf)
-            fd_copy_draws8(buf, lo, hi - lo, p)
+    """8-bit draws first .. first+n-1 (first + n <= 2^64) into dst."""
+    _draws_of_width(seed, stream, first, n, <char*>dst, 1)
 
 
 cdef void draws_u8_wide(uint64_t seed, uint64_t stream, uint64_t first, size_t n,
