@@ -1,7 +1,22 @@
 # The kernel driver's plan and its nogil entry, for the other kernel modules
 # (cimport fastdrop._cpu._dropout): fastdrop._cpu._xla's XLA FFI handlers build a Plan
 # on XLA's threads, without the GIL, and run it here.
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# the half types and their conversions (src/fd_half.h), for both kernel modules
+cdef extern from "fd_half.h" nogil:
+    ctypedef struct fd_f16:
+        uint16_t bits
+    ctypedef struct fd_bf16:
+        uint16_t bits
+    float fd_f16_to_f32(fd_f16 v)
+    fd_f16 fd_f32_to_f16(float v)
+    float fd_bf16_to_f32(fd_bf16 v)
+    fd_bf16 fd_f32_to_bf16(float v)
+    float fd_keep_f32(float v, uint8_t k)
+    double fd_keep_f64(double v, uint8_t k)
+    float fd_select_f32(uint8_t k, float a, float b)
+    double fd_select_f64(uint8_t k, double a, double b)
 
 cdef enum:
     MAX_DIMS = 64

@@ -34,20 +34,6 @@ from fastdrop._cpu._philox cimport draws_u8, draws_u8_wide, draws_u16, draws_u32
 
 import numpy as np
 
-cdef extern from "fd_half.h" nogil:
-    ctypedef struct fd_f16:
-        uint16_t bits
-    ctypedef struct fd_bf16:
-        uint16_t bits
-    float fd_f16_to_f32(fd_f16 v)
-    fd_f16 fd_f32_to_f16(float v)
-    float fd_bf16_to_f32(fd_bf16 v)
-    fd_bf16 fd_f32_to_bf16(float v)
-    float fd_keep_f32(float v, uint8_t k)
-    double fd_keep_f64(double v, uint8_t k)
-    float fd_select_f32(uint8_t k, float a, float b)
-    double fd_select_f64(uint8_t k, double a, double b)
-
 cdef extern from "fd_normal.h" nogil:
     void fd_normal_block(const uint32_t* r, double* z, int64_t n)
     void fd_gauss_noise(const uint32_t* r, double* g, int64_t n, double sigma)

@@ -32,8 +32,10 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.pycapsule cimport PyCapsule_New
 
-from fastdrop._cpu._dropout cimport (Plan, MAX_DIMS, OP_DROPOUT, OP_BDA, OP_ALPHA, OP_GAUSS,
-                                     OP_MASK, KS_DRAWS, KS_FLAGS, plan_choose_path, plan_run_nogil)
+from fastdrop._cpu._dropout cimport (fd_f16, fd_bf16, fd_f16_to_f32, fd_f32_to_f16,
+                                     fd_bf16_to_f32, fd_f32_to_bf16, Plan, MAX_DIMS,
+                                     OP_DROPOUT, OP_BDA, OP_ALPHA, OP_GAUSS, OP_MASK,
+                                     KS_DRAWS, KS_FLAGS, plan_choose_path, plan_run_nogil)
 
 cdef extern from "xla_ffi_fastdrop.h" nogil:
     ctypedef struct XLA_FFI_Error:
@@ -64,16 +66,6 @@ cdef extern from "xla_ffi_fastdrop.h" nogil:
     int fd_ffi_attr_f64(const XLA_FFI_CallFrame* f, const char* name, double* out)
     int fd_ffi_attr_i64s(const XLA_FFI_CallFrame* f, const char* name, const int64_t** data,
                          int64_t* n)
-
-cdef extern from "fd_half.h" nogil:
-    ctypedef struct fd_f16:
-        uint16_t bits
-    ctypedef struct fd_bf16:
-        uint16_t bits
-    float fd_f16_to_f32(fd_f16 v)
-    fd_f16 fd_f32_to_f16(float v)
-    float fd_bf16_to_f32(fd_bf16 v)
-    fd_bf16 fd_f32_to_bf16(float v)
 
 API_VERSION = (FD_FFI_API_MAJOR, FD_FFI_API_MINOR)  # of the vendored header
 
