@@ -35,15 +35,17 @@ def sizes(args) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
           f"p=0.1, module forward + backward (best of {args.repeats})\n")
     print("| n | torch nn.Dropout | fastdrop Dropout (seed=None) | fastdrop Dropout (seed=1) "
-          "| torch / fastdrop |")
-    print("|---|---|---|---|---|")
+          "| fastdrop (seed=1, keep=\"seed\") | torch / fastdrop (seed=None) "
+          "| torch / fastdrop (keep=\"seed\") |")
+    print("|---|---|---|---|---|---|---|")
     for e in range(args.min_exp, args.max_exp + 1, args.step):
         n = 1 << e
         x = torch.randn(n, requires_grad=True)
         g = torch.ones(n)
         reps = max(2, min(500, (1 << 23) // n))
         calls = []
-        for m in (nn.Dropout(0.1), ft.Dropout(0.1), ft.Dropout(0.1, seed=1)):
+        for m in (nn.Dropout(0.1), ft.Dropout(0.1), ft.Dropout(0.1, seed=1),
+                  ft.Dropout(0.1, seed=1, keep="seed")):
             def call(m=m):
                 m(x).backward(g)
                 x.grad = None
@@ -54,9 +56,9 @@ def sizes(args) -> None:
         for _ in range(args.repeats):  # round robin: the three see the same machine load
             for i, call in enumerate(calls):
                 times[i] = min(times[i], _best(call, reps, 1))
-        t, a, b = times
+        t, a, b, c = times
         print(f"| 2^{e} | {t * 1e6:.1f} us | {a * 1e6:.1f} us | {b * 1e6:.1f} us "
-              f"| {t / a:.2f} |", flush=True)
+              f"| {c * 1e6:.1f} us | {t / a:.2f} | {t / c:.2f} |", flush=True)
 
 
 def transformer(args) -> None:

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from . import _torch_ops as ops
+from . import _torch_replay as _replay
+from ._torch_replay import checkpoint, save_streams_policy
 from . import functional as _F
 from ._core.args import (check_bits, check_choice, check_n_threads, check_p,
                          check_uint64)
@@ -44,7 +46,7 @@ from .generator import Generator
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
            "FeatureAlphaDropout", "dropout", "dropout1d", "dropout2d", "dropout3d",
            "alpha_dropout", "feature_alpha_dropout", "bias_dropout_add", "replace_dropout",
-           "draw_seed", "seed_tensor"]
+           "checkpoint", "save_streams_policy", "draw_seed", "seed_tensor"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _C = torch._C
@@ -142,13 +144,30 @@ def _check_torch_p(p: Any) -> None:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+# keep="auto" keeps the packed mask from this many elements up (below, the seed): reading
+# n / 8 bytes costs the backward less than regenerating the draws once the arrays leave
+# the first cache levels; below it the mask's allocation costs more than it saves.
+_AUTO_MASK_MIN = 1 << 14
+
+
 def _config(bits, mode, keep, n_threads) -> tuple:
     """(bits, mode, keep, n_threads as the operators take it: 0 = torch's count)."""
     b = check_bits(bits)
     m = check_choice(mode, "mode", ("inverted", "classic"))
-    k = check_choice(keep, "keep", ("seed", "mask"))
+    k = check_choice(keep, "keep", ("auto", "seed", "mask"))
     nt = check_n_threads(n_threads)
     return b, m, k, (0 if nt is None else nt)
+
+
+def _keeps_mask(keep: str, input: Tensor) -> bool:
+    """Whether a call keeps the packed mask for its backward (else the seed): keep="auto"
+    decides by input's size, and keeps the mask in traced or compiled graphs (no guard on
+    a symbolic size). Either way the gradient is the same."""
+    if keep == "auto":
+        if torch.compiler.is_compiling() or _C._is_tracing():
+            return True
+        return input.numel() >= _AUTO_MASK_MIN
+    return keep == "mask"
 
 
 def _check_noise_shape(noise_shape) -> tuple | None:
@@ -257,9 +276,9 @@ def _run(kind: str, input: Tensor, p: float, ss: Tensor, cfg: tuple, noise, inpl
             return y
     f = ops.entry(kind, input)
     if kind == "alpha":
-        y = f(input, ss, p, bits, noise, keep == "mask", nt)[0]
+        y = f(input, ss, p, bits, noise, _keeps_mask(keep, input), nt)[0]
     else:
-        y = f(input, ss, p, bits, mode, noise, keep == "mask", nt)[0]
+        y = f(input, ss, p, bits, mode, noise, _keeps_mask(keep, input), nt)[0]
     return input.copy_(y) if inplace else y
 
 
@@ -281,8 +300,8 @@ def _run_inplace(input: Tensor, p: float, ss: Tensor, cfg: tuple, noise) -> Tens
                 or not ops.plain_eager(input)):
             return None
         return ops.DropoutInplaceFunction.apply(input, ss, p, bits, mode, noise,
-                                                keep == "mask", nt)
-    ops.dropout_(input, ss, p, bits, mode, noise, keep == "mask", nt)
+                                                _keeps_mask(keep, input), nt)
+    ops.dropout_(input, ss, p, bits, mode, noise, _keeps_mask(keep, input), nt)
     return input
 
 
@@ -360,7 +379,7 @@ _SEED_DOC = """seed : int, torch.Tensor or None
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
             *, seed: int | Tensor | None = None, stream: int | None = None, bits: int = 16,
-            mode: str = "inverted", noise_shape: Any = None, keep: str = "seed",
+            mode: str = "inverted", noise_shape: Any = None, keep: str = "auto",
             generator: torch.Generator | None = None, n_threads: int | None = None
             ) -> Tensor:
     """Dropout of a tensor through fastdrop's kernels, differentiable.
@@ -391,9 +410,11 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         Unsigned 64-bit stream; None means 0.
     bits, mode, noise_shape
         As in ``fastdrop.dropout`` (noise_shape entries may be None: input's size).
-    keep : {"seed", "mask"}
+    keep : {"auto", "seed", "mask"}
         What the backward pass keeps: the seed tensor (the mask is regenerated) or the
-        packed mask (n / 8 bytes).
+        packed mask (n / 8 bytes; torch's own dropout keeps n elements). "auto" keeps the
+        mask from 2**14 elements up, and in compiled or traced graphs. Never changes the
+        result.
     generator : torch.Generator, optional
         Where seed=None draws from.
     n_threads : int, optional
@@ -440,7 +461,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if (cfg[1] == "inverted" and ns is None and not isinstance(seed, torch.Tensor)
             and ops.lean_input(input)):
         key, st = _seed_words_arg(seed, stream, generator)
-        y = ops.lean_dropout(input, key, st, pf, cfg[0], cfg[2] == "mask", cfg[3],
+        y = ops.lean_dropout(input, key, st, pf, cfg[0], _keeps_mask(cfg[2], input), cfg[3],
                              bool(inplace))
         if y is not None:
             return y
@@ -465,7 +486,7 @@ def _nd_functional(name: str, input, p, training, inplace, seed, stream, bits, k
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
               *, seed: int | Tensor | None = None, stream: int | None = None,
-              bits: int = 16, keep: str = "seed", generator: torch.Generator | None = None,
+              bits: int = 16, keep: str = "auto", generator: torch.Generator | None = None,
               n_threads: int | None = None) -> Tensor:
     """Channel-wise dropout of (N, C, L) or (C, L) inputs, as ``torch.nn.functional.dropout1d``.
 
@@ -505,7 +526,7 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
               *, seed: int | Tensor | None = None, stream: int | None = None,
-              bits: int = 16, keep: str = "seed", generator: torch.Generator | None = None,
+              bits: int = 16, keep: str = "auto", generator: torch.Generator | None = None,
               n_threads: int | None = None) -> Tensor:
     """Channel-wise dropout of (N, C, H, W) inputs, as ``torch.nn.functional.dropout2d``.
 
@@ -543,7 +564,7 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
               *, seed: int | Tensor | None = None, stream: int | None = None,
-              bits: int = 16, keep: str = "seed", generator: torch.Generator | None = None,
+              bits: int = 16, keep: str = "auto", generator: torch.Generator | None = None,
               n_threads: int | None = None) -> Tensor:
     """Channel-wise dropout of (N, C, D, H, W) or (C, D, H, W) inputs, as torch's dropout3d.
 
@@ -582,7 +603,7 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                   inplace: bool = False, *, seed: int | Tensor | None = None,
                   stream: int | None = None, bits: int = 16, noise_shape: Any = None,
-                  keep: str = "seed", generator: torch.Generator | None = None,
+                  keep: str = "auto", generator: torch.Generator | None = None,
                   n_threads: int | None = None) -> Tensor:
     """Alpha dropout (SELU networks), as ``torch.nn.functional.alpha_dropout``.
 
@@ -630,7 +651,7 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
 
 def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
                           inplace: bool = False, *, seed: int | Tensor | None = None,
-                          stream: int | None = None, bits: int = 16, keep: str = "seed",
+                          stream: int | None = None, bits: int = 16, keep: str = "auto",
                           generator: torch.Generator | None = None,
                           n_threads: int | None = None) -> Tensor:
     """Channel-wise alpha dropout, as ``torch.nn.functional.feature_alpha_dropout``.
@@ -679,7 +700,7 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
 
 def bias_dropout_add(x: Tensor, bias: Tensor | None, residual: Tensor, p: float,
                      training: bool = True, *, seed: int | Tensor | None = None,
-                     stream: int | None = None, bits: int = 16, keep: str = "seed",
+                     stream: int | None = None, bits: int = 16, keep: str = "auto",
                      generator: torch.Generator | None = None,
                      n_threads: int | None = None) -> Tensor:
     """Fused ``residual + dropout(x + bias)``, differentiable (``fastdrop::bias_dropout_add``).
@@ -736,7 +757,7 @@ def bias_dropout_add(x: Tensor, bias: Tensor | None, residual: Tensor, p: float,
         return residual + (x if bias is None else x + bias)
     ss = _seed_arg(seed, stream, generator)
     f = ops.BiasDropoutAddFunction.apply if ops.use_functions() else ops.bias_dropout_add
-    return f(x, bias, residual, ss, pf, cfg[0], cfg[2] == "mask", cfg[3])[0]
+    return f(x, bias, residual, ss, pf, cfg[0], _keeps_mask(cfg[2], x), cfg[3])[0]
 
 
 # ---- modules --------------------------------------------------------------------------------
@@ -789,6 +810,15 @@ class _FastdropDropout:
     # -- seeds --
 
     def _next_seed(self) -> Tensor:
+        if _replay.active and not (torch.compiler.is_compiling() or _C._is_tracing()):
+            # inside fastdrop.torch.checkpoint: the forward's words, replayed
+            ss = ops.seed_tensor(*_replay.take(self, lambda: ops.seed_words(
+                self._draw_seed())))
+            self._last = ss
+            return ss
+        return self._draw_seed()
+
+    def _draw_seed(self) -> Tensor:
         if self._source == "seed":
             if torch.compiler.is_compiling() or _C._is_tracing():
                 # an operator on the buffer: a traced graph advances the stream itself
@@ -812,13 +842,20 @@ class _FastdropDropout:
     def _next_words(self) -> tuple[int, int]:
         """(seed, stream) of the next eager training call, as Python ints, without building
         a seed tensor: the same words `_next_seed` gives (the lean path)."""
+        if _replay.active:  # inside fastdrop.torch.checkpoint: the forward's words again
+            words = _replay.take(self, self._take_words)
+            self.__dict__["_last"] = words
+            return words
+        return self._take_words()
+
+    def _take_words(self) -> tuple[int, int]:
         if self._source == "seed":
             state = self._buffers["fd_state"]
             cache = self.__dict__.get("_fd_view")
             # the same tensor and the same memory (share_memory_ moves a tensor's storage)
             if cache is None or cache[0] is not state or cache[2] != state.data_ptr():
                 if state.device.type != "cpu" or _C._are_functorch_transforms_active():
-                    return ops.seed_words(self._next_seed())
+                    return ops.seed_words(self._draw_seed())
                 cache = self.__dict__["_fd_view"] = (state, state.numpy(), state.data_ptr())
             view = cache[1]
             lo, hi, st = view.tolist()
@@ -861,7 +898,7 @@ class _FastdropDropout:
 
     @property
     def keep(self) -> str:
-        """What the backward keeps: "seed" or "mask"."""
+        """What the backward keeps: "auto", "seed" or "mask"."""
         return self._cfg[2]
 
     @property
@@ -987,8 +1024,10 @@ _MODULE_PARAMS = """    Parameters
         ``state_dict`` (a resumed run replays). A Generator: shared with other layers
         (eager only: it is Python state, a graph break under torch.compile).
     bits : {16, 32, 8}
-    keep : {"seed", "mask"}
-        What the forward keeps for the backward: the seed tensor or the packed mask.
+    keep : {"auto", "seed", "mask"}
+        What the forward keeps for the backward: the seed tensor or the packed mask
+        (n / 8 bytes); "auto" keeps the mask from 2**14 elements up, and in compiled or
+        traced graphs. Never changes the result.
     generator : torch.Generator, optional
         Where seed=None draws from (default: torch.default_generator).
     n_threads : int, optional
@@ -1018,9 +1057,10 @@ class Dropout(_FastdropDropout, nn.Dropout):
     mode : {"inverted", "classic"}
     noise_shape : tuple, optional
         Mask shape, one entry per axis, each the input's size, 1 or None (the input's).
-    keep : {"seed", "mask"}
+    keep : {"auto", "seed", "mask"}
         What the forward keeps for the backward: the seed tensor (the mask is
-        regenerated) or the packed mask.
+        regenerated) or the packed mask (n / 8 bytes); "auto" keeps the mask from 2**14
+        elements up, and in compiled or traced graphs. Never changes the result.
     generator : torch.Generator, optional
         Where seed=None draws from (default: torch.default_generator).
     n_threads : int, optional
@@ -1061,15 +1101,14 @@ class Dropout(_FastdropDropout, nn.Dropout):
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
                  seed: int | Generator | None = None, bits: int = 16, mode: str = "inverted",
-                 noise_shape: Any = None, keep: str = "seed",
+                 noise_shape: Any = None, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.Dropout.__init__(self, p, inplace)
         self._fd_init(seed, bits, mode, keep, generator, n_threads)
         self._noise_shape = _check_noise_shape(noise_shape)
         # the lean path's configuration (inverted mode, no noise shape), or None
         b, m, k, nt = self._cfg
-        self._lean = (b, k == "mask", nt) if m == "inverted" and self._noise_shape is None \
-            else None
+        self._lean = (b, k, nt) if m == "inverted" and self._noise_shape is None else None
 
     @property
     def noise_shape(self) -> tuple | None:
@@ -1083,7 +1122,10 @@ class Dropout(_FastdropDropout, nn.Dropout):
             if p == 0.0:
                 return input
             key, st = self._next_words()
-            y = ops.lean_dropout(input, key, st, p, lean[0], lean[1], lean[2], self.inplace)
+            k = lean[1]
+            y = ops.lean_dropout(input, key, st, p, lean[0],
+                                 k == "mask" or (k == "auto" and input.numel() >= _AUTO_MASK_MIN),
+                                 lean[2], self.inplace)
             if y is not None:
                 return y
             return _run("dropout", input, p, ops.seed_tensor(key, st), self._cfg, None,
@@ -1153,7 +1195,7 @@ class Dropout1d(_NdMixin, nn.Dropout1d):
     _fd_name = "dropout1d"
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
-                 seed: int | Generator | None = None, bits: int = 16, keep: str = "seed",
+                 seed: int | Generator | None = None, bits: int = 16, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.Dropout1d.__init__(self, p, inplace)
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
@@ -1171,7 +1213,7 @@ class Dropout2d(_NdMixin, nn.Dropout2d):
     _fd_name = "dropout2d"
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
-                 seed: int | Generator | None = None, bits: int = 16, keep: str = "seed",
+                 seed: int | Generator | None = None, bits: int = 16, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.Dropout2d.__init__(self, p, inplace)
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
@@ -1186,7 +1228,7 @@ class Dropout3d(_NdMixin, nn.Dropout3d):
     _fd_name = "dropout3d"
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
-                 seed: int | Generator | None = None, bits: int = 16, keep: str = "seed",
+                 seed: int | Generator | None = None, bits: int = 16, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.Dropout3d.__init__(self, p, inplace)
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
@@ -1215,7 +1257,7 @@ class AlphaDropout(_FastdropDropout, nn.AlphaDropout):
 """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
-                 seed: int | Generator | None = None, bits: int = 16, keep: str = "seed",
+                 seed: int | Generator | None = None, bits: int = 16, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.AlphaDropout.__init__(self, p, inplace)
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
@@ -1256,7 +1298,7 @@ class FeatureAlphaDropout(_FastdropDropout, nn.FeatureAlphaDropout):
 """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *,
-                 seed: int | Generator | None = None, bits: int = 16, keep: str = "seed",
+                 seed: int | Generator | None = None, bits: int = 16, keep: str = "auto",
                  generator: torch.Generator | None = None, n_threads: int | None = None):
         nn.FeatureAlphaDropout.__init__(self, p, inplace)
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
@@ -1321,7 +1363,7 @@ class ScriptDropout(nn.Module):
         self.inplace = bool(layer.inplace) and self.kind < 4
         self.bits = bits
         self.mode = mode
-        self.keep_mask = keep == "mask"
+        self.keep_mask = keep != "seed"  # "auto" keeps the mask in graphs
         self.n_threads = nt
         self.seeded = layer._source == "seed"
         self.keep_prob = 1.0 - _F.effective_p(self.p, bits)
@@ -1391,7 +1433,7 @@ _TWINS = {nn.Dropout: Dropout, nn.Dropout1d: Dropout1d, nn.Dropout2d: Dropout2d,
 
 
 def replace_dropout(model: nn.Module, *, seed: int | None = None, bits: int = 16,
-                    keep: str = "seed", n_threads: int | None = None
+                    keep: str = "auto", n_threads: int | None = None
                     ) -> list[tuple[str, nn.Module]]:
     """Swap every torch dropout module of `model`, in place, for its fastdrop twin.
 

@@ -82,6 +82,36 @@ def test_keep_mask_stores_the_packed_mask():
     assert ft.dropout(x, 0.5, seed=1).grad_fn.fd[4] is None
 
 
+@pytest.mark.parametrize("shape", [(10, 10), (128, 128), (3, 5461)])
+def test_keep_auto_keeps_the_mask_from_2_14_elements(shape):
+    # the default keep="auto": the packed mask from 2**14 elements up, else the seed; the
+    # same output and gradient bits as keep="seed" and keep="mask" either way
+    n = shape[0] * shape[1]
+    x = torch.randn(*shape, requires_grad=True)
+    g = torch.randn(*shape)
+    outs = {}
+    for keep in ("auto", "seed", "mask"):
+        y = ft.dropout(x, 0.3, seed=4, stream=2, keep=keep)
+        y.backward(g)
+        outs[keep] = (y.detach(), x.grad)
+        x.grad = None
+        if keep == "auto":
+            kept = y.grad_fn.fd[4]
+            assert (kept is not None) == (n >= 1 << 14)
+        z = ft.dropout(x, 0.3, seed=ft.seed_tensor(4, 2), keep=keep)  # the operators
+        assert torch.equal(z.detach(), outs[keep][0])
+        if keep == "auto":
+            assert (z.grad_fn.saved_tensors[1] is not None) == (n >= 1 << 14)
+    for keep in ("seed", "mask"):
+        assert torch.equal(outs[keep][0], outs["auto"][0])
+        assert torch.equal(outs[keep][1], outs["auto"][1])
+    m = ft.Dropout(0.3, seed=4)
+    assert m.keep == "auto" and "keep='auto'" in repr(m)
+    y = m(x)
+    assert (y.grad_fn.fd[4] is not None) == (n >= 1 << 14)
+    assert torch.equal(y.detach(), ft.dropout(x, 0.3, seed=4, stream=0).detach())
+
+
 def test_output_is_not_a_copy():
     x = torch.randn(64, 64)
     seen = {}
