@@ -92,10 +92,40 @@ class _Open:
 
 
 def save_streams_policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
-    """A selective-checkpoint policy (``torch.utils.checkpoint.
-    create_selective_checkpoint_contexts``) that saves ``fastdrop::take_stream``'s seeds
-    and lets everything else be recomputed: what `checkpoint` uses under
-    ``torch.compile``; a policy of one's own should answer MUST_SAVE for that op too."""
+    """A selective-checkpoint policy that saves the seeds ``fastdrop::take_stream`` takes.
+
+    For ``torch.utils.checkpoint.create_selective_checkpoint_contexts``: what `checkpoint`
+    uses under ``torch.compile``, where the partitioner would otherwise recompute the op
+    in the backward from the layer's already-advanced buffer. Everything else may be
+    recomputed; a policy of one's own should answer MUST_SAVE for that op too.
+
+    Parameters
+    ----------
+    ctx : torch.utils.checkpoint.SelectiveCheckpointContext
+        Torch's context (unused).
+    op : OpOverload
+        The operator being run in the checkpointed region.
+    *args, **kwargs
+        Its arguments (unused).
+
+    Returns
+    -------
+    torch.utils.checkpoint.CheckpointPolicy
+        MUST_SAVE for ``torch.ops.fastdrop.take_stream.default``, else PREFER_RECOMPUTE.
+
+    Raises
+    ------
+    Nothing.
+
+    Examples
+    --------
+    >>> import functools, torch, fastdrop.torch as ft
+    >>> from torch.utils.checkpoint import create_selective_checkpoint_contexts
+    >>> context_fn = functools.partial(create_selective_checkpoint_contexts,
+    ...                                ft.save_streams_policy)
+    >>> ft.save_streams_policy(None, torch.ops.fastdrop.take_stream.default)
+    <CheckpointPolicy.MUST_SAVE: 0>
+    """
     from torch.utils.checkpoint import CheckpointPolicy
     if op is torch.ops.fastdrop.take_stream.default:
         return CheckpointPolicy.MUST_SAVE
