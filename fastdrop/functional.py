@@ -31,7 +31,7 @@ __all__ = [
     "gaussian_sigma",
 ]
 
-_DROPOUT = Spec("dropout", parse.dropout, ("x",), "out")
+_DROPOUT = Spec("dropout", parse.dropout, ("x",), "out", buffers=("mask_out",))
 _DROPOUT_BACKWARD = Spec("dropout_backward", parse.dropout_backward, ("grad", "mask"), "out")
 # the common NumPy call of each function below but unpack_mask runs without a request
 # (route.fast_path: None for any other call, which then goes through `call`)
@@ -46,10 +46,11 @@ _fast_gaussian = fast_path("gaussian_dropout")
 _fast_gaussian_backward = fast_path("gaussian_dropout_backward")
 _DROPOUT_MASK = Spec("dropout_mask", parse.dropout_mask)
 _UNPACK_MASK = Spec("unpack_mask", parse.unpack_mask, ("mask",))
-_BDA = Spec("bias_dropout_add", parse.bias_dropout_add, ("x", "bias", "residual"), "out")
+_BDA = Spec("bias_dropout_add", parse.bias_dropout_add, ("x", "bias", "residual"), "out",
+            buffers=("mask_out",))
 _BDA_BACKWARD = Spec("bias_dropout_add_backward", parse.bias_dropout_add_backward,
                      ("grad", "mask"))
-_ALPHA = Spec("alpha_dropout", parse.alpha_dropout, ("x",), "out")
+_ALPHA = Spec("alpha_dropout", parse.alpha_dropout, ("x",), "out", buffers=("mask_out",))
 _ALPHA_BACKWARD = Spec("alpha_dropout_backward", parse.alpha_dropout_backward,
                        ("grad", "mask"), "out")
 _GAUSSIAN = Spec("gaussian_dropout", parse.gaussian_dropout, ("x",), "out")
@@ -161,7 +162,8 @@ def gaussian_sigma(p: float) -> float:
 def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
             training: bool = True, mode: str = "inverted", noise_shape: Any = None,
             bits: int = 16, return_mask: bool = False, mask_format: str = "packed",
-            out: Any = None, n_threads: int | None = None, block: Any = None):
+            out: Any = None, n_threads: int | None = None, block: Any = None,
+            mask_out: Any = None):
     """Dropout of x with probability p (docs/contract.md section 4).
 
     Parameters
@@ -202,6 +204,15 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
         the blocks of an array give exactly the whole array's result (fastdrop.dask uses
         it). noise_shape then refers to the global array; a returned mask covers the block,
         in its own C order. Every function of this module takes it.
+    mask_out : array, optional
+        With return_mask=True only (else ValueError): the buffer the mask is written into
+        and returned as (the same object), so that no mask is allocated per call.  For
+        mask_format="packed" a uint8 array of shape ``(ceil(m / 8),)``, m the number of
+        elements of the noise shape (of the block's noise with `block`); for "bool" a
+        bool array of the noise shape.  C-contiguous, writeable, of x's kind (a NumPy
+        array or torch tensor on the CPU, a CUDA array on the GPU), overlapping neither
+        x nor out.  At inference nothing is drawn: it is left as it is and the mask
+        returned is None.
 
     Returns
     -------
@@ -218,7 +229,10 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
         x is not a float array of a supported dtype; an argument has the wrong type.
     ValueError
         p outside [0, 1], a bad noise_shape, block, mode or mask_format, a wrong out
-        (shape, read-only, overlapping x but for x itself).
+        (shape, read-only, overlapping x but for x itself), a wrong mask_out (shape, not
+        C-contiguous, read-only, overlapping x or out; given without return_mask).
+        TypeError for an out or mask_out of the wrong type or dtype.  Nothing is written
+        when a call raises.
 
     Examples
     --------
@@ -233,13 +247,13 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     True
     """
     y = _fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
-                      mask_format, out, n_threads, block)
+                      mask_format, out, n_threads, block, mask_out)
     if y is not None:
         return y
     return call(_DROPOUT, dict(x=x, p=p, seed=seed, stream=stream, training=training,
                                mode=mode, noise_shape=noise_shape, bits=bits,
                                return_mask=return_mask, mask_format=mask_format, out=out,
-                               n_threads=n_threads, block=block))
+                               n_threads=n_threads, block=block, mask_out=mask_out))
 
 
 def dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,
@@ -403,7 +417,8 @@ def unpack_mask(mask: Any, shape: Any):
 
 def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
                      stream: int = 0, bits: int = 16, return_mask: bool = False,
-                     out: Any = None, n_threads: int | None = None, block: Any = None):
+                     out: Any = None, n_threads: int | None = None, block: Any = None,
+                     mask_out: Any = None):
     """Fused ``residual + dropout(x + bias)`` in one pass (docs/contract.md section 7).
 
     Parameters
@@ -431,6 +446,10 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
         CPU threads (None: OMP_NUM_THREADS, else all cores).
     block : (origin, global_shape), optional
         As in `dropout`.
+    mask_out : array, optional
+        With return_mask=True only: the packed mask's buffer, returned as the mask (the
+        same object), a uint8 array of shape ``(ceil(x.size / 8),)``; as in `dropout`,
+        and overlapping none of x, bias, residual and out.
 
     Returns
     -------
@@ -443,7 +462,7 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     TypeError
         Mixed dtypes, non-float arrays.
     ValueError
-        A bias or residual of the wrong shape, and as `dropout`.
+        A bias or residual of the wrong shape, and as `dropout` (out, mask_out).
 
     Examples
     --------
@@ -453,12 +472,13 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     array([[4., 4., 0., 0.],
            [0., 0., 4., 0.]], dtype=float32)
     """
-    y = _fast_bda(x, bias, residual, p, seed, stream, bits, return_mask, out, n_threads, block)
+    y = _fast_bda(x, bias, residual, p, seed, stream, bits, return_mask, out, n_threads,
+                  block, mask_out)
     if y is not None:
         return y
     return call(_BDA, dict(x=x, bias=bias, residual=residual, p=p, seed=seed, stream=stream,
                            bits=bits, return_mask=return_mask, out=out,
-                           n_threads=n_threads, block=block))
+                           n_threads=n_threads, block=block, mask_out=mask_out))
 
 
 def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
@@ -531,7 +551,8 @@ def bias_dropout_add_backward(grad: Any, p: float, *, mask: Any = None,
 def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
                   training: bool = True, noise_shape: Any = None, bits: int = 16,
                   return_mask: bool = False, mask_format: str = "packed",
-                  out: Any = None, n_threads: int | None = None, block: Any = None):
+                  out: Any = None, n_threads: int | None = None, block: Any = None,
+                  mask_out: Any = None):
     """Alpha dropout (SELU networks; PyTorch's and Keras' definition).
 
     With q = effective_p(p), alpha' = 1.7580993408473766 and
@@ -546,6 +567,8 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
         Drop probability in [0, 1]; q = 0 returns a copy of x, q = 1 zeros.
     seed, stream, training, noise_shape, bits, return_mask, mask_format, out, n_threads, block
         As in `dropout` (there is no classic mode). Inference returns x itself.
+    mask_out : array, optional
+        As in `dropout`: with return_mask=True, the mask's buffer, returned as the mask.
 
     Returns
     -------
@@ -564,14 +587,14 @@ def alpha_dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: in
     >>> fastdrop.alpha_dropout(np.zeros(4, np.float32), 0.5, seed=42)
     array([ 0.7791...,  0.7791..., -0.7791..., -0.7791...], dtype=float32)
     """
-    y = _fast_alpha(x, p, seed, stream, training, noise_shape, bits, return_mask, mask_format,
-                    out, n_threads, block)
+    y = _fast_alpha(x, p, seed, stream, training, noise_shape, bits, return_mask,
+                    mask_format, out, n_threads, block, mask_out)
     if y is not None:
         return y
     return call(_ALPHA, dict(x=x, p=p, seed=seed, stream=stream, training=training,
                              noise_shape=noise_shape, bits=bits, return_mask=return_mask,
                              mask_format=mask_format, out=out, n_threads=n_threads,
-                             block=block))
+                             block=block, mask_out=mask_out))
 
 
 def alpha_dropout_backward(grad: Any, p: float, *, mask: Any = None, seed: int | None = None,

@@ -102,6 +102,34 @@ def _pair(y, mask, return_mask):
     return (y, mask) if return_mask else y
 
 
+def _check_mask_out(mask_out, return_mask, mask_format, shape, noise_shape=None,
+                    block=None):
+    """The public mask_out=: None, or (return_mask only) a C-contiguous, writeable NumPy
+    array of the returned mask's dtype and shape (packed: uint8 ``(ceil(n / 8),)`` over
+    the noise shape of an array of `shape`; bool: that noise shape).  (Overlap with the
+    other arrays is not checked here: fastdrop refuses it.)"""
+    if mask_out is None:
+        return
+    noise = noise_draws(shape, noise_shape, block)[0]
+    if not return_mask:
+        raise ValueError("mask_out is given but return_mask is False")
+    if not isinstance(mask_out, np.ndarray):
+        raise TypeError(f"mask_out must be a numpy.ndarray, got {type(mask_out).__name__}")
+    packed = mask_format == "packed"
+    dtype, shape = (np.uint8, (-(-_size(noise) // 8),)) if packed else (np.bool_, noise)
+    if mask_out.dtype != dtype:
+        raise TypeError(f"mask_out must have dtype {np.dtype(dtype)}, got {mask_out.dtype}")
+    if mask_out.shape != shape:
+        raise ValueError(f"mask_out must have shape {shape}, got {mask_out.shape}")
+    if not mask_out.flags.c_contiguous or not mask_out.flags.writeable:
+        raise ValueError("mask_out must be C-contiguous and writeable")
+
+
+def _mask_into(mask, mask_out):
+    """The returned mask: `mask` itself, or copied into `mask_out`, which is returned."""
+    return mask if mask_out is None else _into(mask, mask_out)
+
+
 # ---------------------------------------------------------------------------------------
 # Generator (docs/contract.md sections 1-3)
 # ---------------------------------------------------------------------------------------
@@ -392,7 +420,7 @@ def _apply_mask(values, keep, p, mode, bits):
 
 def dropout(x, p=0.5, *, seed=None, stream=0, training=True, mode="inverted",
             noise_shape=None, bits=16, return_mask=False, mask_format="packed", out=None,
-            n_threads=None, block=None):
+            n_threads=None, block=None, mask_out=None):
     """Dropout of `x` (sections 4 and 5), the twin of `fastdrop.dropout`.
 
     Training: the keep mask is drawn over the noise shape (`noise_draws`) and broadcast
@@ -401,12 +429,15 @@ def dropout(x, p=0.5, *, seed=None, stream=0, training=True, mode="inverted",
     out), classic mode ``x * P(keep)`` in the compute precision.
 
     Returns y, or ``(y, mask)`` with return_mask (the mask over the block's noise shape,
-    packed or bool; None at inference).  seed=None raises ValueError while training.
+    packed or bool; None at inference).  mask_out (return_mask only): the mask is written
+    into it and it is returned as the mask (left as it is at inference).  seed=None raises
+    ValueError while training.
     """
     x = np.asarray(x)
     p, bits = _check_p(p), _check_bits(bits)
     _check_choice(mode, "mode", ("inverted", "classic"))
     _check_choice(mask_format, "mask_format", ("packed", "bool"))
+    _check_mask_out(mask_out, return_mask, mask_format, x.shape, noise_shape, block)
     if not training:
         if mode == "inverted":
             return _pair(x if out is None else _into(x, out), None, return_mask)
@@ -415,7 +446,7 @@ def dropout(x, p=0.5, *, seed=None, stream=0, training=True, mode="inverted",
     noise, draws = noise_draws(x.shape, noise_shape, block)
     keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
     y = _into(_apply_mask(x, keep, p, mode, bits), out)
-    return _pair(y, _returned_mask(keep, mask_format), return_mask)
+    return _pair(y, _mask_into(_returned_mask(keep, mask_format), mask_out), return_mask)
 
 
 def dropout_backward(grad, p, *, mask=None, seed=None, stream=0, mode="inverted",
@@ -433,23 +464,25 @@ def dropout_backward(grad, p, *, mask=None, seed=None, stream=0, mode="inverted"
 
 @np.errstate(invalid="ignore", over="ignore")
 def bias_dropout_add(x, bias, residual, p, *, seed, stream=0, bits=16, return_mask=False,
-                     out=None, n_threads=None, block=None):
+                     out=None, n_threads=None, block=None, mask_out=None):
     """Fused ``residual + dropout(x + bias)`` (section 7, inverted mode).
 
     In the compute precision: ``u = x + bias``; ``v = u * scale`` if kept else +0.0;
     ``y = residual + v``; rounded once to ``x.dtype``.  `bias` has shape
     ``(x.shape[-1],)`` or is None.  The mask is the one ``dropout(x)`` draws for the same
-    (seed, stream, bits, p, block).  Returns y, or ``(y, packed mask)`` with return_mask.
+    (seed, stream, bits, p, block).  Returns y, or ``(y, packed mask)`` with return_mask
+    (written into mask_out, returned as the mask, when it is given).
     """
     x, residual = np.asarray(x), np.asarray(residual)
     p, bits = _check_p(p), _check_bits(bits)
+    _check_mask_out(mask_out, return_mask, "packed", x.shape, None, block)
     _, draws = noise_draws(x.shape, None, block)
     keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
     cd = compute_dtype(x.dtype)
     u = x.astype(cd) if bias is None else x.astype(cd) + np.asarray(bias).astype(cd)
     v = np.where(keep, u * cd.type(dropout_scale(p, bits)), _zero(cd))
     y = _into((residual.astype(cd) + v).astype(x.dtype), out)
-    return _pair(y, pack_mask(keep), return_mask)
+    return _pair(y, _mask_into(pack_mask(keep), mask_out), return_mask)
 
 
 def bias_dropout_add_backward(grad, p, *, mask=None, seed=None, stream=0, bits=16,
@@ -491,7 +524,7 @@ def _alpha_coefficients(q):
 @np.errstate(invalid="ignore", over="ignore")
 def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=None,
                   bits=16, return_mask=False, mask_format="packed", out=None,
-                  n_threads=None, block=None):
+                  n_threads=None, block=None, mask_out=None):
     """Alpha dropout (Klambauer et al. 2017; PyTorch ``alpha_dropout``, Keras
     ``AlphaDropout``) with the contract's keep mask.
 
@@ -500,11 +533,13 @@ def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=N
     ``(x * a) + c`` with ``c = a * alpha' * q``, a dropped one ``d = -a * alpha' * (1 - q)``
     (a, c, d in float64, cast to the compute precision; one rounding to ``x.dtype``).
     q == 0: `x` unchanged (a copy). q == 1: all +0.0 (as PyTorch; a would be infinite).
-    Inference: x itself (or copied into out).  Returns y, or ``(y, mask)``.
+    Inference: x itself (or copied into out).  Returns y, or ``(y, mask)`` (mask_out: as
+    in `dropout`).
     """
     x = np.asarray(x)
     p, bits = _check_p(p), _check_bits(bits)
     _check_choice(mask_format, "mask_format", ("packed", "bool"))
+    _check_mask_out(mask_out, return_mask, mask_format, x.shape, noise_shape, block)
     if not training:
         return _pair(x if out is None else _into(x, out), None, return_mask)
     noise, draws = noise_draws(x.shape, noise_shape, block)
@@ -516,7 +551,8 @@ def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=N
         cd = compute_dtype(x.dtype)
         a, c, d = (cd.type(v) for v in _alpha_coefficients(q))
         y = np.where(keep, x.astype(cd) * a + c, d).astype(x.dtype)
-    return _pair(_into(y, out), _returned_mask(keep, mask_format), return_mask)
+    return _pair(_into(y, out), _mask_into(_returned_mask(keep, mask_format), mask_out),
+                 return_mask)
 
 
 def alpha_dropout_backward(grad, p, *, mask=None, seed=None, stream=0, noise_shape=None,

@@ -95,6 +95,21 @@ def _out(A: ArrayPolicy, out: Any, x: Any, inputs: dict, may_alias=("x",)):
     return None if out is None else A.out(out, A.shape(x), A.dtype(x), inputs, may_alias)
 
 
+def _mask_out(A: ArrayPolicy, mask_out: Any, return_mask: bool, mask_format: str,
+              noise: tuple, inputs: dict):
+    """The public ``mask_out=``: None, or the buffer the returned mask is written into
+    (packed: uint8 of ``ceil(prod(noise) / 8)`` bytes; bool: the noise shape), checked by
+    the backend's policy against the call's arrays and its out (`inputs`)."""
+    if mask_out is None:
+        return None
+    if not return_mask:
+        raise ValueError("mask_out is given but return_mask is False: mask_out is the "
+                         "buffer of the returned mask (pass return_mask=True)")
+    if mask_format == "packed":
+        return A.mask_out(mask_out, (C.packed_size(math.prod(noise)),), "uint8", inputs)
+    return A.mask_out(mask_out, noise, "bool", inputs)
+
+
 # ---- the check sequences of the forward and backward passes -------------------------------
 
 
@@ -114,11 +129,12 @@ class _Forward(NamedTuple):
     training: bool
     return_mask: bool
     out: Any
+    mask_out: Any
     seed: int
 
 
 def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_threads,
-             training, return_mask, out, seed) -> _Forward:
+             training, return_mask, out, seed, mask_out) -> _Forward:
     """dropout's and alpha_dropout's checks, in their documented order (mode=_NO_MODE:
     the function has no mode)."""
     xv = A.float_input(x, "x")
@@ -132,9 +148,10 @@ def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_thr
     training = check_bool(training, "training")
     return_mask = check_bool(return_mask, "return_mask")
     y = _out(A, out, xv, {"x": xv})
+    mo = _mask_out(A, mask_out, return_mask, fmt, noise, {"x": xv, "out": y})
     key = check_seed(seed)
     return _Forward(xv, _threshold(pf, b), m, b, fmt, noise, ndraws, st, threads, training,
-                    return_mask, y, key)
+                    return_mask, y, mo, key)
 
 
 def _forward_request(f: _Forward, func: str, **op) -> DropoutRequest:
@@ -143,11 +160,13 @@ def _forward_request(f: _Forward, func: str, **op) -> DropoutRequest:
                           stream=f.stream, bits=f.bits, threshold=f.threshold,
                           noise_shape=f.noise, noise_draws=f.noise_draws,
                           mask_format=f.mask_format if f.return_mask else None,
-                          returns_pair=f.return_mask, n_threads=f.n_threads, **op)
+                          returns_pair=f.return_mask, n_threads=f.n_threads,
+                          mask_out=f.mask_out, **op)
 
 
 def _inference(f: _Forward, func: str, **op) -> DropoutRequest:
-    """training=False: x itself (identity) or, for classic dropout, x * P(keep)."""
+    """training=False: x itself (identity) or, for classic dropout, x * P(keep); no mask
+    is drawn (the mask returned is None, a mask_out is left as it is)."""
     return DropoutRequest(func=func, x=f.x, out=f.out, returns_pair=f.return_mask,
                           n_threads=f.n_threads, **op)
 
@@ -179,9 +198,10 @@ def _dropout_scale(t: int, bits: int, mode: str) -> float:
 
 def dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
             mode="inverted", noise_shape=None, bits=16, return_mask=False,
-            mask_format="packed", out=None, n_threads=None, block=None) -> DropoutRequest:
+            mask_format="packed", out=None, n_threads=None, block=None, mask_out=None
+            ) -> DropoutRequest:
     f = _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_threads,
-                 training, return_mask, out, seed)
+                 training, return_mask, out, seed, mask_out)
     if not f.training:
         if f.mode == "inverted":
             return _inference(f, "dropout", op=Op.DROPOUT, keep=Keep.ALL, identity=True)
@@ -236,8 +256,8 @@ def unpack_mask(A: ArrayPolicy, mask, shape) -> UnpackRequest:
 
 
 def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bits=16,
-                     return_mask=False, out=None, n_threads=None, block=None
-                     ) -> DropoutRequest:
+                     return_mask=False, out=None, n_threads=None, block=None,
+                     mask_out=None) -> DropoutRequest:
     xv = A.float_input(x, "x")
     bv = None if bias is None else A.float_input(bias, "bias")
     rv = A.float_input(residual, "residual")
@@ -257,13 +277,15 @@ def bias_dropout_add(A: ArrayPolicy, x, bias, residual, p, *, seed, stream=0, bi
     if A.shape(rv) != shape:
         raise ValueError(f"residual must have x's shape {shape}, got {A.shape(rv)}")
     y = _out(A, out, xv, {"x": xv, "residual": rv, "bias": bv}, may_alias=("x", "residual"))
+    mo = _mask_out(A, mask_out, return_mask, "packed", shape,
+                   {"x": xv, "residual": rv, "bias": bv, "out": y})
     _, draws = _noise(shape, block)
     t = _threshold(pf, b)
     return DropoutRequest(func="bias_dropout_add", op=Op.BDA, keep=Keep.DRAWS, x=xv, out=y,
                           bias=bv, residual=rv, seed=key, stream=st, bits=b, threshold=t,
                           scale=C.inverted_scale(t, b), noise_shape=shape,
                           noise_draws=draws, mask_format="packed" if return_mask else None,
-                          returns_pair=return_mask, n_threads=threads)
+                          returns_pair=return_mask, n_threads=threads, mask_out=mo)
 
 
 def bias_dropout_add_backward(A: ArrayPolicy, grad, p, *, mask=None, seed=None, stream=0,
@@ -290,9 +312,9 @@ def _alpha_op(t: int, bits: int) -> dict:
 
 def alpha_dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=True,
                   noise_shape=None, bits=16, return_mask=False, mask_format="packed",
-                  out=None, n_threads=None, block=None) -> DropoutRequest:
+                  out=None, n_threads=None, block=None, mask_out=None) -> DropoutRequest:
     f = _forward(A, x, p, _NO_MODE, bits, mask_format, block, noise_shape, stream, n_threads,
-                 training, return_mask, out, seed)
+                 training, return_mask, out, seed, mask_out)
     if not f.training:
         return _inference(f, "alpha_dropout", op=Op.DROPOUT, keep=Keep.ALL, identity=True)
     return _forward_request(f, "alpha_dropout", **_alpha_op(f.threshold, f.bits))

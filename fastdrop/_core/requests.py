@@ -40,6 +40,11 @@ class ArrayPolicy(Protocol):
     def contiguous_out(self, obj: Any, shape: tuple, dtype: str) -> Any:
         """A writeable, C-contiguous output of this shape and dtype."""
 
+    def mask_out(self, obj: Any, shape: tuple, dtype: str, inputs: dict) -> Any:
+        """The public ``mask_out=``: a writeable, C-contiguous buffer of exactly this shape
+        and dtype ("uint8" packed, "bool") for the returned mask, overlapping none of
+        `inputs` (the call's arrays and its out); errors name mask_out."""
+
     def words(self, obj: Any, name: str, last: int) -> Any:
         """A uint32 array whose last axis has length `last` (Philox counters and keys)."""
 
@@ -76,6 +81,7 @@ class DropoutRequest(NamedTuple):
     returns_pair: bool = False          # (y, mask) even when no mask is drawn (inference)
     n_threads: Optional[int] = None     # None: the backend's default
     identity: bool = False
+    mask_out: Any = None                # the returned mask's checked buffer, or None
 
 
 class BiasBackwardRequest(NamedTuple):

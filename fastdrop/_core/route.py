@@ -37,9 +37,10 @@ class Spec:
 
     name: the public name.  parse: ``parse(policy, **arguments) -> request``.  arrays:
     the array parameters, primary first (none for the generator functions, which take
-    ``device=``).  out: the output parameter, if any.  convert: whether torch/JAX arrays
-    are viewed as NumPy and the results converted back (philox4x32 reads its words with
-    NumPy and returns NumPy).
+    ``device=``).  out: the output parameter, if any.  buffers: other parameters that are
+    written (``mask_out``: the returned mask's buffer), viewed writeable like out.
+    convert: whether torch/JAX arrays are viewed as NumPy and the results converted back
+    (philox4x32 reads its words with NumPy and returns NumPy).
     """
 
     name: str
@@ -47,10 +48,12 @@ class Spec:
     arrays: tuple = ()
     out: str | None = None
     convert: bool = True
-    watched: tuple = field(init=False, default=())  # the arrays and out
+    buffers: tuple = ()
+    watched: tuple = field(init=False, default=())  # the arrays, out and the buffers
 
     def __post_init__(self):
-        object.__setattr__(self, "watched", self.arrays + ((self.out,) if self.out else ()))
+        object.__setattr__(self, "watched", self.arrays + ((self.out,) if self.out else ())
+                           + self.buffers)
         _SPECS[self.name] = self
 
 
@@ -129,11 +132,11 @@ def _cpu():
 def fast_path(func_name: str) -> Callable:
     """The CPU backend's fast path of ``fastdrop.<func_name>`` (every function of
     fastdrop.functional but unpack_mask): called with the public parameters in order, it
-    runs the common
-    call (one C-contiguous, aligned, native NumPy array; a float p; int seed and stream;
-    no noise shape, block or bool mask) and returns its result, or returns None for any
-    other call, which then goes through `call`.  It accepts only calls that the parse
-    accepts, and gives the same result bit for bit, without building a request."""
+    runs the common call (one C-contiguous, aligned, native NumPy array; a float p; int
+    seed and stream; no noise shape, block, bool mask or mask_out) and returns its
+    result, or returns None for any other call, which then goes through `call`.  It
+    accepts only calls that the parse accepts, and gives the same result bit for bit,
+    without building a request."""
     return _cpu().FAST_PATHS[func_name]
 
 
@@ -175,7 +178,8 @@ def _converted_call(spec: Spec, kw: dict) -> Any:
             v = kw[name]
             if v is None:
                 continue
-            arr, wrap = to_host_array(v, name, writable=(name == spec.out))
+            arr, wrap = to_host_array(v, name, writable=(name == spec.out
+                                                         or name in spec.buffers))
             if name == spec.arrays[0]:
                 primary_wrap = wrap
             if arr is not v:

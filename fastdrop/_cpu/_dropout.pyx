@@ -959,6 +959,33 @@ cdef object _packed_mask(object mask, uint64_t n, fd_array_interface** mv):
     return cap
 
 
+cdef object _mask_buffer(object mask_out, uint64_t n, object y, fd_array_interface* xv,
+                         uint64_t nbytes, fd_array_interface* rv=NULL,
+                         fd_array_interface* bv=NULL, uint64_t bbytes=0):
+    """The packed mask's buffer of a fast call that returns its mask: a new array
+    (mask_out None), or mask_out itself when it is an exact, C-contiguous, writeable 1-d
+    uint8 array of ceil(n / 8) bytes disjoint from x (xv), the output y, the residual rv
+    and the bias bv (when not NULL; nbytes, nbytes, bbytes long); None for anything else,
+    which the general path then refuses with its message."""
+    cdef fd_array_interface* mv
+    cdef fd_array_interface* yv
+    cdef uint64_t mbytes = (n + 7) // 8
+    if mask_out is None:
+        return _empty(mbytes, _uint8)
+    mcap = _packed_mask(mask_out, n, &mv)
+    if mcap is None or not mv.flags & NPY_WRITEABLE:
+        return None
+    ycap = y.__array_struct__
+    yv = _inter(ycap)
+    if not _disjoint(xv, nbytes, mv, mbytes) or not _disjoint(yv, nbytes, mv, mbytes):
+        return None
+    if rv != NULL and not _disjoint(rv, nbytes, mv, mbytes):
+        return None
+    if bv != NULL and not _disjoint(bv, bbytes, mv, mbytes):
+        return None
+    return mask_out
+
+
 # One-entry caches of the contract's constants (fastdrop._core.contract computes them: the
 # same formulas on both paths); each is filled in C, without Python code in between, so a
 # thread switch never sees half an entry.
@@ -1018,7 +1045,7 @@ cdef enum:
 cdef object _forward(int kind, bint need_seed, object x, object p, object seed,
                      object stream, object training, object mode, object noise_shape,
                      object bits, object return_mask, object mask_format, object out,
-                     object n_threads, object block):
+                     object n_threads, object block, object mask_out=None):
     """The common call of dropout (FWD_DROPOUT), alpha_dropout (FWD_ALPHA; mode
     "inverted") or gaussian_dropout and its backward (FWD_GAUSS: bits 32, no mask; p in
     [0, 1) as contract.gaussian_sigma wants; need_seed: seed=None is an error), or None:
@@ -1036,7 +1063,7 @@ cdef object _forward(int kind, bint need_seed, object x, object p, object seed,
         return None
     if not (_is(mask_format, _PACKED) or (_is(mask_format, _BOOL) and return_mask is False)):
         return None
-    if return_mask is not True and return_mask is not False:
+    if return_mask is not True and (return_mask is not False or mask_out is not None):
         return None
     if (seed is not None or need_seed) and _uint64_arg(seed, &key) < 0:
         return None
@@ -1057,9 +1084,13 @@ cdef object _forward(int kind, bint need_seed, object x, object p, object seed,
     y = _output(x, xv, out, code, nbytes, NULL, 0)
     if y is None:
         return None
+    packed = None
+    if return_mask:
+        packed = _mask_buffer(mask_out, n, y, xv, nbytes)
+        if packed is None:
+            return None
     if seed is None:  # drawn last, as parse.check_seed does
         key = <uint64_t>_randbits(64)
-    packed = _empty((n + 7) // 8, _uint8) if return_mask else None
     _plan_contiguous(&P, op, KS_DRAWS, code, n, n, b, t, scale, key, st, 0,
                      _ptr(address(y)), _ptr(address(x)), NULL, NULL, NULL,
                      <uint8_t*>_ptr(address(packed)), NULL)
@@ -1134,11 +1165,11 @@ cdef object _backward(int kind, object grad, object p, object mask, object seed,
 
 
 def fast_dropout(x, p, seed, stream, training, mode, noise_shape, bits, return_mask,
-                 mask_format, out, n_threads, block):
+                 mask_format, out, n_threads, block, mask_out=None):
     """fastdrop.dropout's common call (the public parameters, in order), or None when
     the call is not one: then the general path parses it."""
     return _forward(FWD_DROPOUT, False, x, p, seed, stream, training, mode, noise_shape, bits,
-                    return_mask, mask_format, out, n_threads, block)
+                    return_mask, mask_format, out, n_threads, block, mask_out)
 
 
 def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, out,
@@ -1150,10 +1181,10 @@ def fast_dropout_backward(grad, p, mask, seed, stream, mode, noise_shape, bits, 
 
 
 def fast_alpha_dropout(x, p, seed, stream, training, noise_shape, bits, return_mask,
-                       mask_format, out, n_threads, block):
+                       mask_format, out, n_threads, block, mask_out=None):
     """fastdrop.alpha_dropout's common call (the public parameters, in order), or None."""
     return _forward(FWD_ALPHA, False, x, p, seed, stream, training, _INVERTED, noise_shape,
-                    bits, return_mask, mask_format, out, n_threads, block)
+                    bits, return_mask, mask_format, out, n_threads, block, mask_out)
 
 
 def fast_alpha_dropout_backward(grad, p, mask, seed, stream, noise_shape, bits, out,
@@ -1232,7 +1263,7 @@ def fast_dropout_mask(shape, p, seed, stream, bits, packed, offset, n_threads, d
 
 
 def fast_bias_dropout_add(x, bias, residual, p, seed, stream, bits, return_mask, out,
-                          n_threads, block):
+                          n_threads, block, mask_out=None):
     """fastdrop.bias_dropout_add's common call (the public parameters, in order: bias
     None or a 1-d array along x's last axis, residual of x's shape, all of x's dtype), or
     None: parse.bias_dropout_add's checks and request."""
@@ -1247,7 +1278,9 @@ def fast_bias_dropout_add(x, bias, residual, p, seed, stream, bits, return_mask,
         return None
     if _common_scalars(p, _INVERTED, bits, stream, n_threads, &b, &st, &threads) < 0:
         return None
-    if (return_mask is not True and return_mask is not False) or _uint64_arg(seed, &key) < 0:
+    if return_mask is not True and (return_mask is not False or mask_out is not None):
+        return None
+    if _uint64_arg(seed, &key) < 0:
         return None
     xcap = _array_view(x, &xv, &code, &n)
     if xcap is None:
@@ -1271,7 +1304,11 @@ def fast_bias_dropout_add(x, bias, residual, p, seed, stream, bits, return_mask,
                 cols * <uint64_t>xv.itemsize)
     if y is None:
         return None
-    packed = _empty((n + 7) // 8, _uint8) if return_mask else None
+    packed = None
+    if return_mask:
+        packed = _mask_buffer(mask_out, n, y, xv, nbytes, rv, bv, cols * <uint64_t>xv.itemsize)
+        if packed is None:
+            return None
     _plan_contiguous(&P, OP_BDA, KS_DRAWS, code, n, cols, b, t, _inverted_scale(t, b), key,
                      st, 0, _ptr(address(y)), _ptr(address(x)), _ptr(address(bias)),
                      _ptr(address(residual)), NULL, <uint8_t*>_ptr(address(packed)), NULL)

@@ -131,6 +131,28 @@ class CpuArrays:
         return out
 
     @staticmethod
+    def mask_out(obj: Any, shape: tuple, dtype: str, inputs: dict) -> np.ndarray:
+        """The returned mask's buffer (`ArrayPolicy.mask_out`): the kernels write its bytes
+        in a row, so it is C-contiguous, of exactly this shape and dtype."""
+        if not isinstance(obj, np.ndarray):
+            raise TypeError(f"mask_out must be a numpy.ndarray, got {type(obj).__name__}")
+        what = "packed" if dtype == "uint8" else "bool"
+        if dtype_name(obj.dtype) != dtype:
+            raise TypeError(f"mask_out must have dtype {dtype} for a {what} mask, got "
+                            f"{obj.dtype}")
+        if obj.shape != shape:
+            raise ValueError(f"mask_out must have shape {shape} for this {what} mask, got "
+                             f"{obj.shape}")
+        if not obj.flags.c_contiguous:
+            raise ValueError("mask_out must be C-contiguous")
+        if not obj.flags.writeable:
+            raise ValueError("mask_out is read-only")
+        for name, arr in inputs.items():
+            if arr is not None and np.may_share_memory(obj, arr):
+                raise ValueError(f"mask_out must not overlap {name}")
+        return obj
+
+    @staticmethod
     def words(value: Any, name: str, last: int) -> np.ndarray:
         """NumPy arrays (and objects exporting __array__) must already be uint32: no
         silent cast.  Python sequences of ints are accepted when every value fits."""
@@ -307,11 +329,14 @@ def thread_policy() -> dict:
 
 
 def _mask_outputs(req: DropoutRequest):
+    """(packed, bool) buffers of the returned mask: the caller's mask_out, else new."""
     if req.mask_format is None:
         return None, None
+    mo = req.mask_out
     if req.mask_format == "packed":
-        return np.empty(packed_size(math.prod(req.noise_shape)), np.uint8), None
-    return None, np.empty(req.noise_shape, np.bool_)
+        return (np.empty(packed_size(math.prod(req.noise_shape)), np.uint8) if mo is None
+                else mo), None
+    return None, np.empty(req.noise_shape, np.bool_) if mo is None else mo
 
 
 def _unpack(mask: np.ndarray, shape: tuple) -> np.ndarray:

@@ -107,6 +107,36 @@ class CudaArrays:
         return o
 
     @staticmethod
+    def mask_out(obj: Any, shape: tuple, dtype: str, inputs: dict) -> Operand:
+        """The returned mask's buffer (`ArrayPolicy.mask_out`): the kernels write it as one
+        1-D C-order run (`Operand.flat`), so it is C-contiguous, of exactly this shape and
+        dtype, and `_apply` writes into it instead of allocating."""
+        if not is_cuda_array(obj):
+            raise TypeError(f"mask_out must be a CUDA array like x, got {type(obj).__name__}")
+        what = "packed" if dtype == "uint8" else "bool"
+        try:
+            o = as_operand(obj, "mask_out")
+        except TypeError as exc:  # a dtype no kernel reads (int8, ...)
+            raise TypeError(f"mask_out must have dtype {dtype} for a {what} mask: {exc}"
+                            ) from None
+        if o.name != dtype:
+            raise TypeError(f"mask_out must have dtype {dtype} for a {what} mask, got "
+                            f"{o.name}")
+        if o.shape != tuple(shape):
+            raise ValueError(f"mask_out must have shape {tuple(shape)} for this {what} mask, "
+                             f"got {o.shape}")
+        if not o.c_contiguous:
+            raise ValueError("mask_out must be C-contiguous")
+        if o.readonly:
+            raise ValueError("mask_out is read-only")
+        so = o.span()
+        for name, arr in inputs.items():
+            sa = None if arr is None or so is None else arr.span()
+            if sa is not None and sa[0] < so[1] and so[0] < sa[1]:
+                raise ValueError(f"mask_out must not overlap {name}")
+        return o
+
+    @staticmethod
     def words(arr: Any, name: str, last: int) -> Operand:
         if not is_cuda_array(arr):
             raise TypeError(f"{name} must be a CUDA array, got {type(arr).__name__}")
@@ -402,7 +432,7 @@ def _dropout_family(req: DropoutRequest):
                   stream=req.stream, bits=req.bits, t=req.threshold, mask=req.mask,
                   return_mask=req.mask_format is not None, fmt=req.mask_format,
                   draws=req.noise_draws, s=req.scale, a=a, c=c, d=d, bias=req.bias,
-                  res=req.residual, mask_out=getattr(req, "mask_out", None))
+                  res=req.residual, mask_out=req.mask_out)
     if req.mask_format is None:
         return _pair(req, Y.obj)
     return _pair(req, Y.obj, (P if req.mask_format == "packed" else B).obj)

@@ -8,8 +8,8 @@ shape arrays are made once and kept, `backend._constant`) allocate nothing, exce
 noise-shaped mask a noise-shaped forward draws first (one temporary, through x's
 framework).  A returned
 mask is the one allocation left (through x's framework: torch.empty / cupy.empty on a
-GPU, where the caching allocator serves it; a ``mask_out=`` buffer would remove it, see
-docs/gpu.md).  Under the simulator this counts the calls; the hardware check
+GPU, where the caching allocator serves it), and ``mask_out=`` removes it
+(tests/core/test_mask_out.py counts that no allocation is made with both buffers).  Under the simulator this counts the calls; the hardware check
 (benchmarks/gpu_check.py) times the calls with preallocated outputs.
 """
 import numpy as np
