@@ -904,11 +904,20 @@ def lean_input(x) -> bool:
     plain C-contiguous CPU tensor of float16, float32 or float64 with elements."""
     return (not _is_compiling() and type(x) in _PLAIN and x.is_cpu
             and x.dtype in _LEAN_DTYPES and x.is_contiguous()
-            and not _C._are_functorch_transforms_active()
-            and not _C._len_torch_dispatch_stack()
-            and not _C._is_torch_function_mode_enabled()
-            and not _prof._is_profiler_enabled and not _C._is_tracing()
+            and not _functorch_active() and not _dispatch_modes() and not _function_modes()
+            and not _prof._is_profiler_enabled and not _tracing()
             and x.numel() != 0)
+
+
+def lean_code(x) -> int:
+    """`lean_input` as the modules ask it: x's dtype code for the pointer kernels (0
+    float32, 1 float64, 2 float16), or -1 when x may not take the lean path (or holds a
+    lazy negation, which the pointer kernels do not read)."""
+    if (not _is_compiling() and type(x) in _PLAIN and x.is_cpu and x.is_contiguous()
+            and not _functorch_active() and not _dispatch_modes() and not _function_modes()
+            and not _prof._is_profiler_enabled and not _tracing() and not x.is_neg()):
+        return _DTYPE_CODE.get(x.dtype, -1)
+    return -1
 
 
 def _lean_forward(xa, key: int, st: int, p: float, bits: int, keep_mask: bool, nt: int,
@@ -963,6 +972,20 @@ def _lean_backward(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: i
     return dropout_backward_impl(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt)
 
 
+def _lean_grad(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: int) -> Tensor:
+    """dx of a lean call; differentiable under create_graph=True (through the classic
+    Functions on the operators' implementations: the same map)."""
+    if torch.is_grad_enabled():  # create_graph=True: a differentiable dx
+        f = entry("dropout", gy)
+        if f is _EagerDropout.apply:
+            f = _EagerDropoutBackward.apply
+        else:
+            f = DropoutBackwardFunction.apply if f is DropoutFunction.apply \
+                else dropout_backward
+        return f(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt)
+    return _lean_backward(gy, key, st, p, bits, mt, nt)
+
+
 class _LeanDropout(torch.autograd.Function):
     """The lean path under autograd: y = D x, dx = D dy; double backward through the
     classic Functions on the operators' implementations (the same map)."""
@@ -979,21 +1002,56 @@ class _LeanDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         key, st, p, bits, mt, nt = ctx.fd
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable dx
-            f = entry("dropout", gy)
-            if f is _EagerDropout.apply:
-                f = _EagerDropoutBackward.apply
-            else:
-                f = DropoutBackwardFunction.apply if f is DropoutFunction.apply \
-                    else dropout_backward
-            return f(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt), None
-        return _lean_backward(gy, key, st, p, bits, mt, nt), None
+        return _lean_grad(gy, key, st, p, bits, mt, nt), None
+
+
+_grad_enabled = torch.is_grad_enabled
+_empty_like = torch.empty_like
+_UINT8 = torch.uint8
+
+
+class _LeanModuleDropout(torch.autograd.Function):
+    """`_LeanDropout` for the modules' training call, out of place, with the work the
+    module has already done passed in (cfg: key, stream, p, bits, keep the mask, threads
+    (> 0), n, dtype code), so that the common call runs the pointer kernels with no
+    further checks: the forward + backward of a small tensor is mostly Python calls
+    (docs/benchmarks.md). The same bits as `_LeanDropout`."""
+
+    @staticmethod
+    def forward(ctx, x, cfg):
+        key, st, p, bits, keep_mask, nt, n, code = cfg
+        y = _empty_like(x) if n <= _NUMPY_ALLOC else _fresh_like(x)
+        mt = torch.empty(((n + 7) // 8,), dtype=_UINT8) if keep_mask else None
+        if not _ptr_fwd(x.data_ptr(), y.data_ptr(), n, code, p, key, st, bits,
+                        0 if mt is None else mt.data_ptr(), nt):
+            y, mt = _lean_run(x, key, st, p, bits, keep_mask, nt, False)
+        ctx.fd = (key, st, p, bits, mt, nt, n, code)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        key, st, p, bits, mt, nt, n, code = ctx.fd
+        # autograd hands gy with y's dtype, device and shape; its layout may differ
+        if (not _grad_enabled() and type(gy) in _PLAIN and gy.is_contiguous()
+                and not gy.is_neg()):
+            dt = _empty_like(gy) if n <= _NUMPY_ALLOC else _fresh_like(gy)
+            if _ptr_bwd(gy.data_ptr(), dt.data_ptr(), n, code, p,
+                        0 if mt is None else mt.data_ptr(), key, st, bits, nt):
+                return dt, None
+        return _lean_grad(gy, key, st, p, bits, mt, nt), None
 
 
 try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
     _lean_apply = super(torch.autograd.Function, _LeanDropout).apply
+    lean_module_apply = super(torch.autograd.Function, _LeanModuleDropout).apply
 except AttributeError:  # pragma: no cover - another torch's layout
     _lean_apply = _LeanDropout.apply
+    lean_module_apply = _LeanModuleDropout.apply
+# the lean path's checks, bound once (each is one C call)
+_functorch_active = _C._are_functorch_transforms_active
+_dispatch_modes = _C._len_torch_dispatch_stack
+_function_modes = _C._is_torch_function_mode_enabled
+_tracing = _C._is_tracing
 
 
 def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,

@@ -49,6 +49,10 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
            "checkpoint", "save_streams_policy", "draw_seed", "seed_tensor"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_lean_code = ops.lean_code
+_lean_module_apply = ops.lean_module_apply
+_grad_enabled = torch.is_grad_enabled
+_num_threads = torch.get_num_threads
 _C = torch._C
 _LO32 = (1 << 32) - 1
 _INT64_MAX = (1 << 63) - 1
@@ -236,12 +240,18 @@ _DRAWS = threading.local()  # a (2,) int64 scratch tensor per thread, for _draw_
 
 def _draw_words(generator: torch.Generator | None) -> int:
     """draw_seed's 64-bit seed (the same two draws as ``torch.randint(0, 2**32, (2,))``,
-    which is ``empty((2,)).random_(0, 2**32)``), into a per-thread scratch tensor: half
-    the instructions of randint's argument parsing and allocation."""
-    buf = getattr(_DRAWS, "buf", None)
-    if buf is None:
-        buf = _DRAWS.buf = torch.empty(2, dtype=torch.int64)
-    lo, hi = buf.random_(0, 1 << 32, generator=generator).tolist()
+    which is ``empty((2,)).random_(0, 2**32)``, and ``random_(2**32)``: the same
+    kernel from 0), into a per-thread scratch tensor read through a NumPy view: a third
+    of the instructions of randint's argument parsing, allocation and ``tolist``."""
+    bufs = getattr(_DRAWS, "bufs", None)
+    if bufs is None:
+        buf = torch.empty(2, dtype=torch.int64)
+        bufs = _DRAWS.bufs = (buf, buf.numpy())
+    if generator is None:
+        bufs[0].random_(4294967296)
+    else:
+        bufs[0].random_(4294967296, generator=generator)
+    lo, hi = bufs[1].tolist()
     return lo | (hi << 32)
 
 
@@ -839,16 +849,14 @@ class _FastdropDropout:
             self._last = ss
         return ss
 
-    def _next_words(self) -> tuple[int, int]:
+    def _next_words(self, replay: bool = True) -> tuple[int, int]:
         """(seed, stream) of the next eager training call, as Python ints, without building
-        a seed tensor: the same words `_next_seed` gives (the lean path)."""
-        if _replay.active:  # inside fastdrop.torch.checkpoint: the forward's words again
-            words = _replay.take(self, self._take_words)
+        a seed tensor: the same words `_next_seed` gives (the lean path). Inside
+        fastdrop.torch.checkpoint (`replay`), the recompute's words are the forward's."""
+        if replay and _replay.active:
+            words = _replay.take(self, lambda: self._next_words(False))
             self.__dict__["_last"] = words
             return words
-        return self._take_words()
-
-    def _take_words(self) -> tuple[int, int]:
         if self._source == "seed":
             state = self._buffers["fd_state"]
             cache = self.__dict__.get("_fd_view")
@@ -1117,15 +1125,23 @@ class Dropout(_FastdropDropout, nn.Dropout):
 
     def forward(self, input: Tensor) -> Tensor:
         lean = self._lean
-        if lean is not None and self.training and ops.lean_input(input):
-            p = self._p()
-            if p == 0.0:
+        if lean is not None and self.training and (code := _lean_code(input)) >= 0:
+            n = input.numel()
+            p = self.p
+            if p != self._p_checked:
+                p = self._p()
+            if p == 0.0 or n == 0:
                 return input
             key, st = self._next_words()
             k = lean[1]
-            y = ops.lean_dropout(input, key, st, p, lean[0],
-                                 k == "mask" or (k == "auto" and input.numel() >= _AUTO_MASK_MIN),
-                                 lean[2], self.inplace)
+            keep_mask = k == "mask" or (k == "auto" and n >= _AUTO_MASK_MIN)
+            if not self.inplace and input.requires_grad and _grad_enabled():
+                # the common training call, written out: each Python call here is a
+                # measurable part of a small tensor's step
+                return _lean_module_apply(input, (key, st, p, lean[0], keep_mask,
+                                                  lean[2] or _num_threads(), n, code))
+            y = ops.lean_dropout(input, key, st, p, lean[0], keep_mask, lean[2],
+                                 self.inplace)
             if y is not None:
                 return y
             return _run("dropout", input, p, ops.seed_tensor(key, st), self._cfg, None,

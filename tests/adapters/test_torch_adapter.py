@@ -298,3 +298,34 @@ def test_seeded_layers_deep_copy_and_save():
     block = torch.nn.Sequential(torch.nn.Linear(8, 8), ft.Dropout(0.1, seed=1))
     stack = torch.nn.ModuleList(copy.deepcopy(block) for _ in range(2))
     assert len(stack) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64,
+                                   torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 255, 1 << 14])
+def test_module_training_call_equals_the_functional_one(dtype, n):
+    # the module's written-out common call (_LeanModuleDropout) against the functional
+    # form, for a contiguous gradient, an expanded one (stride 0) and a lazily negated x
+    x = torch.randn(n, dtype=torch.float64).to(dtype).requires_grad_()
+    for gy in (torch.randn(n, dtype=torch.float64).to(dtype),
+               torch.ones((), dtype=dtype).expand(n)):
+        m = ft.Dropout(0.3, seed=7)
+        y = m(x)
+        y.backward(gy)
+        ref = ft.dropout(x, 0.3, seed=7, stream=0)
+        (gref,) = torch.autograd.grad(ref, x, gy)
+        assert torch.equal(y.detach(), ref.detach())
+        assert torch.equal(x.grad, gref)
+        x.grad = None
+    neg = torch._neg_view(x.detach()).requires_grad_()
+    y = ft.Dropout(0.3, seed=7)(neg)
+    assert torch.equal(y.detach(), ft.dropout(-x.detach(), 0.3, seed=7, stream=0))
+    # second order through the module's call: d/dx sum(D(x)^2) = 2 D(D(x)) depends on x
+    z = ft.Dropout(0.3, seed=7)(x)
+    (g1,) = torch.autograd.grad((z * z).sum(), x, create_graph=True)
+    zr = ft.dropout(x, 0.3, seed=7, stream=0)
+    (g2,) = torch.autograd.grad((zr * zr).sum(), x, create_graph=True)
+    assert g1.requires_grad and torch.equal(g1, g2)
+    (h1,) = torch.autograd.grad(g1.sum(), x)
+    (h2,) = torch.autograd.grad(g2.sum(), x)
+    assert torch.equal(h1, h2)
