@@ -407,22 +407,6 @@ def row_offset(row, shape, strides, small):
 
 
 @dev
-def row_offset32(row, shape, strides):
-    """`row_offset` in 32-bit arithmetic (every index and offset below 2^32)."""
-    nd = shape.size
-    off = _u32(0)
-    rem = _u32(row)
-    for kk in range(nd - 2, 0, -1):
-        sh = _u32(shape[kk])
-        q = _u32(rem // sh)
-        off = _u32(off + _u32(rem - q * sh) * _u32(strides[kk]))
-        rem = q
-    if nd >= 2:
-        off = _u32(off + rem * _u32(strides[0]))
-    return off
-
-
-@dev
 def noise_index(i, xshape, nstrides):
     """Index in the noise shape's C order of x's element i (C order): the coordinates of
     i, with the broadcast axes (stride 0) dropped."""

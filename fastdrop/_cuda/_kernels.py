@@ -13,8 +13,9 @@ order, so the launch geometry never changes a result:
 Blocks of a larger array (``block=``): the *block-map* variants (`mask_block_kernel`,
 ``dropout_kernel(..., gmap=True)``, `gaussian_block_kernel`) keep the same units, but the
 draw index of an element is not its logical index: it is computed once per unit from the
-per-axis draw strides (`_device.block_keep_byte`, `_device.row_offset`) and advanced
-element by element, since consecutive elements are consecutive draws only along a row.
+per-axis draw strides (`_device.block_keep_byte`, `_device.row_offset`; `_block_byte32`
+in the fused kernel for blocks below 2^32 elements) and advanced element by element,
+since consecutive elements are consecutive draws only along a row.
 
 Counter, key and draw arithmetic is uint64; index divisions are 32-bit in the ``small``
 specialisations (n < 2^32).  The per-dtype kernels are module-level templates specialised
@@ -33,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U32, MASK16,
+from ._device import (NONE, U, U0, U1, U2, U3, U7, U8, U11, U16, U32, MASK16,
                       bf16_to_f32, block_keep_byte, cached_draw, divmod_u, f16_to_f32,
                       f32_to_bf16, f32_to_f16, f64_to_f16, keep_byte, normal_u32, philox_r,
-                      pick4, row_offset, row_offset32, stream_block, strided_offset,
+                      pick4, row_offset, stream_block, stream_block32, strided_offset,
                       unit_keep_byte)
 from .._core.ops import Keep, Op
 from ._env import SIMULATOR, cuda
@@ -386,6 +387,93 @@ def k_scatter(dst, src, n, base, shape, strides):
 # ---- per-dtype kernels ---------------------------------------------------------------------------
 
 
+@dev
+def _row_offset32(row, shape, strides):
+    """`_device.row_offset` in 32-bit arithmetic (every index and offset below 2^32), a loop the
+    compiler keeps rolled: from the innermost leading axis outwards, while a coordinate is
+    left (rem != 0: the outer coordinates are then 0 and add nothing) and an axis is left.
+    One copy of a division, none once the row's remaining coordinates are 0; for
+    row < prod(shape[:-1]) the same offset."""
+    k = _u32(shape.size - 1)
+    off = _u32(0)
+    rem = _u32(row)
+    while rem != _u32(0) and k != _u32(0):
+        k = _u32(k - _u32(1))
+        sh = _u32(shape[k])
+        q = _u32(rem // sh)
+        off = _u32(off + _u32(rem - q * sh) * _u32(strides[k]))
+        rem = q
+    return off
+
+
+@dev
+def _draw_row_offset32(row, shape, gstrides):
+    """`_device.row_offset` of a block's draw strides (uint64, wrapping as the draw map
+    does) for row < 2^32 and a shape below 2^32, the loop kept rolled as in
+    `_row_offset32`."""
+    k = _u32(shape.size - 1)
+    off = U0
+    rem = _u32(row)
+    while rem != _u32(0) and k != _u32(0):
+        k = _u32(k - _u32(1))
+        sh = _u32(shape[k])
+        q = _u32(rem // sh)
+        off = off + U(_u32(rem - q * sh)) * gstrides[k]
+        rem = q
+    return off
+
+
+@dev
+def _block_byte32(seed, stream, i0, cnt, bits, t, base, shape, gstrides):
+    """`_device.block_keep_byte` for a block of fewer than 2^32 elements (its draw
+    indices stay uint64): one 32-bit division for the unit's first element, then the draw
+    index is carried (+ the last axis' draw stride per element, a row offset at a row's
+    end); the Philox block is reused while the draws stay in it (`stream_block32`, the
+    same words as `stream_block`).  The loop stops at a stop bit, so the compiler keeps
+    one copy of its body (one Philox block of registers)."""
+    nd = shape.size
+    L = _u32(shape[nd - 1])
+    gl = gstrides[nd - 1]
+    i = _u32(i0)
+    row = _u32(i // L)
+    c = _u32(i - row * L)
+    left = _u32(L - c)                        # elements left in the row
+    d = base + _draw_row_offset32(row, shape, gstrides) + U(c) * gl
+    # draw d: block d >> bsh, word (d >> wsh) & 3, its bits from (d & sub) * bits
+    if bits == U16:
+        bsh, wsh, sub = U3, U1, U1
+    elif bits == U8:
+        bsh, wsh, sub = U(4), U2, U3
+    else:
+        bsh, wsh, sub = U2, U0, U0
+    vmask = _u32((U1 << bits) - U1)
+    byte = _u32(0)
+    cur = NONE
+    w0 = _u32(0)
+    w1 = _u32(0)
+    w2 = _u32(0)
+    w3 = _u32(0)
+    stop = _u32(_u32(1) << _u32(cnt))
+    bit = _u32(1)
+    while bit != stop:
+        blk = d >> bsh
+        if blk != cur:
+            w0, w1, w2, w3 = stream_block32(seed, stream, blk)
+            cur = blk
+        r = _u32(pick4(w0, w1, w2, w3, _u32(d >> wsh) & _u32(3)))
+        r = _u32(_u32(r >> _u32(_u32(d & sub) * _u32(bits))) & vmask)
+        if U(r) >= t:
+            byte = _u32(byte | bit)
+        bit = _u32(bit << _u32(1))
+        d = d + gl
+        left = _u32(left - _u32(1))
+        if left == _u32(0):
+            left = L
+            row = _u32(row + _u32(1))
+            d = base + _draw_row_offset32(row, shape, gstrides)
+    return byte
+
+
 # Templates of the per-dtype kernels, specialised by `specialise`: the names below are
 # placeholders for their compile-time constants and device functions.
 s_load = s_store = s_mul = s_add = s_gauss = s_store64 = None
@@ -406,8 +494,12 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
     col = s_ix(0)                         # (s_ix: uint32 when small, else uint64)
     cstep = s_ix(0)
     nc = s_ix(ncols)
-    if S_OP == OP_BDA and S_BIAS:         # bias column of the unit's first element,
-        col = s_ix(divmod_u(u << U3, ncols, small)[1])   # advanced without a division
+    # the bias column of the unit's first element, advanced without a division; with a
+    # block map, divided per unit instead (after the draws: not live through the Philox
+    # block, which leaves the kernel at 32 registers)
+    bcarry = S_OP == OP_BDA and S_BIAS and not (S_GMAP and S_SMALL)
+    if bcarry:
+        col = s_ix(divmod_u(u << U3, ncols, small)[1])
         cstep = s_ix(divmod_u(step << U3, ncols, small)[1])
     L = U1
     nl = U0
@@ -421,7 +513,10 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
             cnt = U8
         byte = U0
         if S_KS == KS_DRAWS:
-            if S_GMAP:
+            if S_GMAP and S_SMALL:
+                byte = U(_block_byte32(seed, stream, i0, cnt, bits, t, base, gshape,
+                                       gstrides))
+            elif S_GMAP:
                 byte = block_keep_byte(seed, stream, i0, cnt, bits, t, base, gshape,
                                        gstrides, small)
             else:
@@ -434,9 +529,13 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
             if S_KS == KS_PACKED:
                 byte = U(pin[u])
             else:
-                for kk in range(cnt):
-                    if fin[i0 + U(kk)]:
-                        byte = byte | (U1 << U(kk))
+                bit = _u32(1)             # a rolled loop, as the element loop below
+                ib = s_ix(i0)
+                while bit != _u32(_u32(1) << _u32(cnt)):
+                    if fin[ib]:
+                        byte = byte | U(bit)
+                    bit = _u32(bit << _u32(1))
+                    ib = s_ix(ib + s_ix(1))
         else:
             # a noise-shaped mask (ops SCALE and ALPHA): the noise index of element i0,
             # then advanced element by element (one division per unit and a row offset
@@ -447,9 +546,10 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
                 i32 = _u32(i0)
                 row32 = _u32(i32 // L32)
                 cc32 = _u32(i32 - row32 * L32)
-                jrow32 = _u32(row_offset32(row32, nshape, nstrides))
-                for kk in range(_u32(cnt)):
-                    j32 = _u32(jrow32 + cc32 * nl32)
+                left = _u32(L32 - cc32)   # elements left in the row
+                j32 = _u32(_row_offset32(row32, nshape, nstrides) + cc32 * nl32)
+                st = _u32(_u32(1) << _u32(cnt))   # a stop bit: see the loop below
+                while st != _u32(1):
                     if S_KS == KS_PACKED:
                         keep = ((_u32(pin[j32 >> _u32(3)]) >> (j32 & _u32(7)))
                                 & _u32(1)) != _u32(0)
@@ -461,12 +561,14 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
                     else:
                         v = s_mul(xv, s) if keep else S_ZERO
                     y[i32] = s_store(v)
+                    st = _u32(st >> _u32(1))
                     i32 = _u32(i32 + _u32(1))
-                    cc32 = _u32(cc32 + _u32(1))
-                    if cc32 == L32:
-                        cc32 = _u32(0)
+                    j32 = _u32(j32 + nl32)
+                    left = _u32(left - _u32(1))
+                    if left == _u32(0):
+                        left = L32
                         row32 = _u32(row32 + _u32(1))
-                        jrow32 = row_offset32(row32, nshape, nstrides)
+                        j32 = _row_offset32(row32, nshape, nstrides)
             else:
                 row, cc = divmod_u(i0, L, small)
                 jrow = row_offset(row, nshape, nstrides, small)
@@ -490,9 +592,18 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
                         jrow = row_offset(row, nshape, nstrides, small)
             cnt = U0                      # done: skip the loop below
         bc = col
-        for kk in range(cnt):
-            i = i0 + U(kk)
-            keep = ((byte >> U(kk)) & U1) != U0
+        if S_OP == OP_BDA and S_BIAS and not bcarry:
+            bc = s_ix(_u32(i0) % _u32(ncols))
+        # the flags left, the next one in bit 0, and a stop bit above them: the loop's
+        # trip count is not an expression the compiler can unroll by (one copy of the
+        # body, one element in flight: fewer registers than an unrolled loop)
+        # (a packed mask's last byte may have bits set past the end: dropped)
+        stop = _u32(_u32(1) << _u32(cnt))
+        fl = _u32((_u32(byte) & _u32(stop - _u32(1))) | stop)
+        i = s_ix(i0)
+        while fl != _u32(1):
+            keep = (fl & _u32(1)) != _u32(0)
+            fl = _u32(fl >> _u32(1))
             if want_b:
                 bout[i] = keep
             xv = s_load(x[i])
@@ -510,7 +621,8 @@ def _dropout(y, x, bias, res, pin, fin, pout, bout, n, ncols, seed, stream, bits
                     uu = xv
                 v = s_add(s_load(res[i]), s_mul(uu, s) if keep else S_ZERO)
             y[i] = s_store(v)
-        if S_OP == OP_BDA and S_BIAS:
+            i = s_ix(i + s_ix(1))
+        if bcarry:
             col = s_ix(col + cstep)
             if col >= nc:
                 col = s_ix(col - nc)
@@ -535,8 +647,13 @@ def dropout_kernel(dtype_name: str, op: int, ks: int, gmap: bool = False,
     OP_SCALE ``x * s`` or +0; OP_ALPHA ``x * a + c`` or d; OP_BDA
     ``res + ((x + bias) * s or +0)``; rounded once to the storage type.  Index math is
     hoisted out of the element loop: the bias column is computed once per thread and
-    advanced (no ``i % ncols``), the noise and draw indices once per unit and advanced;
-    divisions are 32-bit when n < 2^32.
+    advanced (no ``i % ncols``; with a block map once per unit, so that it is not live
+    through the Philox code), the noise and draw indices once per unit and advanced;
+    divisions are 32-bit when n < 2^32.  The per-element loops end on a stop bit (the
+    flags left shifted down to it), a trip count the compiler does not unroll by: one
+    element in flight and one copy of the body, which keeps every n < 2^32
+    specialisation at 32 registers or fewer without local memory or a call
+    (tests/cuda/sass_check.py checks it).
     """
     load, store, mul, add, ct, _ = _CODECS[dtype_name]
     full = bool(full) or ks in (KS_DRAWS, KS_ALL)

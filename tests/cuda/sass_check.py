@@ -27,12 +27,16 @@ the mask byte's ``LDG.E.U8`` allowed in the loop (no store of a mask), and a tar
 with 2 or 3 times as many 16-byte loads (x, residual, bias), its count reported.
 
 These are *static* figures of the compiled code, not measurements on hardware.  The
-general kernel (`_kernels.dropout_kernel`, keep flags from the draws) is compiled the same
-way for comparison: registers, total SASS instructions, global accesses by width, calls
-(its per-draw loops make a per-unit count from the static code meaningless).
+general kernels (`_kernels.dropout_kernel` for n < 2^32, one per path of GENERAL_CASES:
+the draws, a packed or bool mask, alpha, a noise shape, ``block=``, bias-dropout-add with
+a bias, with and without a block map) are compiled the same way: registers, total SASS
+instructions, global accesses by width, calls (their per-element loops make a per-unit
+count from the static code meaningless); each must have no local memory, no ``CALL`` and
+at most 32 registers.  The dbias reductions are reported (no local memory, no call).
 
 A control kernel (a scalar grid-stride copy) must be flagged by the loop checks, so they
-are not vacuous.  ``--quick`` checks two specialisations only (the test suite's default).
+are not vacuous.  ``--quick`` checks three fast specialisations, one masked backward and
+five float32 general kernels (GENERAL_QUICK) only (the test suite's default).
 
 Prints a table; exits 1 if any check fails.
 """
@@ -326,9 +330,14 @@ GENERAL_CASES = [
     ("fwd(noise shape, packed)", 0, "PACKED", False, False, False),
     ("fwd(block=)", 0, "DRAWS", True, True, False),
     ("bias-dropout-add(bias)", 1, "DRAWS", False, True, True),
+    ("bias-dropout-add(bias, block=)", 1, "DRAWS", True, True, True),
 ]
-#: the general cases held to MAX_REGISTERS (the others are reported)
-GENERAL_BOUNDED = ("fwd(draws)", "bwd(packed mask)", "bwd(bool mask)", "alpha(draws)")
+#: the general cases held to MAX_REGISTERS (every one, since fastdrop issue 18)
+GENERAL_BOUNDED = tuple(case[0] for case in GENERAL_CASES)
+#: the general cases of ``--quick`` (float32): the packed-mask backward and the paths
+#: that were over the bound before fastdrop issue 18
+GENERAL_QUICK = ("bwd(packed mask)", "fwd(noise shape, packed)", "fwd(block=)",
+                 "bias-dropout-add(bias)", "bias-dropout-add(bias, block=)")
 
 
 def _storage(dtype: str):
@@ -344,6 +353,8 @@ def _general_row(tc: Toolchain, label: str, kernel, sig, bounded: bool) -> dict:
     problems = []
     if w["local"] or res["stack"] or res["spills"]:
         problems.append("local memory: stack frame, spills or LDL/STL")
+    if w["calls"]:
+        problems.append(f"{w['calls']} CALL instructions (division routines?)")
     if bounded and res["registers"] > MAX_REGISTERS:
         problems.append(f"{res['registers']} registers > {MAX_REGISTERS}")
     return {"label": label, "registers": res["registers"], "stack": res["stack"],
@@ -358,7 +369,8 @@ def general(tc: Toolchain, dtype: str, case: tuple) -> dict:
     """One general dropout kernel (`_kernels.dropout_kernel`, n < 2^32: 32-bit index
     divisions), for the table: registers, local memory, total SASS instructions, global
     accesses by width, calls (its per-element loops make a per-unit count from the static
-    code meaningless).  Fails on local memory, and on registers for GENERAL_BOUNDED."""
+    code meaningless).  Fails on local memory, on a CALL, and on registers over
+    MAX_REGISTERS for GENERAL_BOUNDED."""
     from numba import types
     from fastdrop._cuda import _kernels as K
     A = lambda dt: types.Array(dt, 1, "C")  # noqa: E731
@@ -413,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastdrop._core.ops import Op
     quick = "--quick" in argv
     rows = []
-    if quick:  # the test suite's default: three specialisations, one general kernel
+    if quick:  # the test suite's default: three specialisations, GENERAL_QUICK
         specs = [("float32", 0, 16, True), ("bfloat16", 0, 32, True), ("float32", 0, 8, True)]
     else:
         specs = [(d, 0, b, p) for d in F.DTYPES for b in (8, 16, 32) for p in (True, False)]
@@ -428,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                 for bits in (8, 16):
                     rows.append(check_bda(tc, dtype, bits, has_bias))
     if quick:
-        gen = [general(tc, "float32", GENERAL_CASES[1])]
+        gen = [general(tc, "float32", case) for case in GENERAL_CASES
+               if case[0] in GENERAL_QUICK]
     elif "--no-general" in argv:
         gen = []
     else:
@@ -463,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if ok else 'FAIL: ' + '; '.join(g['problems'])}")
     if gen:
         print(f"(* general kernels without a register bound: reported; every general kernel "
-              f"must have no local memory, those of {', '.join(GENERAL_BOUNDED)} at most "
-              f"{MAX_REGISTERS} registers)")
+              f"must have no local memory and no CALL, those of {', '.join(GENERAL_BOUNDED)} "
+              f"at most {MAX_REGISTERS} registers)")
     print(f"control (a scalar copy loop) flagged: {'; '.join(flagged) or 'NOTHING'}")
     if not flagged:
         failures += 1
