@@ -40,7 +40,12 @@ implementations (the same kernels and bits, less per-call Python).
 """
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from typing import Optional, Sequence
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -887,8 +892,54 @@ _madvise = _load_madvise()
 _MADV_HUGEPAGE = 14
 
 
+# Outputs from _HUGE_BYTES up are recycled: each such torch.empty_like is a fresh mapping
+# (glibc's mmap threshold stops at 32 MiB), whose pages the kernel zeroes at first touch,
+# and that cost the forward more than its kernel (2^24 float32, one thread: 21.6 ms into
+# a fresh output, 10.0 ms into a reused one). A few buffers per size are kept, as NumPy
+# arrays; a torch tensor made from one holds a reference to it (torch.from_numpy), so a
+# buffer whose only reference is the pool's belongs to no tensor and is handed out
+# again. At most _POOL_PER_SIZE buffers of a size and _POOL_MAX in all are kept (memory
+# that stays with the process, as a caching allocator's); FASTDROP_TORCH_RECYCLE=0
+# turns it off, and `clear_pool()` lets the buffers go.
+_RECYCLE = os.environ.get("FASTDROP_TORCH_RECYCLE", "1") != "0"
+_POOL: dict = {}
+_POOL_PER_SIZE = 4
+_POOL_MAX = 8
+_POOL_LOCK = threading.Lock()
+
+
+def clear_pool() -> None:
+    """Drop the recycled output buffers (those still in use live on with their tensors)."""
+    with _POOL_LOCK:
+        _POOL.clear()
+
+
+def _recycled_like(t: Tensor, nbytes: int) -> Tensor | None:
+    """A C-contiguous tensor of t's shape and dtype on a free pooled buffer of nbytes (or
+    a new one, pooled when there is room), or None when the pool is full."""
+    with _POOL_LOCK:  # a buffer is checked and taken in one step
+        bufs = _POOL.setdefault(nbytes, [])
+        for a in bufs:
+            # references: the list, this loop's name, getrefcount's argument
+            if sys.getrefcount(a) == 3:
+                buf = a
+                break
+        else:
+            if len(bufs) >= _POOL_PER_SIZE or sum(map(len, _POOL.values())) >= _POOL_MAX:
+                return None
+            buf = np.empty(nbytes, np.uint8)  # NumPy advises its pages huge
+            bufs.append(buf)
+        return torch.from_numpy(buf).view(t.dtype).view(t.shape)
+
+
 def _fresh_like(t: Tensor) -> Tensor:
-    """torch.empty_like(t), its pages advised huge when it is large (see _HUGE_BYTES)."""
+    """torch.empty_like(t) of a C-contiguous t; from _HUGE_BYTES up a recycled buffer
+    (`_recycled_like`), or one whose pages are advised huge."""
+    nbytes = t.numel() * t.element_size()
+    if _RECYCLE and nbytes >= _HUGE_BYTES and t.is_contiguous():
+        y = _recycled_like(t, nbytes)
+        if y is not None:
+            return y
     y = torch.empty_like(t)
     nbytes = y.numel() * y.element_size()
     if nbytes >= _HUGE_BYTES and _madvise is not None:
