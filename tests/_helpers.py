@@ -128,3 +128,28 @@ def kat_vectors(generator: str = "philox4x32", rounds: int = 10):
         rows.append((w[0:4], w[4:6], w[6:10]))
     assert rows, f"no {generator}-{rounds} vectors in {path}"
     return rows
+
+
+class GpuAllocationCount:
+    """Counts the GPU backend's allocation and copy calls (Numba's device_array,
+    device_array_like and to_device, and `fastdrop._cuda._memory.allocate`) for the time
+    of a test: ``count = GpuAllocationCount(monkeypatch)``, then ``count.calls``."""
+
+    NAMES = ("device_array", "device_array_like", "to_device")
+
+    def __init__(self, monkeypatch):
+        from fastdrop._cuda import _env, _memory, backend
+        self.calls = []
+        for name in self.NAMES:
+            self._wrap(monkeypatch, _env.cuda, name)
+        self._wrap(monkeypatch, _memory, "allocate")
+        monkeypatch.setattr(backend, "allocate", _memory.allocate)
+
+    def _wrap(self, monkeypatch, owner, name):
+        real = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)

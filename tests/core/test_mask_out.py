@@ -23,7 +23,7 @@ import fastdrop.reference as ref
 from fastdrop._core.route import fast_path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _helpers import BFLOAT16, assert_bits_equal, make_x  # noqa: E402
+from _helpers import BFLOAT16, GpuAllocationCount, assert_bits_equal, make_x  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -423,27 +423,6 @@ def _gpu():
     return cuda
 
 
-class _Count:
-    """Calls of the GPU backend's allocation and copy functions."""
-
-    def __init__(self, monkeypatch):
-        from fastdrop._cuda import _env, _memory, backend
-        self.calls = []
-        for owner, name in [(_env.cuda, "device_array"), (_env.cuda, "device_array_like"),
-                            (_env.cuda, "to_device"), (_memory, "allocate")]:
-            self._wrap(monkeypatch, owner, name)
-        monkeypatch.setattr(backend, "allocate", _memory.allocate)
-
-    def _wrap(self, monkeypatch, owner, name):
-        real = getattr(owner, name)
-
-        def counted(*args, **kwargs):
-            self.calls.append(name)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, counted)
-
-
 GPU_CASES = [("dropout", "packed", (64,), None), ("dropout", "bool", (64,), None),
              ("dropout", "packed", (5, 13), (5, 1)), ("dropout", "bool", (5, 13), (1, 13)),
              ("alpha_dropout", "packed", (3, 7), None), ("alpha_dropout", "bool", (9,), None),
@@ -476,7 +455,7 @@ def test_gpu_mask_out_is_written_and_nothing_is_allocated(monkeypatch, name, fmt
     ptr = as_operand(md, "mask_out").ptr
     run(md)                                     # first call: kernels, shape constants
     md2 = cuda.to_device(_garbage(m_exp.shape, m_exp.dtype))
-    count = _Count(monkeypatch)
+    count = GpuAllocationCount(monkeypatch)
     y, m = run(md2)
     monkeypatch.undo()
     assert count.calls == [], count.calls

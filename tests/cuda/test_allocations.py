@@ -20,31 +20,7 @@ from _cuda_util import host, require_cuda, to_dev
 cuda, D = require_cuda()
 
 import fastdrop as fd  # noqa: E402
-from fastdrop._cuda import _env, _memory  # noqa: E402
-from _helpers import assert_bits_equal, make_x  # noqa: E402
-
-
-class Count:
-    """Calls of Numba's allocation / copy functions and of `_memory.allocate`."""
-
-    NAMES = ("device_array", "device_array_like", "to_device")
-
-    def __init__(self, monkeypatch):
-        self.calls = []
-        for name in self.NAMES:
-            self._wrap(monkeypatch, _env.cuda, name)
-        self._wrap(monkeypatch, _memory, "allocate")
-        from fastdrop._cuda import backend
-        monkeypatch.setattr(backend, "allocate", _memory.allocate)
-
-    def _wrap(self, monkeypatch, owner, name):
-        real = getattr(owner, name)
-
-        def counted(*args, **kwargs):
-            self.calls.append(name)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, counted)
+from _helpers import GpuAllocationCount, assert_bits_equal, make_x  # noqa: E402
 
 
 def _calls(shape, noise, block):
@@ -75,7 +51,7 @@ def test_second_call_with_out_allocates_nothing(monkeypatch, shape, noise, block
         if block is not None and call.__name__ == "backward_from_mask":
             continue                           # a block's backward takes the seed
         call()                                 # first call: kernels, shape constants
-        count = Count(monkeypatch)
+        count = GpuAllocationCount(monkeypatch)
         exp = call()
         monkeypatch.undo()
         # a noise shape's forward draws its mask first: one temporary, through x's
@@ -90,7 +66,7 @@ def test_a_returned_mask_is_the_one_allocation(monkeypatch):
     x = make_x((64,), np.float32, seed=2)
     xd, yd = to_dev(x), to_dev(np.zeros_like(x))
     D.dropout(xd, 0.5, seed=1, out=yd, return_mask=True)
-    count = Count(monkeypatch)
+    count = GpuAllocationCount(monkeypatch)
     _, m = D.dropout(xd, 0.5, seed=1, out=yd, return_mask=True)
     monkeypatch.undo()
     assert count.calls == ["allocate", "device_array"], count.calls   # Numba's, here
