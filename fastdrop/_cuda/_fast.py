@@ -590,7 +590,8 @@ def bda_kernel(dtype_name: str, bits: int, want_packed: bool, has_bias: bool):
                         dict(s_load8=load8, s_store8=store8, s_keep8=keep8,
                              s_elem=_bda_element(dtype_name, has_bias),
                              S_PACKED=bool(want_packed), S_BIAS=bool(has_bias),
-                             S_ZERO=K.compute_type(dtype_name)(0.0)))
+                             S_ZERO=K.compute_type(dtype_name)(0.0)),
+                        max_registers=32 if dtype_name == "float64" else None)
 
 
 def _masked(y, x, pin, nunits, s):
