@@ -573,6 +573,31 @@ def _bda(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
         col = _u32(col - nc8) if col >= nc8 else col
 
 
+def _bda_f64(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
+    """`bda_kernel`'s template for float64 (EXPERIMENT)."""
+    u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
+    step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
+    col = _u32(u % nc8)
+    cstep = _u32(step % nc8)
+    while u < nunits:
+        k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
+        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, u)
+        if S_BIAS:
+            b0, b1, b2, b3, b4, b5, b6, b7 = s_load8(bias, col)
+        else:
+            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = S_ZERO
+        r0, r1, r2, r3, r4, r5, r6, r7 = s_load8(res, u)
+        s_store8(y, u, s_elem(x0, b0, r0, k0, s), s_elem(x1, b1, r1, k1, s),
+                 s_elem(x2, b2, r2, k2, s), s_elem(x3, b3, r3, k3, s),
+                 s_elem(x4, b4, r4, k4, s), s_elem(x5, b5, r5, k5, s),
+                 s_elem(x6, b6, r6, k6, s), s_elem(x7, b7, r7, k7, s))
+        if S_PACKED:
+            st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
+        u = _u32(u + step)
+        col = _u32(col + cstep)
+        col = _u32(col - nc8) if col >= nc8 else col
+
+
 @functools.lru_cache(maxsize=None)
 def bda_kernel(dtype_name: str, bits: int, want_packed: bool, has_bias: bool):
     """The fast bias-dropout-add forward: ``y = res + ((x + bias[col]) * s where kept,
@@ -586,12 +611,11 @@ def bda_kernel(dtype_name: str, bits: int, want_packed: bool, has_bias: bool):
     block and uses its half (`keep8h`)."""
     load8, store8 = _codec8(dtype_name)
     keep8 = {16: keep16, 32: keep32, 8: keep8h}[bits]
-    return K.specialise(_bda, ("bda", dtype_name, bits, want_packed, has_bias),
+    return K.specialise(_bda_f64 if dtype_name == "float64" else _bda, ("bda", dtype_name, bits, want_packed, has_bias),
                         dict(s_load8=load8, s_store8=store8, s_keep8=keep8,
                              s_elem=_bda_element(dtype_name, has_bias),
                              S_PACKED=bool(want_packed), S_BIAS=bool(has_bias),
-                             S_ZERO=K.compute_type(dtype_name)(0.0)),
-                        max_registers=32 if dtype_name == "float64" else None)
+                             S_ZERO=K.compute_type(dtype_name)(0.0)))
 
 
 def _masked(y, x, pin, nunits, s):
