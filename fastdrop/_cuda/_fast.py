@@ -18,7 +18,8 @@ What makes it fast, against `_kernels.dropout_kernel`:
 - one unit is 8 consecutive elements (one byte of the packed mask): its data travel in
   16-byte vector accesses (``ld.global.v4.u32`` / ``st.global.v4.u32``: 1 for float16 and
   bfloat16, 2 for float32, 4 for float64), every load of a unit is issued before any of
-  its stores, and the mask byte is one ``st.global.u8``;
+  its stores (float64 bias-dropout-add: of each half of a unit, `_bda_halves`), and the
+  mask byte is one ``st.global.u8``;
 - Philox4x32-10 runs on 32-bit words (the products are ``mul.wide.u32``); one block per
   unit at bits=16, two at bits=32, and at bits=8 one block per *two* units (an iteration
   is 16 elements, `_forward_b8`; float64 and bias-dropout-add take half a block per unit
@@ -423,6 +424,43 @@ def _codec8(dtype_name: str):
 
 
 @functools.lru_cache(maxsize=None)
+def _halves_f64():
+    """(load_a, store_a, load_b, store_b) of float64: the 4 values of a unit's first half
+    (words 0-7: two 16-byte accesses) and of its second half (words 8-15), for
+    `_bda_halves`."""
+    ld = [_make_ld16(16, j) for j in range(4)]
+    st = [_make_st16(16, j) for j in range(4)]
+
+    @dev
+    def f64(lo, hi):
+        return bits_f64((U(hi) << U32) | U(lo))
+
+    @dev
+    def lo32(v):
+        return _u32(f64_bits(v) & MASK32)
+
+    @dev
+    def hi32(v):
+        return _u32(f64_bits(v) >> U32)
+
+    def half(ld0, ld1, st0, st1):
+        @dev
+        def load4(x, u):
+            a0, a1, a2, a3 = ld0(x, u)
+            a4, a5, a6, a7 = ld1(x, u)
+            return f64(a0, a1), f64(a2, a3), f64(a4, a5), f64(a6, a7)
+
+        @dev
+        def store4(y, u, v0, v1, v2, v3):
+            st0(y, u, lo32(v0), hi32(v0), lo32(v1), hi32(v1))
+            st1(y, u, lo32(v2), hi32(v2), lo32(v3), hi32(v3))
+
+        return load4, store4
+
+    return half(ld[0], ld[1], st[0], st[1]) + half(ld[2], ld[3], st[2], st[3])
+
+
+@functools.lru_cache(maxsize=None)
 def _element(dtype_name: str, op: int):
     """elem(xv, keep, s, a, c, d): one element in the compute precision, branch-free:
     DROPOUT ``x * s`` or +0, ALPHA ``x * a + c`` or d."""
@@ -469,6 +507,7 @@ def _bda_element(dtype_name: str, has_bias: bool):
 s_load8 = s_store8 = s_elem = s_keep8 = s_keep16 = None
 S_PACKED = S_BIAS = False
 s_load = s_store = s_mul = s_add = None
+s_load_a = s_store_a = s_load_b = s_store_b = None
 S_ZERO = S_ALPHA = None
 
 
@@ -573,29 +612,46 @@ def _bda(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
         col = _u32(col - nc8) if col >= nc8 else col
 
 
-def _bda_f64(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
-    """`bda_kernel`'s template for float64 (EXPERIMENT)."""
+def _bda_halves(y, x, bias, res, pout, nunits, nc8, sk0, sk1, st0, st1, T, s):
+    """`bda_kernel`'s template for float64 (32 registers, no spill): a unit's 48 loaded
+    words and Philox would not fit together, so the unit goes in two halves of 4 values
+    (each half's x, residual and bias loads before its two stores: in place, y = x or
+    y = res, stays exact) and the keep byte of the next unit is drawn after the stores
+    (ptxas overlaps it with the second half's loads), the first one before the loop."""
     u = _u32(_u32(cuda.blockIdx.x) * _u32(cuda.blockDim.x) + _u32(cuda.threadIdx.x))
     step = _u32(_u32(cuda.gridDim.x) * _u32(cuda.blockDim.x))
     col = _u32(u % nc8)
     cstep = _u32(step % nc8)
+    k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
+    kb = _byte(k0, k1, k2, k3, k4, k5, k6, k7)
     while u < nunits:
-        k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
-        x0, x1, x2, x3, x4, x5, x6, x7 = s_load8(x, u)
+        x0, x1, x2, x3 = s_load_a(x, u)
+        r0, r1, r2, r3 = s_load_a(res, u)
         if S_BIAS:
-            b0, b1, b2, b3, b4, b5, b6, b7 = s_load8(bias, col)
+            b0, b1, b2, b3 = s_load_a(bias, col)
         else:
-            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = S_ZERO
-        r0, r1, r2, r3, r4, r5, r6, r7 = s_load8(res, u)
-        s_store8(y, u, s_elem(x0, b0, r0, k0, s), s_elem(x1, b1, r1, k1, s),
-                 s_elem(x2, b2, r2, k2, s), s_elem(x3, b3, r3, k3, s),
-                 s_elem(x4, b4, r4, k4, s), s_elem(x5, b5, r5, k5, s),
-                 s_elem(x6, b6, r6, k6, s), s_elem(x7, b7, r7, k7, s))
+            b0 = b1 = b2 = b3 = S_ZERO
+        s_store_a(y, u, s_elem(x0, b0, r0, kb & _u32(1), s),
+                  s_elem(x1, b1, r1, kb & _u32(2), s),
+                  s_elem(x2, b2, r2, kb & _u32(4), s),
+                  s_elem(x3, b3, r3, kb & _u32(8), s))
+        x0, x1, x2, x3 = s_load_b(x, u)
+        r0, r1, r2, r3 = s_load_b(res, u)
+        if S_BIAS:
+            b0, b1, b2, b3 = s_load_b(bias, col)
+        else:
+            b0 = b1 = b2 = b3 = S_ZERO
+        s_store_b(y, u, s_elem(x0, b0, r0, kb & _u32(16), s),
+                  s_elem(x1, b1, r1, kb & _u32(32), s),
+                  s_elem(x2, b2, r2, kb & _u32(64), s),
+                  s_elem(x3, b3, r3, kb & _u32(128), s))
         if S_PACKED:
-            st8(pout, u, _byte(k0, k1, k2, k3, k4, k5, k6, k7))
+            st8(pout, u, kb)
         u = _u32(u + step)
         col = _u32(col + cstep)
         col = _u32(col - nc8) if col >= nc8 else col
+        k0, k1, k2, k3, k4, k5, k6, k7 = s_keep8(u, sk0, sk1, st0, st1, T)
+        kb = _byte(k0, k1, k2, k3, k4, k5, k6, k7)
 
 
 @functools.lru_cache(maxsize=None)
@@ -607,15 +663,24 @@ def bda_kernel(dtype_name: str, bits: int, want_packed: bool, has_bias: bool):
     unit u's 8 columns are bias's unit ``u % nc8``, advanced by ``step % nc8`` and one
     compare per iteration: no division in the loop), the
     seed's and the stream's halves, ``T`` and ``s``.  x, res and bias are loaded before
-    any store (y may be x or res: in place).  At bits=8 each unit generates its Philox
-    block and uses its half (`keep8h`)."""
+    any store (float64: before the same half's stores; y may be x or res: in place).
+    At bits=8 each unit generates its Philox block and uses its half (`keep8h`).
+    float64 takes `_bda_halves` (a unit in two halves, each half's loads before its
+    stores; the next unit's flags drawn after the stores), compiled with a 32-register
+    cap (no spill: sass_check)."""
     load8, store8 = _codec8(dtype_name)
     keep8 = {16: keep16, 32: keep32, 8: keep8h}[bits]
-    return K.specialise(_bda_f64 if dtype_name == "float64" else _bda, ("bda", dtype_name, bits, want_packed, has_bias),
-                        dict(s_load8=load8, s_store8=store8, s_keep8=keep8,
-                             s_elem=_bda_element(dtype_name, has_bias),
-                             S_PACKED=bool(want_packed), S_BIAS=bool(has_bias),
-                             S_ZERO=K.compute_type(dtype_name)(0.0)))
+    ns = dict(s_load8=load8, s_store8=store8, s_keep8=keep8,
+              s_elem=_bda_element(dtype_name, has_bias),
+              S_PACKED=bool(want_packed), S_BIAS=bool(has_bias),
+              S_ZERO=K.compute_type(dtype_name)(0.0))
+    key = ("bda", dtype_name, bits, want_packed, has_bias)
+    if dtype_name == "float64":
+        la, sa, lb, sb = _halves_f64()
+        return K.specialise(_bda_halves, key,
+                            dict(ns, s_load_a=la, s_store_a=sa, s_load_b=lb, s_store_b=sb),
+                            max_registers=32)
+    return K.specialise(_bda, key, ns)
 
 
 def _masked(y, x, pin, nunits, s):

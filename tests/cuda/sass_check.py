@@ -23,8 +23,11 @@ and checked:
 
 `_fast.masked_kernel` (the backward from a packed mask) is checked the same way, with
 the mask byte's ``LDG.E.U8`` allowed in the loop (no store of a mask), and a target of
-15 instructions per element (float64 reported); `_fast.bda_kernel` (bias-dropout-add)
-with 2 or 3 times as many 16-byte loads (x, residual, bias), its count reported.
+15 instructions per element (float64 reported); `_fast.bda_kernel` (bias-dropout-add:
+float32, bfloat16 and float64, bits 8 and 16, with and without a bias) with 2 or 3 times
+as many 16-byte loads (x, residual, bias), its count reported; float64 bias-dropout-add
+goes in two halves of a unit, so its loop must hold the first half's loads, its two
+stores, the second half's loads, its two stores, in that order.
 
 These are *static* figures of the compiled code, not measurements on hardware.  The
 general kernels (`_kernels.dropout_kernel` for n < 2^32, one per path of GENERAL_CASES:
@@ -178,11 +181,15 @@ class Toolchain:
 
 
 def check_loop(code, n_vec: int, packed: bool, mask_in: bool = False,
-               n_loads: int | None = None, elements: int = 8) -> dict:
+               n_loads: int | None = None, elements: int = 8, groups: int = 1) -> dict:
     """The checks of a fast kernel's grid-stride loop: {"row": figures, "problems": [..]}.
     packed: the mask bytes are stored (one STG.E.U8 per 8 elements); mask_in: the mask
     byte is loaded (LDG.E.U8); n_loads: the LDG.E.128 expected (n_vec, the STG.E.128
-    count, by default); elements: per iteration (16 at bits=8: one Philox block)."""
+    count, by default); elements: per iteration (16 at bits=8: one Philox block);
+    groups: the unit goes in that many equal parts (float64 bias-dropout-add: 2 halves),
+    the 16-byte accesses in order being each part's n_loads / groups loads then its
+    n_vec / groups stores, the mask byte after every load (groups=1: every load before
+    any store)."""
     found = loops(code)
     if len(found) != 1:
         return {"row": {}, "problems": [f"expected one loop, found {len(found)}"]}
@@ -208,8 +215,18 @@ def check_loop(code, n_vec: int, packed: bool, mask_in: bool = False,
         problems.append(f"scalar loads in the loop: {other_ld}")
     if other_st != (["STG.E.U8"] * (elements // 8) if packed else []):
         problems.append(f"unexpected stores in the loop: {other_st}")
-    if ldg and stg and max(ldg) > min(stg):
-        problems.append("a load follows a store in the loop")
+    if groups == 1:
+        if ldg and stg and max(ldg) > min(stg):
+            problems.append("a load follows a store in the loop")
+    else:
+        seq = "".join("L" if body[i] == "LDG.E.128" else "S"
+                      for i in sorted(ld128 + st128))
+        want = ("L" * (n_loads // groups) + "S" * (n_vec // groups)) * groups
+        if seq != want:
+            problems.append(f"16-byte loads (L) and stores (S) in the loop in the order "
+                            f"{seq}, expected {want}")
+        if ldg and any(i < max(ldg) for i in stg if body[i] != "STG.E.128"):
+            problems.append("a load follows the mask byte's store in the loop")
     if any(o.split(".")[0] in ("LD", "ST") for o in body):
         problems.append("generic (non-global) loads or stores in the loop")
     if row["branches"] != 1:
@@ -264,7 +281,8 @@ def check_masked(tc: Toolchain, dtype: str) -> dict:
 
 def check_bda(tc: Toolchain, dtype: str, bits: int, has_bias: bool) -> dict:
     """Compile and check `_fast.bda_kernel` (bias-dropout-add, packed mask): x, the
-    residual and the bias in 16-byte loads (no target on the count: reported)."""
+    residual and the bias in 16-byte loads (no target on the count: reported); float64
+    goes in two halves, each half's loads before its stores (`check_loop`'s groups)."""
     from numba import types
     from fastdrop._cuda import _fast as F
     ct = types.float64 if dtype == "float64" else types.float32
@@ -275,7 +293,8 @@ def check_bda(tc: Toolchain, dtype: str, bits: int, has_bias: bool) -> dict:
     code = parse_sass(res["sass"])
     whole = analyse(code)
     n_vec = F.UNIT_WORDS[dtype] // 4
-    loop = check_loop(code, n_vec, True, n_loads=n_vec * (3 if has_bias else 2))
+    loop = check_loop(code, n_vec, True, n_loads=n_vec * (3 if has_bias else 2),
+                      groups=2 if dtype == "float64" else 1)
     row = {"label": label, "dtype": dtype, "op": 1, "bits": bits, "packed": True,
            "registers": res["registers"], "stack": res["stack"], "spills": res["spills"],
            "calls": whole["calls"], "local": len(whole["local"]), **loop["row"]}
@@ -435,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in (("bfloat16",) if quick else F.DTYPES):
         rows.append(check_masked(tc, dtype))
     if not quick:
-        for dtype in ("float32", "bfloat16"):
+        for dtype in ("float32", "bfloat16", "float64"):
             for has_bias in (True, False):
                 for bits in (8, 16):
                     rows.append(check_bda(tc, dtype, bits, has_bias))

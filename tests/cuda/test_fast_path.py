@@ -249,3 +249,28 @@ def test_bias_dropout_add_grid_stride_columns(geometry, blocks, threads, ncols):
         y = D.bias_dropout_add(place(x), place(b), place(r), 0.5, seed=2)
     assert route.bda == 1
     assert_bits_equal(host(y), ref.bias_dropout_add(x, b, r, 0.5, seed=2))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("blocks,threads,ncols", [(1, 1, 16), (1, 3, 16), (2, 7, 24),
+                                                  (1, 5, 40)])
+def test_bda_float64_several_units_per_thread(geometry, blocks, threads, ncols, bias, bits):
+    # the float64 bda kernel draws the next unit's keep byte after a unit's stores and
+    # writes each half after loading it: grid-stride loops over several units, out of
+    # place and in place (out = x), against the twin
+    shape = (7, ncols)
+    x, r = make_x(shape, np.float64, seed=4), make_x(shape, np.float64, seed=5)
+    b = make_x((ncols,), np.float64, seed=6, specials=False) if bias else None
+    geometry(blocks, threads)
+    with Route() as route:
+        y, m = D.bias_dropout_add(place(x), place(b) if bias else None, place(r), 0.4,
+                                  seed=3, bits=bits, return_mask=True)
+        out = place(x)
+        D.bias_dropout_add(out, place(b) if bias else None, place(r), 0.4, seed=3,
+                           bits=bits, out=out)
+    ey, em = ref.bias_dropout_add(x, b, r, 0.4, seed=3, bits=bits, return_mask=True)
+    assert route.bda == 2
+    assert_bits_equal(host(y), ey)
+    assert_bits_equal(host(out), ey)
+    np.testing.assert_array_equal(host(m), np.asarray(em))
