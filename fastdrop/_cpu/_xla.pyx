@@ -71,7 +71,21 @@ API_VERSION = (FD_FFI_API_MAJOR, FD_FFI_API_MINOR)  # of the vendored header
 
 cdef int _threads = 1          # the most threads a handler call runs on (set_threads)
 cdef int _parallel_ran = 0     # a handler ran a parallel region (fork safety)
-cdef long long _calls = 0      # handler executions (a test counter; not atomic)
+cdef long long _calls = 0      # handler executions (a test counter, counted atomically:
+                               # XLA runs the devices' handlers on several threads)
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    static inline void fd_count_call(long long* c) { __atomic_fetch_add(c, 1, __ATOMIC_RELAXED); }
+    static inline long long fd_read_calls(long long* c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+    #else  /* another compiler: a plain count (a test counter only) */
+    static inline void fd_count_call(long long* c) { *c += 1; }
+    static inline long long fd_read_calls(long long* c) { return *c; }
+    #endif
+    """
+    void fd_count_call(long long* c) nogil
+    long long fd_read_calls(long long* c) nogil
 
 # handler kinds
 cdef enum:
@@ -415,7 +429,7 @@ cdef XLA_FFI_Error* _handle(XLA_FFI_CallFrame* f, int kind) noexcept nogil:
     msg = _decode(f, kind, &C)
     if msg != NULL:
         return fd_ffi_error(f, 1, msg)
-    _calls += 1
+    fd_count_call(&_calls)
     nbytes = C.n * <uint64_t>C.isz
     x = <const char*>fd_ffi_arg(f, 0).data
     y = <char*>fd_ffi_ret(f, 0).data
@@ -629,4 +643,4 @@ def parallel_ran():
 
 def calls():
     """Handler executions so far in this process (for the tests: which route ran)."""
-    return _calls
+    return fd_read_calls(&_calls)
