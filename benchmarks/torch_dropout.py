@@ -53,9 +53,13 @@ def sizes(args) -> None:
                 call()
             calls.append(call)
         times = [float("inf")] * len(calls)
-        for _ in range(args.repeats):  # round robin: the three see the same machine load
-            for i, call in enumerate(calls):
-                times[i] = min(times[i], _best(call, reps, 1))
+        for r in range(args.repeats):
+            # round robin, the four see the same machine load; the order rotates each
+            # round, so that no module always runs right after torch's (whose frees of
+            # large tensors stall the next call from about 2^20 up)
+            for k in range(len(calls)):
+                i = (k + r) % len(calls)
+                times[i] = min(times[i], _best(calls[i], reps, 1))
         t, a, b, c = times
         print(f"| 2^{e} | {t * 1e6:.1f} us | {a * 1e6:.1f} us | {b * 1e6:.1f} us "
               f"| {c * 1e6:.1f} us | {t / a:.2f} | {t / c:.2f} |", flush=True)
