@@ -950,14 +950,10 @@ def _fresh_like(t: Tensor) -> Tensor:
 
 
 def lean_input(x) -> bool:
-    """True when a dropout of `x` may take the lean path: plain eager code (not compiling,
-    no torch.func transform, no dispatch or function mode, no profiler, no tracing) and a
-    plain C-contiguous CPU tensor of float16, float32 or float64 with elements."""
-    return (not _is_compiling() and type(x) in _PLAIN and x.is_cpu
-            and x.dtype in _LEAN_DTYPES and x.is_contiguous()
-            and not _functorch_active() and not _dispatch_modes() and not _function_modes()
-            and not _prof._is_profiler_enabled and not _tracing()
-            and x.numel() != 0)
+    """True when a dropout of `x` may take the lean path: `lean_code`'s conditions (plain
+    eager code, a plain C-contiguous CPU tensor of float16, float32 or float64, no lazy
+    negation) and elements."""
+    return lean_code(x) >= 0 and x.numel() != 0
 
 
 def lean_code(x) -> int:

@@ -86,6 +86,24 @@ U16, U32 = U(16), U(32)
 HI16 = U(0xFFFF0000)
 
 
+@dev
+def _f64_of(lo, hi):
+    """The float64 whose bits are the words (lo, hi)."""
+    return bits_f64((U(hi) << U32) | U(lo))
+
+
+@dev
+def _lo32(v):
+    """The low word of float64 v's bits."""
+    return _u32(f64_bits(v) & MASK32)
+
+
+@dev
+def _hi32(v):
+    """The high word of float64 v's bits."""
+    return _u32(f64_bits(v) >> U32)
+
+
 # ---- intrinsics: 16-byte accesses and half conversions ------------------------------------
 
 if SIMULATOR:
@@ -365,18 +383,7 @@ def _codec8(dtype_name: str):
     elif dtype_name == "float64":
         ld0, ld1, ld2, ld3 = ld
         st0, st1, st2, st3 = st
-
-        @dev
-        def f64(lo, hi):
-            return bits_f64((U(hi) << U32) | U(lo))
-
-        @dev
-        def lo32(v):
-            return _u32(f64_bits(v) & MASK32)
-
-        @dev
-        def hi32(v):
-            return _u32(f64_bits(v) >> U32)
+        f64, lo32, hi32 = _f64_of, _lo32, _hi32
 
         @dev
         def load8(x, u):
@@ -430,18 +437,7 @@ def _halves_f64():
     `_bda_halves`."""
     ld = [_make_ld16(16, j) for j in range(4)]
     st = [_make_st16(16, j) for j in range(4)]
-
-    @dev
-    def f64(lo, hi):
-        return bits_f64((U(hi) << U32) | U(lo))
-
-    @dev
-    def lo32(v):
-        return _u32(f64_bits(v) & MASK32)
-
-    @dev
-    def hi32(v):
-        return _u32(f64_bits(v) >> U32)
+    f64, lo32, hi32 = _f64_of, _lo32, _hi32
 
     def half(ld0, ld1, st0, st1):
         @dev
