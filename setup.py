@@ -106,7 +106,7 @@ XLA_HEADERS = ["xla_ffi_c_api.h", "xla_ffi_fastdrop.h"]
 setup(
     ext_modules=cythonize(
         [extension("_philox"), extension("_dropout"), extension("_openmp_helpers"),
-         extension("_xla", XLA_HEADERS)],
+         extension("_xla", XLA_HEADERS), extension("_torch_lean")],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": build_ext},

@@ -53,6 +53,7 @@ from torch import Tensor
 from . import functional as F
 from ._core.interop import DeviceArrayError, numpy_to_torch, to_host_array
 from ._core.route import device_implementation, fast_path
+from ._cpu import _torch_lean as _lean_c
 
 __all__ = ["take_stream", "dropout", "dropout_", "dropout_backward", "alpha_dropout",
            "alpha_dropout_backward", "bias_dropout_add", "bias_dropout_add_backward", "seed_words", "seed_tensor",
@@ -959,13 +960,12 @@ def lean_input(x) -> bool:
 def lean_code(x) -> int:
     """`lean_input` as the modules ask it: x's dtype code for the pointer kernels (0
     float32, 1 float64, 2 float16), or -1 when x may not take the lean path (or holds a
-    lazy negation, which the pointer kernels do not read)."""
-    if (not _is_compiling() and type(x) in _PLAIN and x.is_cpu and x.is_contiguous()
-            and not _functorch_active() and not _dispatch_modes() and not _function_modes()
-            and not _prof._is_profiler_enabled and not _tracing() and not x.is_neg()):
-        return _DTYPE_CODE.get(x.dtype, -1)
-    return -1
+    lazy negation, which the pointer kernels do not read). Compilation is checked here,
+    in Python (torch.compile folds the check and never reaches the C checks)."""
+    return -1 if _is_compiling() else _lean_c.lean_code(x)
 
+
+take_words = _lean_c.take_words
 
 def _lean_forward(xa, key: int, st: int, p: float, bits: int, keep_mask: bool, nt: int,
                   out):
@@ -1075,17 +1075,8 @@ class _LeanModuleDropout(torch.autograd.Function):
         ctx.fd = (key, st, p, bits, mt, nt, n, code)
         return y
 
-    @staticmethod
-    def backward(ctx, gy):
-        key, st, p, bits, mt, nt, n, code = ctx.fd
-        # autograd hands gy with y's dtype, device and shape; its layout may differ
-        if (not _grad_enabled() and type(gy) in _PLAIN and gy.is_contiguous()
-                and not gy.is_neg()):
-            dt = _empty_like(gy) if n <= _NUMPY_ALLOC else _fresh_like(gy)
-            if _ptr_bwd(gy.data_ptr(), dt.data_ptr(), n, code, p,
-                        0 if mt is None else mt.data_ptr(), key, st, bits, nt):
-                return dt, None
-        return _lean_grad(gy, key, st, p, bits, mt, nt), None
+    # dx (pointer kernel, or _lean_grad); C: fastdrop/_cpu/_torch_lean.pyx
+    backward = staticmethod(_lean_c.module_backward)
 
 
 try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
@@ -1094,11 +1085,22 @@ try:  # Function.apply without its Python prologue (signature binding, torch.fun
 except AttributeError:  # pragma: no cover - another torch's layout
     _lean_apply = _LeanDropout.apply
     lean_module_apply = _LeanModuleDropout.apply
+# The engine runs a Function's backward through its ctx class's `apply` (Python: it picks
+# backward or vjp, then calls it); the modules' backward is called directly (torch calls
+# `apply` on the ctx object, then the C function runs with ctx as its first argument)
+if getattr(torch.autograd.function.BackwardCFunction, "apply", None) is not None:
+    _LeanModuleDropout._backward_cls.apply = _lean_c.module_backward
 # the lean path's checks, bound once (each is one C call)
 _functorch_active = _C._are_functorch_transforms_active
 _dispatch_modes = _C._len_torch_dispatch_stack
 _function_modes = _C._is_torch_function_mode_enabled
 _tracing = _C._is_tracing
+_lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_CODE,
+             functorch_active=_functorch_active, dispatch_modes=_dispatch_modes,
+             function_modes=_function_modes, tracing=_tracing, profiler=_prof,
+             grad_enabled=torch.is_grad_enabled, empty_like=torch.empty_like,
+             fresh_like=_fresh_like, ptr_backward=_ptr_bwd, lean_grad=_lean_grad,
+             small=_NUMPY_ALLOC)
 
 
 def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,

@@ -51,11 +51,10 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _lean_code = ops.lean_code
 _lean_module_apply = ops.lean_module_apply
+_take_words = ops.take_words
 _grad_enabled = torch.is_grad_enabled
 _num_threads = torch.get_num_threads
 _C = torch._C
-_LO32 = (1 << 32) - 1
-_INT64_MAX = (1 << 63) - 1
 _STATE_VERSION = 1
 
 
@@ -861,14 +860,15 @@ class _FastdropDropout:
             state = self._buffers["fd_state"]
             cache = self.__dict__.get("_fd_view")
             # the same tensor and the same memory (share_memory_ moves a tensor's storage)
-            if cache is None or cache[0] is not state or cache[2] != state.data_ptr():
-                if state.device.type != "cpu" or _C._are_functorch_transforms_active():
+            addr = state.data_ptr()
+            if cache is None or cache[0] is not state or cache[1] != addr:
+                if (state.device.type != "cpu" or _C._are_functorch_transforms_active()
+                        or state.dtype != torch.int64 or state.shape != (3,)
+                        or not state.is_contiguous()):
                     return ops.seed_words(self._draw_seed())
-                cache = self.__dict__["_fd_view"] = (state, state.numpy(), state.data_ptr())
-            view = cache[1]
-            lo, hi, st = view.tolist()
-            view[2] = st + 1 if st != _INT64_MAX else -_INT64_MAX - 1  # int64 wrap
-            words = ((lo & _LO32) | ((hi & _LO32) << 32), st & ops.MASK64)
+                cache = self.__dict__["_fd_view"] = (state, addr)
+            # the words at the buffer's memory, its stream advanced (C: _torch_lean.pyx)
+            words = _take_words(addr)
         elif self._source == "torch":
             words = (_draw_words(self.torch_generator), 0)
         else:

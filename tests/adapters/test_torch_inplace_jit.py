@@ -116,6 +116,25 @@ def test_seed_cache_follows_the_buffer_through_copies():
     assert torch.equal(m(x), fastdrop_tensor(x, 9, 1)) and m.get_state()["stream"] == 2
 
 
+def test_seed_words_of_every_width_and_the_stream_wrap():
+    # the lean path reads the seed buffer's words in C (fastdrop/_cpu/_torch_lean.pyx): a
+    # seed with both 32-bit words set, streams past 2**63 and the unsigned 64-bit wrap
+    seed = (1 << 64) - 3
+    m = ft.Dropout(0.5, seed=seed)
+    x = torch.ones(64, requires_grad=True)
+    for start, streams in (((1 << 63) - 1, ((1 << 63) - 1, 1 << 63)),
+                           ((1 << 64) - 1, ((1 << 64) - 1, 0))):
+        m.set_state({"seed": seed, "stream": start})
+        for st in streams:
+            y = m(x)
+            assert m.last_call == (seed, st)
+            assert torch.equal(y, fastdrop_tensor(x.detach(), seed, st))
+            y.backward(torch.ones(64))
+            assert torch.equal(x.grad, fastdrop_tensor(torch.ones(64), seed, st))
+            x.grad = None
+        assert m.get_state()["stream"] == (streams[1] + 1) % (1 << 64)
+
+
 # ---- in place -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,85 @@
+# cython: boundscheck=False, wraparound=False
+"""The torch adapter's lean path, per call, in C: the checks a training call makes on its
+input (`lean_code`), the seed words a seeded layer takes from its seed buffer
+(`take_words`), and the modules' backward (`module_backward`).
+
+At 2^8 elements a module's forward + backward is mostly Python (docs/benchmarks.md): these
+are the same checks, words and calls as the Python they replace, without the bytecode.
+torch is not needed to build or import this module: fastdrop._torch_ops hands the torch
+objects they call in once (`bind`).
+"""
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
+
+# bound by fastdrop._torch_ops (bind): torch's classes, checks and allocators
+cdef object _tensor = None, _parameter = None
+cdef dict _codes = {}
+cdef object _functorch_active, _dispatch_modes, _function_modes, _tracing, _profiler
+cdef object _grad_enabled, _empty_like, _fresh_like, _ptr_backward, _lean_grad
+cdef Py_ssize_t _small = 0
+cdef bint _bound = False
+
+
+def bind(*, tensor, parameter, codes, functorch_active, dispatch_modes, function_modes,
+         tracing, profiler, grad_enabled, empty_like, fresh_like, ptr_backward, lean_grad,
+         small):
+    """Hand in the torch objects the lean path calls (fastdrop._torch_ops, at import):
+    the plain tensor classes, the dtype -> code map, the global-state checks (each a torch
+    C call; `profiler` is torch.autograd.profiler, read for `_is_profiler_enabled`),
+    torch.is_grad_enabled, the output allocators (torch.empty_like for at most `small`
+    elements, else `fresh_like`), the pointer backward kernel and the general backward."""
+    global _tensor, _parameter, _codes, _functorch_active, _dispatch_modes
+    global _function_modes, _tracing, _profiler, _grad_enabled, _empty_like, _fresh_like
+    global _ptr_backward, _lean_grad, _small, _bound
+    _tensor, _parameter, _codes = tensor, parameter, dict(codes)
+    _functorch_active, _dispatch_modes, _function_modes = (functorch_active, dispatch_modes,
+                                                           function_modes)
+    _tracing, _profiler, _grad_enabled = tracing, profiler, grad_enabled
+    _empty_like, _fresh_like, _ptr_backward, _lean_grad = (empty_like, fresh_like,
+                                                           ptr_backward, lean_grad)
+    _small = small
+    _bound = True
+
+
+def lean_code(x):
+    """x's dtype code for the pointer kernels (0 float32, 1 float64, 2 float16) when a
+    dropout of x may take the lean path, else -1: x a plain C-contiguous CPU tensor of one
+    of those dtypes, not a lazy negation, and no torch.func transform, dispatch or function
+    mode, profiler or jit trace active. Compilation is the caller's check (a call that
+    torch.compile traces must not reach this C function)."""
+    if not _bound:
+        return -1
+    cdef type t = type(x)
+    if ((t is _tensor or t is _parameter) and x.is_cpu and x.is_contiguous()
+            and not _functorch_active() and not _dispatch_modes() and not _function_modes()
+            and not _profiler._is_profiler_enabled and not _tracing() and not x.is_neg()):
+        return _codes.get(x.dtype, -1)
+    return -1
+
+
+def take_words(uintptr_t addr):
+    """(seed, stream) of the next call from a layer's seed state at addr: three int64
+    (seed low word, seed high word, stream), the seed's words read as unsigned 32-bit and
+    the stream as unsigned 64-bit; the stream is advanced by one (int64 wrap). The caller
+    keeps the state's memory alive and checks it is a CPU int64 tensor of 3 elements."""
+    cdef int64_t* s = <int64_t*>addr
+    cdef uint64_t lo = <uint64_t>s[0] & 0xFFFFFFFFu
+    cdef uint64_t hi = <uint64_t>s[1] & 0xFFFFFFFFu
+    cdef uint64_t st = <uint64_t>s[2]
+    s[2] = <int64_t>(st + 1)  # two's complement: INT64_MAX + 1 is INT64_MIN
+    return (lo | (hi << 32), st)
+
+
+def module_backward(ctx, gy):
+    """dx of a module's lean call (fastdrop._torch_ops._LeanModuleDropout, whose ctx.fd is
+    (seed, stream, p, bits, packed mask tensor or None, threads, n, dtype code)), and None
+    for its configuration: the pointer kernel on gy's memory when gy is plain and
+    C-contiguous and no graph is recorded, else `lean_grad` (any layout; create_graph)."""
+    key, st, p, bits, mt, nt, n, code = ctx.fd
+    cdef type t = type(gy)
+    if (not _grad_enabled() and (t is _tensor or t is _parameter) and gy.is_contiguous()
+            and not gy.is_neg()):
+        dt = _empty_like(gy) if n <= _small else _fresh_like(gy)
+        if _ptr_backward(gy.data_ptr(), dt.data_ptr(), n, code, p,
+                         0 if mt is None else mt.data_ptr(), key, st, bits, nt):
+            return dt, None
+    return _lean_grad(gy, key, st, p, bits, mt, nt), None
