@@ -1052,11 +1052,6 @@ class _LeanDropout(torch.autograd.Function):
         return _lean_grad(gy, key, st, p, bits, mt, nt), None
 
 
-_grad_enabled = torch.is_grad_enabled
-_empty_like = torch.empty_like
-_UINT8 = torch.uint8
-
-
 class _LeanModuleDropout(torch.autograd.Function):
     """`_LeanDropout` for the modules' training call, out of place, with the work the
     module has already done passed in (cfg: key, stream, p, bits, keep the mask, threads
@@ -1064,18 +1059,9 @@ class _LeanModuleDropout(torch.autograd.Function):
     further checks: the forward + backward of a small tensor is mostly Python calls
     (docs/benchmarks.md). The same bits as `_LeanDropout`."""
 
-    @staticmethod
-    def forward(ctx, x, cfg):
-        key, st, p, bits, keep_mask, nt, n, code = cfg
-        y = _empty_like(x) if n <= _NUMPY_ALLOC else _fresh_like(x)
-        mt = torch.empty(((n + 7) // 8,), dtype=_UINT8) if keep_mask else None
-        if not _ptr_fwd(x.data_ptr(), y.data_ptr(), n, code, p, key, st, bits,
-                        0 if mt is None else mt.data_ptr(), nt):
-            y, mt = _lean_run(x, key, st, p, bits, keep_mask, nt, False)
-        ctx.fd = (key, st, p, bits, mt, nt, n, code)
-        return y
-
-    # dx (pointer kernel, or _lean_grad); C: fastdrop/_cpu/_torch_lean.pyx
+    # y and dx (the pointer kernels, or _lean_run and _lean_grad), in C:
+    # fastdrop/_cpu/_torch_lean.pyx
+    forward = staticmethod(_lean_c.module_forward)
     backward = staticmethod(_lean_c.module_backward)
 
 
@@ -1098,8 +1084,9 @@ _tracing = _C._is_tracing
 _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_CODE,
              functorch_active=_functorch_active, dispatch_modes=_dispatch_modes,
              function_modes=_function_modes, tracing=_tracing, profiler=_prof,
-             grad_enabled=torch.is_grad_enabled, empty_like=torch.empty_like,
-             fresh_like=_fresh_like, ptr_backward=_ptr_bwd, lean_grad=_lean_grad,
+             grad_enabled=torch.is_grad_enabled, empty=torch.empty, uint8=torch.uint8,
+             empty_like=torch.empty_like, fresh_like=_fresh_like, ptr_forward=_ptr_fwd,
+             ptr_backward=_ptr_bwd, lean_run=_lean_run, lean_grad=_lean_grad,
              small=_NUMPY_ALLOC)
 
 
