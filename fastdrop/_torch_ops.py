@@ -893,15 +893,22 @@ _madvise = _load_madvise()
 _MADV_HUGEPAGE = 14
 
 
-# Outputs from _HUGE_BYTES up are recycled: each such torch.empty_like is a fresh mapping
-# (glibc's mmap threshold stops at 32 MiB), whose pages the kernel zeroes at first touch,
-# and that cost the forward more than its kernel (2^24 float32, one thread: 21.6 ms into
-# a fresh output, 10.0 ms into a reused one). A few buffers per size are kept, as NumPy
+# Outputs (and packed masks) from _RECYCLE_BYTES up are recycled. Each torch.empty_like of
+# 32 MiB and more is a fresh mapping (glibc's mmap threshold stops there), whose pages the
+# kernel zeroes at first touch, and that cost the forward more than its kernel (2^24
+# float32, one thread: 21.6 ms into a fresh output, 10.0 ms into a reused one). Below
+# that, glibc's heap may return the freed top of the heap to the system (its trim
+# threshold follows the mmap threshold): in about half of the processes measured, from
+# 2^18 to 2^22 float32 elements, every page of both outputs faulted again on every
+# forward + backward (2^20: 2049 faults per step; in the other processes 0 to 5), so
+# that a step's time depended on the process. A few buffers per size are kept, as NumPy
 # arrays; a torch tensor made from one holds a reference to it (torch.from_numpy), so a
 # buffer whose only reference is the pool's belongs to no tensor and is handed out
 # again. At most _POOL_PER_SIZE buffers of a size and _POOL_MAX in all are kept (memory
 # that stays with the process, as a caching allocator's); FASTDROP_TORCH_RECYCLE=0
 # turns it off, and `clear_pool()` lets the buffers go.
+_RECYCLE_BYTES = 1 << 18
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 _RECYCLE = os.environ.get("FASTDROP_TORCH_RECYCLE", "1") != "0"
 _POOL: dict = {}
 _POOL_PER_SIZE = 4
@@ -915,29 +922,41 @@ def clear_pool() -> None:
         _POOL.clear()
 
 
-def _recycled_like(t: Tensor, nbytes: int) -> Tensor | None:
-    """A C-contiguous tensor of t's shape and dtype on a free pooled buffer of nbytes (or
-    a new one, pooled when there is room), or None when the pool is full."""
+def _free_buffer(nbytes: int):
+    """A pooled NumPy buffer of nbytes that no tensor holds (or a new one, pooled when
+    there is room), or None when the pool is full."""
     with _POOL_LOCK:  # a buffer is checked and taken in one step
         bufs = _POOL.setdefault(nbytes, [])
         for a in bufs:
             # references: the list, this loop's name, getrefcount's argument
             if sys.getrefcount(a) == 3:
-                buf = a
-                break
-        else:
-            if len(bufs) >= _POOL_PER_SIZE or sum(map(len, _POOL.values())) >= _POOL_MAX:
-                return None
-            buf = np.empty(nbytes, np.uint8)  # NumPy advises its pages huge
-            bufs.append(buf)
+                return a
+        if len(bufs) >= _POOL_PER_SIZE or sum(map(len, _POOL.values())) >= _POOL_MAX:
+            return None
+        buf = np.empty(nbytes, np.uint8)  # NumPy advises its pages huge from 4 MiB
+        bufs.append(buf)
+        return buf
+
+
+def _recycled_like(t: Tensor, nbytes: int) -> Tensor | None:
+    """A C-contiguous tensor of t's shape and dtype on a free pooled buffer of nbytes, or
+    None when the pool is full. The tensor holds the buffer (through a NumPy view of it,
+    whose base is the buffer) for as long as its storage lives."""
+    buf = _free_buffer(nbytes)
+    if buf is None:
+        return None
+    dt = _NP_DTYPE.get(t.dtype)
+    if dt is None:
         return torch.from_numpy(buf).view(t.dtype).view(t.shape)
+    return torch.from_numpy(buf.view(dt).reshape(t.shape))  # one torch call
 
 
 def _fresh_like(t: Tensor) -> Tensor:
-    """torch.empty_like(t) of a C-contiguous t; from _HUGE_BYTES up a recycled buffer
-    (`_recycled_like`), or one whose pages are advised huge."""
+    """torch.empty_like(t) of a C-contiguous t; from _RECYCLE_BYTES up a recycled buffer
+    (`_recycled_like`); from _HUGE_BYTES up, when not recycled, one whose pages are
+    advised huge."""
     nbytes = t.numel() * t.element_size()
-    if _RECYCLE and nbytes >= _HUGE_BYTES and t.is_contiguous():
+    if _RECYCLE and nbytes >= _RECYCLE_BYTES and t.is_contiguous():
         y = _recycled_like(t, nbytes)
         if y is not None:
             return y
@@ -948,6 +967,16 @@ def _fresh_like(t: Tensor) -> Tensor:
         start, end = (a + _PAGE - 1) & -_PAGE, (a + nbytes) & -_PAGE
         _madvise(start, end - start, _MADV_HUGEPAGE)  # advice only: a failure is harmless
     return y
+
+
+def _fresh_mask(nbytes: int) -> Tensor:
+    """A uint8 tensor of nbytes for a packed mask: recycled from _RECYCLE_BYTES up, as the
+    outputs are (`_fresh_like`)."""
+    if _RECYCLE and nbytes >= _RECYCLE_BYTES:
+        buf = _free_buffer(nbytes)
+        if buf is not None:
+            return torch.from_numpy(buf)
+    return torch.empty((nbytes,), dtype=torch.uint8)
 
 
 def lean_input(x) -> bool:
@@ -986,7 +1015,7 @@ def _lean_run(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool
     n = x.numel()
     nth = nt if nt > 0 else torch.get_num_threads()
     y = x if inplace else (torch.empty_like(x) if n <= _NUMPY_ALLOC else _fresh_like(x))
-    mt = torch.empty(((n + 7) // 8,), dtype=torch.uint8) if keep_mask else None
+    mt = _fresh_mask((n + 7) // 8) if keep_mask else None
     if not x.is_neg() and _ptr_fwd(x.data_ptr(), y.data_ptr(), n, _DTYPE_CODE[x.dtype], p,
                                    key, st, bits, 0 if mt is None else mt.data_ptr(), nth):
         return y, mt
@@ -1084,7 +1113,7 @@ _tracing = _C._is_tracing
 _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_CODE,
              functorch_active=_functorch_active, dispatch_modes=_dispatch_modes,
              function_modes=_function_modes, tracing=_tracing, profiler=_prof,
-             grad_enabled=torch.is_grad_enabled, empty=torch.empty, uint8=torch.uint8,
+             grad_enabled=torch.is_grad_enabled, fresh_mask=_fresh_mask,
              empty_like=torch.empty_like, fresh_like=_fresh_like, ptr_forward=_ptr_fwd,
              ptr_backward=_ptr_bwd, lean_run=_lean_run, lean_grad=_lean_grad,
              small=_NUMPY_ALLOC)

@@ -16,30 +16,30 @@ cdef object _tensor = None, _parameter = None
 cdef dict _codes = {}
 cdef object _functorch_active, _dispatch_modes, _function_modes, _tracing, _profiler
 cdef object _grad_enabled, _empty_like, _fresh_like, _ptr_backward, _lean_grad
-cdef object _empty, _uint8, _ptr_forward, _lean_run
+cdef object _fresh_mask, _ptr_forward, _lean_run
 cdef Py_ssize_t _small = 0
 cdef bint _bound = False
 
 
 def bind(*, tensor, parameter, codes, functorch_active, dispatch_modes, function_modes,
-         tracing, profiler, grad_enabled, empty, uint8, empty_like, fresh_like, ptr_forward,
+         tracing, profiler, grad_enabled, fresh_mask, empty_like, fresh_like, ptr_forward,
          ptr_backward, lean_run, lean_grad, small):
     """Hand in the torch objects the lean path calls (fastdrop._torch_ops, at import):
     the plain tensor classes, the dtype -> code map, the global-state checks (each a torch
     C call; `profiler` is torch.autograd.profiler, read for `_is_profiler_enabled`),
-    torch.is_grad_enabled, the allocators (torch.empty and torch.uint8 for masks;
-    torch.empty_like for outputs of at most `small` elements, else `fresh_like`), the
+    torch.is_grad_enabled, the allocators (`fresh_mask` for packed masks; torch.empty_like
+    for outputs of at most `small` elements, else `fresh_like`), the
     pointer kernels, and the general forward and backward (`lean_run`, `lean_grad`)."""
     global _tensor, _parameter, _codes, _functorch_active, _dispatch_modes
     global _function_modes, _tracing, _profiler, _grad_enabled, _empty_like, _fresh_like
-    global _ptr_backward, _lean_grad, _small, _bound, _empty, _uint8, _ptr_forward, _lean_run
+    global _ptr_backward, _lean_grad, _small, _bound, _fresh_mask, _ptr_forward, _lean_run
     _tensor, _parameter, _codes = tensor, parameter, dict(codes)
     _functorch_active, _dispatch_modes, _function_modes = (functorch_active, dispatch_modes,
                                                            function_modes)
     _tracing, _profiler, _grad_enabled = tracing, profiler, grad_enabled
     _empty_like, _fresh_like, _ptr_backward, _lean_grad = (empty_like, fresh_like,
                                                            ptr_backward, lean_grad)
-    _empty, _uint8, _ptr_forward, _lean_run = empty, uint8, ptr_forward, lean_run
+    _fresh_mask, _ptr_forward, _lean_run = fresh_mask, ptr_forward, lean_run
     _small = small
     _bound = True
 
@@ -80,7 +80,7 @@ def module_forward(ctx, x, cfg):
     what the backward needs."""
     key, st, p, bits, keep_mask, nt, n, code = cfg
     y = _empty_like(x) if n <= _small else _fresh_like(x)
-    mt = _empty(((n + 7) // 8,), dtype=_uint8) if keep_mask else None
+    mt = _fresh_mask((n + 7) // 8) if keep_mask else None
     if not _ptr_forward(x.data_ptr(), y.data_ptr(), n, code, p, key, st, bits,
                         0 if mt is None else mt.data_ptr(), nt):
         y, mt = _lean_run(x, key, st, p, bits, keep_mask, nt, False)

@@ -15,8 +15,9 @@ N = 1 << 17  # above the NumPy-allocated sizes (_NUMPY_ALLOC)
 
 @pytest.fixture
 def small_pool(monkeypatch):
-    # recycle from 256 KiB instead of 32 MiB, so the tests stay small
-    monkeypatch.setattr(ops, "_HUGE_BYTES", 1 << 18)
+    # recycle from 16 KiB instead of 256 KiB, so that the packed masks of these small
+    # tensors (N / 8 bytes) are recycled too
+    monkeypatch.setattr(ops, "_RECYCLE_BYTES", 1 << 14)
     monkeypatch.setattr(ops, "_RECYCLE", True)
     ops.clear_pool()
     yield
@@ -58,6 +59,29 @@ def test_a_buffer_is_reused_only_once_free(small_pool):
     assert y3.data_ptr() == p1
     assert torch.equal(y3.detach(), _ref(x, 0.3, 2, 2))
     assert torch.equal(y2.detach(), r2)  # untouched by the reuse
+
+
+def test_packed_masks_are_recycled_once_their_graph_is_gone(small_pool):
+    x = torch.randn(N, requires_grad=True)
+    g = torch.randn(N)
+    m = ft.Dropout(0.3, seed=4, keep="mask")
+    y1 = m(x)
+    m1 = y1.grad_fn.fd[4]  # the packed mask the backward reads
+    assert m1.numel() == N // 8 and m1.data_ptr() in _pooled()
+    y2 = m(x)  # y1's graph still holds its mask: another buffer
+    assert y2.grad_fn.fd[4].data_ptr() not in (m1.data_ptr(), y1.data_ptr())
+    y1.backward(g)
+    assert torch.equal(x.grad, _ref(x, 0.3, 4, 0, g))
+    x.grad = None
+    p1 = m1.data_ptr()
+    del y1, m1
+    y3 = m(x)  # the first mask's buffer is free again
+    assert y3.grad_fn.fd[4].data_ptr() == p1
+    y3.backward(g)
+    assert torch.equal(x.grad, _ref(x, 0.3, 4, 2, g))
+    x.grad = None
+    y2.backward(g)  # its mask untouched by the reuse
+    assert torch.equal(x.grad, _ref(x, 0.3, 4, 1, g))
 
 
 def test_views_keep_their_buffer(small_pool):
@@ -109,7 +133,7 @@ def test_threads_never_share_a_buffer(small_pool):
 def test_recycling_can_be_turned_off():
     code = ("import torch, fastdrop.torch as ft\n"
             "from fastdrop import _torch_ops as ops\n"
-            "ops._HUGE_BYTES = 1 << 18\n"
+            "ops._RECYCLE_BYTES = 1 << 14\n"
             "y = ft.Dropout(0.5, seed=1)(torch.randn(1 << 17, requires_grad=True))\n"
             "print(len(ops._POOL), ops._RECYCLE)\n")
     env = dict(os.environ, FASTDROP_TORCH_RECYCLE="0")
