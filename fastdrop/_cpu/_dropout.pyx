@@ -21,7 +21,9 @@ size exists.
 The common case, a contiguous float32/float64 dropout (or packed mask) with flags from the
 draws, takes a fused path when the AVX2 Philox kernel is in use (_chunk_fused,
 fd_fused.h): 256 draws at a time, flags kept in vector registers, y and the packed mask
-written in one pass.  It equals the general driver bit for bit; the tests run both.
+written in one pass (at the avx512 level, float32 and float64 keep the flags in mask
+registers, and the backward from a packed mask loads the mask bytes into them).  It
+equals the general driver bit for bit; the tests run every level.
 """
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
@@ -40,6 +42,7 @@ cdef extern from "fd_normal.h" nogil:
 
 cdef extern from "philox.h" nogil:
     enum: FD_SIMD_AVX2
+    enum: FD_SIMD_AVX512
     enum: FD_LITTLE_ENDIAN
     int fd_simd_best()
 
@@ -55,6 +58,16 @@ cdef extern from "fd_fused.h" nogil:
                       uint32_t t, int none, const uint16_t* x, uint16_t* y, uint8_t* pk,
                       int64_t m, float s, int stream)
     int fd_cpu_has_f16c()
+    void fd_fused_f32_avx512(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                             int none, const float* x, float* y, uint8_t* pk, int64_t m,
+                             float s, int stream)
+    void fd_fused_f64_avx512(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
+                             int none, const double* x, double* y, uint8_t* pk, int64_t m,
+                             double s, int stream)
+    void fd_packed_f32_avx512(const uint8_t* pk, const float* x, float* y, int64_t m,
+                              float s, int stream)
+    void fd_packed_f64_avx512(const uint8_t* pk, const double* x, double* y, int64_t m,
+                              double s, int stream)
     void fd_fused_bda_f32(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
                           int none, const float* x, const float* b, const float* r, float* y,
                           int64_t m, float s, int stream)
@@ -386,6 +399,18 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     # one Philox tile per run: 256 16-bit draws, 512 8-bit ones (in the same 1 KB buffer;
     # a run of 256 would make a whole tile and use half of it)
     cdef int64_t sub = 2 * FAST_SUB if bits == 8 else FAST_SUB
+    # the avx512 level: float32 and float64 rows with mask registers (fd_fused.h); from a
+    # packed mask with no mask output, the mask bytes are the registers (no unpacking)
+    cdef bint k512 = simd_level() >= FD_SIMD_AVX512 and (real_t is float or real_t is double)
+    if k512 and from_mask and P.packed_out == NULL and P.y != NULL:
+        if real_t is float:
+            fd_packed_f32_avx512(P.packed_in + a // 8, <const float*>P.x + a,
+                                 <float*>P.y + a, <int64_t>(b - a), <float>P.s,
+                                 P.stream_stores)
+        elif real_t is double:
+            fd_packed_f64_avx512(P.packed_in + a // 8, <const double*>P.x + a,
+                                 <double*>P.y + a, <int64_t>(b - a), P.s, P.stream_stores)
+        pos = b
     while pos < b:
         m = <int64_t>(b - pos if b - pos < <uint64_t>sub else sub)
         if from_mask:
@@ -395,11 +420,19 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         y = <real_t*>P.y + pos if P.y != NULL else NULL
         pk = P.packed_out + pos // 8 if P.packed_out != NULL else NULL
         if real_t is float:
-            fd_fused_f32(d16, draws, bits, t, none, <const float*>P.x + pos,
-                         y, pk, m, <float>P.s, P.stream_stores)
+            if k512:
+                fd_fused_f32_avx512(d16, draws, bits, t, none, <const float*>P.x + pos,
+                                    y, pk, m, <float>P.s, P.stream_stores)
+            else:
+                fd_fused_f32(d16, draws, bits, t, none, <const float*>P.x + pos,
+                             y, pk, m, <float>P.s, P.stream_stores)
         elif real_t is double:
-            fd_fused_f64(d16, draws, bits, t, none, <const double*>P.x + pos,
-                         y, pk, m, P.s, P.stream_stores)
+            if k512:
+                fd_fused_f64_avx512(d16, draws, bits, t, none, <const double*>P.x + pos,
+                                    y, pk, m, P.s, P.stream_stores)
+            else:
+                fd_fused_f64(d16, draws, bits, t, none, <const double*>P.x + pos,
+                             y, pk, m, P.s, P.stream_stores)
         else:
             fd_fused_h16(real_t is fd_bf16, d16, draws, bits, t, none,
                          <const uint16_t*>(<const real_t*>P.x + pos), <uint16_t*>y, pk, m,

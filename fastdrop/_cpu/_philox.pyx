@@ -90,8 +90,8 @@ def set_simd_level(name):
 
 cdef int simd_level() noexcept nogil:
     """The Philox tile level in use (FD_SIMD_PORTABLE, FD_SIMD_AVX2 or FD_SIMD_AVX512): the
-    dropout driver takes its AVX2 fused path at FD_SIMD_AVX2 and above, so set_simd_level
-    covers both."""
+    dropout driver takes its AVX2 fused path at FD_SIMD_AVX2 and its AVX-512 rows (float32,
+    float64) at FD_SIMD_AVX512, so set_simd_level covers them all."""
     return _level
 
 

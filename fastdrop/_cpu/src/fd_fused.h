@@ -1,5 +1,6 @@
 /*
- * fd_fused.h -- the fused dropout row of the contiguous fast path (AVX2).
+ * fd_fused.h -- the fused dropout row of the contiguous fast path (AVX2; float32 and
+ * float64 also with AVX-512 mask registers, below).
  *
  * One pass over a run of m elements whose draws are already in an L1 buffer:
  *
@@ -186,6 +187,185 @@ static void fd_fused_f64(const uint16_t *d16, const uint32_t *d32, int bits, uin
     if (pk != NULL)
         fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
 }
+
+/* ---- the same rows with AVX-512 (F, BW, VL): the keep flags as mask registers ------
+ *
+ * At the avx512 level the keep flags of 16 elements are one 16-bit mask register: the
+ * compare of the draws gives it (vpcmpuw / vpcmpub / vpcmpud), it is the packed mask's
+ * 16 bits as they are stored (element j in bit j), a packed input mask is loaded into it
+ * as it is, and a zero-masked multiply (vmulps / vmulpd {z}) writes x * s where kept and
+ * +0 elsewhere, with no widening of flags and no separate select. The same IEEE
+ * multiply, so the same bits as the AVX2 rows and the general driver. Tails use masked
+ * loads and stores. Non-temporal stores are 64-byte ones when y is 64-byte aligned, else
+ * 16-byte pieces (y 16-byte aligned), else plain stores. */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline __mmask16 fd_keep16_k(const uint16_t *d16, const uint32_t *d32, int bits,
+                                    uint32_t t, int none, int64_t j)
+{
+    if (none)
+        return 0;
+    if (bits == 8)
+        return _mm_cmpge_epu8_mask(
+            _mm_loadu_si128((const __m128i *)((const uint8_t *)(const void *)d16 + j)),
+            _mm_set1_epi8((char)(uint8_t)t));
+    if (bits == 16)
+        return _mm256_cmpge_epu16_mask(_mm256_loadu_si256((const __m256i *)(d16 + j)),
+                                       _mm256_set1_epi16((short)(uint16_t)t));
+    return _mm512_cmpge_epu32_mask(_mm512_loadu_si512((const void *)(d32 + j)),
+                                   _mm512_set1_epi32((int)t));
+}
+
+/* The keep flags of elements j .. j+c-1 (c <= 16) of a run whose draws hold m >= j + c
+ * values: a masked load of exactly the c draws. */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline __mmask16 fd_keep_tail_k(const uint16_t *d16, const uint32_t *d32, int bits,
+                                       uint32_t t, int none, int64_t j, int c)
+{
+    const __mmask16 live = (__mmask16)((1u << c) - 1u);
+    if (none)
+        return 0;
+    if (bits == 8)
+        return _mm_mask_cmpge_epu8_mask(
+            live, _mm_maskz_loadu_epi8(live, (const uint8_t *)(const void *)d16 + j),
+            _mm_set1_epi8((char)(uint8_t)t));
+    if (bits == 16)
+        return _mm256_mask_cmpge_epu16_mask(live, _mm256_maskz_loadu_epi16(live, d16 + j),
+                                            _mm256_set1_epi16((short)(uint16_t)t));
+    return _mm512_mask_cmpge_epu32_mask(live, _mm512_maskz_loadu_epi32(live, d32 + j),
+                                        _mm512_set1_epi32((int)t));
+}
+
+/* 0: plain stores; 1: 16-byte non-temporal pieces; 2: 64-byte non-temporal stores. */
+static inline int fd_nt_kind(int stream, const void *y)
+{
+    if (!stream)
+        return 0;
+    if ((uintptr_t)y % 64 == 0)
+        return 2;
+    return (uintptr_t)y % 16 == 0 ? 1 : 0;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void fd_put16_f32(float *y, __m512 v, int nt)
+{
+    if (nt == 2) {
+        _mm512_stream_ps(y, v);
+    } else if (nt == 1) {
+        _mm_stream_ps(y, _mm512_castps512_ps128(v));
+        _mm_stream_ps(y + 4, _mm512_extractf32x4_ps(v, 1));
+        _mm_stream_ps(y + 8, _mm512_extractf32x4_ps(v, 2));
+        _mm_stream_ps(y + 12, _mm512_extractf32x4_ps(v, 3));
+    } else {
+        _mm512_storeu_ps(y, v);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void fd_put8_f64(double *y, __m512d v, int nt)
+{
+    if (nt == 2) {
+        _mm512_stream_pd(y, v);
+    } else if (nt == 1) {
+        _mm_stream_pd(y, _mm512_castpd512_pd128(v));
+        _mm_stream_pd(y + 2, _mm_castps_pd(_mm512_extractf32x4_ps(_mm512_castpd_ps(v), 1)));
+        _mm_stream_pd(y + 4, _mm_castps_pd(_mm512_extractf32x4_ps(_mm512_castpd_ps(v), 2)));
+        _mm_stream_pd(y + 6, _mm_castps_pd(_mm512_extractf32x4_ps(_mm512_castpd_ps(v), 3)));
+    } else {
+        _mm512_storeu_pd(y, v);
+    }
+}
+
+/* y[j] = keep[j] ? x[j] * s : +0 and the packed bits, for 16 elements under mask k
+ * (live: the elements that exist; a full group when live is all ones). */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void fd_apply16_f32(__mmask16 k, __mmask16 live, const float *x, float *y,
+                                  __m512 S, int nt)
+{
+    if (live == (__mmask16)0xFFFF) {
+        fd_put16_f32(y, _mm512_maskz_mul_ps(k, _mm512_loadu_ps(x), S), nt);
+    } else {
+        __m512 v = _mm512_maskz_mul_ps(k, _mm512_maskz_loadu_ps(live, x), S);
+        _mm512_mask_storeu_ps(y, live, v);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void fd_apply16_f64(__mmask16 k, __mmask16 live, const double *x, double *y,
+                                  __m512d S, int nt)
+{
+    for (int h = 0; h < 2; h++) {
+        __mmask8 kh = (__mmask8)(k >> (8 * h)), lh = (__mmask8)(live >> (8 * h));
+        if (lh == (__mmask8)0xFF) {
+            fd_put8_f64(y + 8 * h, _mm512_maskz_mul_pd(kh, _mm512_loadu_pd(x + 8 * h), S), nt);
+        } else if (lh != 0) {
+            __m512d v = _mm512_maskz_mul_pd(kh, _mm512_maskz_loadu_pd(lh, x + 8 * h), S);
+            _mm512_mask_storeu_pd(y + 8 * h, lh, v);
+        }
+    }
+}
+
+/* The packed bits of c <= 16 elements at bit 0 of pk (a byte boundary): ceil(c / 8)
+ * bytes, zero padding past c. */
+static inline void fd_store_bits16(__mmask16 k, int c, uint8_t *pk)
+{
+    uint16_t v = (uint16_t)(k & (uint16_t)((1u << c) - 1u));
+    memcpy(pk, &v, (size_t)((c + 7) / 8));
+}
+
+/* fd_fused_f32 / fd_fused_f64 at the avx512 level: the same arguments and results. */
+#define FD_FUSED512(NAME, T, VEC, SET1, APPLY)                                              \
+__attribute__((target("avx512f,avx512bw,avx512vl")))                                       \
+static void NAME(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t, int none, \
+                 const T *x, T *y, uint8_t *pk, int64_t m, T s, int stream)                \
+{                                                                                          \
+    const VEC S = SET1(s);                                                                 \
+    const int nt = fd_nt_kind(stream, y);                                                  \
+    int64_t j = 0;                                                                         \
+    for (; j + 16 <= m; j += 16) {                                                         \
+        __mmask16 k = fd_keep16_k(d16, d32, bits, t, none, j);                             \
+        if (pk != NULL)                                                                    \
+            fd_store_bits16(k, 16, pk + j / 8);                                            \
+        if (y != NULL)                                                                     \
+            APPLY(k, (__mmask16)0xFFFF, x + j, y + j, S, nt);                              \
+    }                                                                                      \
+    if (j < m) {                                                                           \
+        int c = (int)(m - j);                                                              \
+        __mmask16 k = fd_keep_tail_k(d16, d32, bits, t, none, j, c);                       \
+        if (pk != NULL)                                                                    \
+            fd_store_bits16(k, c, pk + j / 8);                                             \
+        if (y != NULL)                                                                     \
+            APPLY(k, (__mmask16)((1u << c) - 1u), x + j, y + j, S, nt);                    \
+    }                                                                                      \
+}
+
+FD_FUSED512(fd_fused_f32_avx512, float, __m512, _mm512_set1_ps, fd_apply16_f32)
+FD_FUSED512(fd_fused_f64_avx512, double, __m512d, _mm512_set1_pd, fd_apply16_f64)
+
+/* y[j] = bit j of the packed mask ? x[j] * s : +0 for j < m, the mask's bit 0 at pk[0]:
+ * the backward from a packed mask (fd_fused_* with the flags unpacked to draws and t = 1
+ * compute the same), with the mask bytes loaded as mask registers. */
+#define FD_PACKED512(NAME, T, VEC, SET1, APPLY)                                             \
+__attribute__((target("avx512f,avx512bw,avx512vl")))                                       \
+static void NAME(const uint8_t *pk, const T *x, T *y, int64_t m, T s, int stream)          \
+{                                                                                          \
+    const VEC S = SET1(s);                                                                 \
+    const int nt = fd_nt_kind(stream, y);                                                  \
+    int64_t j = 0;                                                                         \
+    for (; j + 16 <= m; j += 16) {                                                         \
+        uint16_t k;                                                                        \
+        memcpy(&k, pk + j / 8, 2);                                                         \
+        APPLY((__mmask16)k, (__mmask16)0xFFFF, x + j, y + j, S, nt);                       \
+    }                                                                                      \
+    if (j < m) {                                                                           \
+        int c = (int)(m - j);                                                              \
+        uint16_t k = 0;                                                                    \
+        memcpy(&k, pk + j / 8, (size_t)((c + 7) / 8));                                     \
+        APPLY((__mmask16)k, (__mmask16)((1u << c) - 1u), x + j, y + j, S, nt);             \
+    }                                                                                      \
+}
+
+FD_PACKED512(fd_packed_f32_avx512, float, __m512, _mm512_set1_ps, fd_apply16_f32)
+FD_PACKED512(fd_packed_f64_avx512, double, __m512d, _mm512_set1_pd, fd_apply16_f64)
 
 /* Bias-dropout-add over a contiguous run: y = r + (keep ? (x + b) * s : +0), b NULL (no
  * bias) or contiguous; the keep flags as in fd_fused_f32, no mask output (the driver packs
@@ -397,6 +577,30 @@ static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int
 {
     (void)bf16; (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)y;
     (void)pk; (void)m; (void)s; (void)stream;
+}
+static void fd_fused_f32_avx512(const uint16_t *d16, const uint32_t *d32, int bits,
+                                uint32_t t, int none, const float *x, float *y, uint8_t *pk,
+                                int64_t m, float s, int stream)
+{
+    (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)y; (void)pk;
+    (void)m; (void)s; (void)stream;
+}
+static void fd_fused_f64_avx512(const uint16_t *d16, const uint32_t *d32, int bits,
+                                uint32_t t, int none, const double *x, double *y,
+                                uint8_t *pk, int64_t m, double s, int stream)
+{
+    (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)y; (void)pk;
+    (void)m; (void)s; (void)stream;
+}
+static void fd_packed_f32_avx512(const uint8_t *pk, const float *x, float *y, int64_t m,
+                                 float s, int stream)
+{
+    (void)pk; (void)x; (void)y; (void)m; (void)s; (void)stream;
+}
+static void fd_packed_f64_avx512(const uint8_t *pk, const double *x, double *y, int64_t m,
+                                 double s, int stream)
+{
+    (void)pk; (void)x; (void)y; (void)m; (void)s; (void)stream;
 }
 static void fd_fused_f32(const uint16_t *d16, const uint32_t *d32, int bits, uint32_t t,
                          int none, const float *x, float *y, uint8_t *pk, int64_t m,

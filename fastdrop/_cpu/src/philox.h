@@ -310,8 +310,8 @@ static inline int fd_cpu_has_avx2(void) { return 0; }
 static inline int fd_cpu_has_avx512(void) { return 0; }
 #endif
 
-/* Kernel levels: 0 = portable C, 1 = AVX2, 2 = AVX-512 (its Philox tile; the fused
- * dropout row stays AVX2 there). */
+/* Kernel levels: 0 = portable C, 1 = AVX2, 2 = AVX-512 (its Philox tile, and the fused
+ * float32/float64 dropout rows of fd_fused.h with mask registers). */
 #define FD_SIMD_PORTABLE 0
 #define FD_SIMD_AVX2 1
 #define FD_SIMD_AVX512 2
