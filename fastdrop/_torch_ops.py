@@ -343,72 +343,22 @@ def _(grad, seed, mask, p, bits, has_bias, n_threads):
 
 # ---- autograd -------------------------------------------------------------------------------
 # y = D x (+ b for alpha dropout), D diagonal: dx = D dy, through the backward operator,
-# whose own derivative is D again.
+# whose own derivative is D again. Dropout and alpha dropout are two such families with
+# the same shape of arguments: forward (x, seed, *cfg, return_mask, n_threads), backward
+# (grad, seed, mask, *cfg, n_threads), cfg being (p, bits, mode, noise_shape) for dropout
+# and (p, bits, noise_shape) for alpha dropout. Each piece below is written once for both
+# (`_register_diagonal`, `_func_pair`, `_eager_pair`).
 
 
-def _dropout_setup(ctx, inputs, output):
-    x, seed, p, bits, mode, noise_shape, return_mask, n_threads = inputs
-    ctx.save_for_backward(seed, output[1] if return_mask else None)
-    ctx.args = (p, bits, mode, noise_shape, n_threads)
+def _backward_args(inputs) -> tuple:
+    """The backward operator's arguments after (grad, seed, mask), (*cfg, n_threads), of a
+    forward call's inputs."""
+    return tuple(inputs[2:-2]) + (inputs[-1],)
 
 
-def _dropout_bwd(ctx, gy, gmask):
-    seed, mask = ctx.saved_tensors
-    p, bits, mode, noise_shape, n_threads = ctx.args
-    dx = dropout_backward(gy, seed, mask, p, bits, mode, noise_shape, n_threads)
-    return dx, None, None, None, None, None, None, None
-
-
-dropout.register_autograd(_dropout_bwd, setup_context=_dropout_setup)
-
-
-def _dropout_backward_setup(ctx, inputs, output):
-    grad, seed, mask, p, bits, mode, noise_shape, n_threads = inputs
-    ctx.save_for_backward(seed, mask)
-    ctx.args = (p, bits, mode, noise_shape, n_threads)
-
-
-def _dropout_backward_bwd(ctx, gg):
-    seed, mask = ctx.saved_tensors
-    p, bits, mode, noise_shape, n_threads = ctx.args
-    return (dropout_backward(gg, seed, mask, p, bits, mode, noise_shape, n_threads),
-            None, None, None, None, None, None, None)
-
-
-dropout_backward.register_autograd(_dropout_backward_bwd, setup_context=_dropout_backward_setup)
-
-
-def _alpha_setup(ctx, inputs, output):
-    x, seed, p, bits, noise_shape, return_mask, n_threads = inputs
-    ctx.save_for_backward(seed, output[1] if return_mask else None)
-    ctx.args = (p, bits, noise_shape, n_threads)
-
-
-def _alpha_bwd(ctx, gy, gmask):
-    seed, mask = ctx.saved_tensors
-    p, bits, noise_shape, n_threads = ctx.args
-    dx = alpha_dropout_backward(gy, seed, mask, p, bits, noise_shape, n_threads)
-    return dx, None, None, None, None, None, None
-
-
-alpha_dropout.register_autograd(_alpha_bwd, setup_context=_alpha_setup)
-
-
-def _alpha_backward_setup(ctx, inputs, output):
-    grad, seed, mask, p, bits, noise_shape, n_threads = inputs
-    ctx.save_for_backward(seed, mask)
-    ctx.args = (p, bits, noise_shape, n_threads)
-
-
-def _alpha_backward_bwd(ctx, gg):
-    seed, mask = ctx.saved_tensors
-    p, bits, noise_shape, n_threads = ctx.args
-    return (alpha_dropout_backward(gg, seed, mask, p, bits, noise_shape, n_threads),
-            None, None, None, None, None, None)
-
-
-alpha_dropout_backward.register_autograd(_alpha_backward_bwd,
-                                         setup_context=_alpha_backward_setup)
+def _nones(args) -> tuple:
+    """The None gradients of a call's other inputs: seed, mask or return_mask, and args."""
+    return (None,) * (len(args) + 2)
 
 
 def _bda_setup(ctx, inputs, output):
@@ -474,13 +424,12 @@ def _stacked(results):
     return torch.stack(results)
 
 
-def _vmap_forward(op, info, in_dims, x, seed, p, bits, *rest, mode=None):
-    """rest: (noise_shape, return_mask, n_threads); mode given for dropout."""
-    noise_shape, return_mask, n_threads = rest
+def _vmap_forward(op, info, in_dims, x, seed, *args):
+    """args: (*cfg, return_mask, n_threads), cfg ending in noise_shape."""
+    *head, noise_shape, return_mask, n_threads = args
     xd, sd = in_dims[0], in_dims[1]
     B = info.batch_size
     xb = _front(x, xd, B)
-    head = (p, bits) if mode is None else (p, bits, mode)
     if sd is None:
         ns = tuple(xb.shape[1:]) if noise_shape is None else tuple(noise_shape)
         y, m = op(xb, seed, *head, (1,) + ns, return_mask, n_threads)
@@ -490,12 +439,12 @@ def _vmap_forward(op, info, in_dims, x, seed, p, bits, *rest, mode=None):
     return _stacked(res), (0, 0)
 
 
-def _vmap_backward(op, info, in_dims, grad, seed, mask, p, bits, *rest, mode=None):
-    noise_shape, n_threads = rest
+def _vmap_backward(op, info, in_dims, grad, seed, mask, *args):
+    """args: (*cfg, n_threads), cfg ending in noise_shape."""
+    *head, noise_shape, n_threads = args
     gd, sd, md = in_dims[0], in_dims[1], in_dims[2]
     B = info.batch_size
     gb = _front(grad, gd, B)
-    head = (p, bits) if mode is None else (p, bits, mode)
     if sd is None and md is None:
         ns = tuple(gb.shape[1:]) if noise_shape is None else tuple(noise_shape)
         return op(gb, seed, mask, *head, (1,) + ns, n_threads), 0
@@ -506,28 +455,34 @@ def _vmap_backward(op, info, in_dims, grad, seed, mask, p, bits, *rest, mode=Non
     return _stacked(res), 0
 
 
-@dropout.register_vmap
-def _(info, in_dims, x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
-    return _vmap_forward(dropout, info, in_dims, x, seed, p, bits, noise_shape, return_mask,
-                         n_threads, mode=mode)
+def _register_diagonal(fwd, bwd) -> None:
+    """The autograd formulas and vmap rules of one diagonal family's two operators."""
+
+    def setup(ctx, inputs, output):
+        return_mask = inputs[-2]
+        ctx.save_for_backward(inputs[1], output[1] if return_mask else None)
+        ctx.args = _backward_args(inputs)
+
+    def backward(ctx, gy, gmask):
+        seed, mask = ctx.saved_tensors
+        return (bwd(gy, seed, mask, *ctx.args),) + _nones(ctx.args)
+
+    def setup_backward(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1], inputs[2])
+        ctx.args = tuple(inputs[3:])
+
+    def backward_backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (bwd(gg, seed, mask, *ctx.args),) + _nones(ctx.args)
+
+    fwd.register_autograd(backward, setup_context=setup)
+    bwd.register_autograd(backward_backward, setup_context=setup_backward)
+    fwd.register_vmap(lambda info, in_dims, *args: _vmap_forward(fwd, info, in_dims, *args))
+    bwd.register_vmap(lambda info, in_dims, *args: _vmap_backward(bwd, info, in_dims, *args))
 
 
-@dropout_backward.register_vmap
-def _(info, in_dims, grad, seed, mask, p, bits, mode, noise_shape, n_threads):
-    return _vmap_backward(dropout_backward, info, in_dims, grad, seed, mask, p, bits,
-                          noise_shape, n_threads, mode=mode)
-
-
-@alpha_dropout.register_vmap
-def _(info, in_dims, x, seed, p, bits, noise_shape, return_mask, n_threads):
-    return _vmap_forward(alpha_dropout, info, in_dims, x, seed, p, bits, noise_shape,
-                         return_mask, n_threads)
-
-
-@alpha_dropout_backward.register_vmap
-def _(info, in_dims, grad, seed, mask, p, bits, noise_shape, n_threads):
-    return _vmap_backward(alpha_dropout_backward, info, in_dims, grad, seed, mask, p, bits,
-                          noise_shape, n_threads)
+_register_diagonal(dropout, dropout_backward)
+_register_diagonal(alpha_dropout, alpha_dropout_backward)
 
 
 @bias_dropout_add.register_vmap
@@ -563,120 +518,67 @@ def _(info, in_dims, grad, seed, mask, p, bits, has_bias, n_threads):
 # uses. Both run exactly the same operators.
 
 
-class DropoutFunction(torch.autograd.Function):
-    """fastdrop::dropout with a backward, a jvp and a vmap rule usable by torch.func."""
+def _function(name: str, doc: str, **methods) -> type:
+    """An autograd.Function subclass made under its own name (torch names the node class
+    of its graph, ``grad_fn``, after it: NameBackward), the methods static."""
+    ns = {k: v if k == "generate_vmap_rule" else staticmethod(v) for k, v in methods.items()}
+    return type(name, (torch.autograd.Function,), dict(ns, __doc__=doc))
 
-    generate_vmap_rule = True
 
-    @staticmethod
-    def forward(x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
-        return dropout(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
+def _func_pair(name: str, fwd, bwd):
+    """The torch.func entry points of one diagonal family: (NameFunction,
+    NameBackwardFunction), with backward, jvp and generated vmap rules; the backward is
+    differentiable again (the same diagonal map)."""
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, seed, p, bits, mode, noise_shape, return_mask, n_threads = inputs
+    def b_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1], inputs[2])
+        ctx.save_for_forward(inputs[1], inputs[2])
+        ctx.args = tuple(inputs[3:])
+
+    def b_backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (Backward.apply(gg, seed, mask, *ctx.args),) + _nones(ctx.args)
+
+    def b_jvp(ctx, gt, *rest):
+        seed, mask = ctx.saved_tensors
+        return bwd(gt, seed, mask, *ctx.args)
+
+    def f_setup(ctx, inputs, output):
+        return_mask = inputs[-2]
         mask = output[1] if return_mask else None
-        ctx.save_for_backward(seed, mask)
-        ctx.save_for_forward(seed, mask)
-        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        ctx.save_for_backward(inputs[1], mask)
+        ctx.save_for_forward(inputs[1], mask)
+        ctx.args = _backward_args(inputs)
         ctx.mark_non_differentiable(output[1])
 
-    @staticmethod
-    def backward(ctx, gy, gmask):
+    def f_backward(ctx, gy, gmask):
         seed, mask = ctx.saved_tensors
-        dx = DropoutBackwardFunction.apply(gy, seed, mask, *ctx.args)
-        return dx, None, None, None, None, None, None, None
+        return (Backward.apply(gy, seed, mask, *ctx.args),) + _nones(ctx.args)
 
-    @staticmethod
-    def jvp(ctx, xt, *rest):
+    def f_jvp(ctx, xt, *rest):
         seed, mask = ctx.saved_tensors
-        return dropout_backward(xt, seed, mask, *ctx.args), None
+        return bwd(xt, seed, mask, *ctx.args), None
+
+    def b_forward(grad, seed, mask, *args):
+        return bwd(grad, seed, mask, *args)
+
+    def f_forward(x, seed, *args):
+        return fwd(x, seed, *args)
+
+    Backward = _function(name + "BackwardFunction",
+                         f"{name}'s backward operator, differentiable again (torch.func).",
+                         generate_vmap_rule=True, forward=b_forward, setup_context=b_setup,
+                         backward=b_backward, jvp=b_jvp)
+    Forward = _function(name + "Function",
+                        f"{name}'s operator with a backward, a jvp and a vmap rule usable by "
+                        "torch.func.", generate_vmap_rule=True, forward=f_forward,
+                        setup_context=f_setup, backward=f_backward, jvp=f_jvp)
+    return Forward, Backward
 
 
-class DropoutBackwardFunction(torch.autograd.Function):
-    """fastdrop::dropout_backward, differentiable again (the same diagonal map)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(grad, seed, mask, p, bits, mode, noise_shape, n_threads):
-        return dropout_backward(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        grad, seed, mask = inputs[:3]
-        ctx.save_for_backward(seed, mask)
-        ctx.save_for_forward(seed, mask)
-        ctx.args = inputs[3:]
-
-    @staticmethod
-    def backward(ctx, gg):
-        seed, mask = ctx.saved_tensors
-        return (DropoutBackwardFunction.apply(gg, seed, mask, *ctx.args),
-                None, None, None, None, None, None, None)
-
-    @staticmethod
-    def jvp(ctx, gt, *rest):
-        seed, mask = ctx.saved_tensors
-        return dropout_backward(gt, seed, mask, *ctx.args)
-
-
-class AlphaDropoutFunction(torch.autograd.Function):
-    """fastdrop::alpha_dropout for torch.func (its derivative is the diagonal ``a * keep``)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, seed, p, bits, noise_shape, return_mask, n_threads):
-        return alpha_dropout(x, seed, p, bits, noise_shape, return_mask, n_threads)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, seed, p, bits, noise_shape, return_mask, n_threads = inputs
-        mask = output[1] if return_mask else None
-        ctx.save_for_backward(seed, mask)
-        ctx.save_for_forward(seed, mask)
-        ctx.args = (p, bits, noise_shape, n_threads)
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx, gy, gmask):
-        seed, mask = ctx.saved_tensors
-        dx = AlphaDropoutBackwardFunction.apply(gy, seed, mask, *ctx.args)
-        return dx, None, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx, xt, *rest):
-        seed, mask = ctx.saved_tensors
-        return alpha_dropout_backward(xt, seed, mask, *ctx.args), None
-
-
-class AlphaDropoutBackwardFunction(torch.autograd.Function):
-    """fastdrop::alpha_dropout_backward, differentiable again."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(grad, seed, mask, p, bits, noise_shape, n_threads):
-        return alpha_dropout_backward(grad, seed, mask, p, bits, noise_shape, n_threads)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        grad, seed, mask = inputs[:3]
-        ctx.save_for_backward(seed, mask)
-        ctx.save_for_forward(seed, mask)
-        ctx.args = inputs[3:]
-
-    @staticmethod
-    def backward(ctx, gg):
-        seed, mask = ctx.saved_tensors
-        return (AlphaDropoutBackwardFunction.apply(gg, seed, mask, *ctx.args),
-                None, None, None, None, None, None)
-
-    @staticmethod
-    def jvp(ctx, gt, *rest):
-        seed, mask = ctx.saved_tensors
-        return alpha_dropout_backward(gt, seed, mask, *ctx.args)
+DropoutFunction, DropoutBackwardFunction = _func_pair("Dropout", dropout, dropout_backward)
+AlphaDropoutFunction, AlphaDropoutBackwardFunction = _func_pair(
+    "AlphaDropout", alpha_dropout, alpha_dropout_backward)
 
 
 class BiasDropoutAddFunction(torch.autograd.Function):
@@ -721,68 +623,44 @@ class BiasDropoutAddFunction(torch.autograd.Function):
         return out, None
 
 
-class _EagerDropout(torch.autograd.Function):
-    """Plain eager CPU calls: the operators' own implementations under a classic
-    autograd.Function (no dispatcher round trip, no signature binding): the same
-    kernels, the same bits, a fraction of the per-call cost."""
+def _eager_pair(name: str, fwd_impl, bwd_impl):
+    """Plain eager CPU calls of one diagonal family: the operators' own implementations
+    under classic autograd.Functions (no dispatcher round trip, no signature binding):
+    the same kernels, the same bits, a fraction of the per-call cost. Returns
+    (_EagerName, _EagerNameBackward)."""
 
-    @staticmethod
-    def forward(ctx, x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
-        y, mask = dropout_impl(x, seed, p, bits, mode, noise_shape, return_mask, n_threads)
+    def b_forward(ctx, grad, seed, mask, *args):
+        ctx.save_for_backward(seed, mask)
+        ctx.args = args
+        return bwd_impl(grad, seed, mask, *args)
+
+    def b_backward(ctx, gg):
+        seed, mask = ctx.saved_tensors
+        return (Backward.apply(gg, seed, mask, *ctx.args),) + _nones(ctx.args)
+
+    def f_forward(ctx, x, seed, *args):
+        y, mask = fwd_impl(x, seed, *args)
+        return_mask = args[-2]
         ctx.save_for_backward(seed, mask if return_mask else None)
-        ctx.args = (p, bits, mode, noise_shape, n_threads)
+        ctx.args = _backward_args((x, seed) + args)
         ctx.mark_non_differentiable(mask)
         return y, mask
 
-    @staticmethod
-    def backward(ctx, gy, gmask):
+    def f_backward(ctx, gy, gmask):
         seed, mask = ctx.saved_tensors
-        dx = _EagerDropoutBackward.apply(gy, seed, mask, *ctx.args)
-        return dx, None, None, None, None, None, None, None
+        return (Backward.apply(gy, seed, mask, *ctx.args),) + _nones(ctx.args)
+
+    Backward = _function("_Eager" + name + "Backward", f"{name}'s eager backward.",
+                         forward=b_forward, backward=b_backward)
+    Forward = _function("_Eager" + name, f"{name}'s eager forward.", forward=f_forward,
+                        backward=f_backward)
+    return Forward, Backward
 
 
-class _EagerDropoutBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, grad, seed, mask, p, bits, mode, noise_shape, n_threads):
-        ctx.save_for_backward(seed, mask)
-        ctx.args = (p, bits, mode, noise_shape, n_threads)
-        return dropout_backward_impl(grad, seed, mask, p, bits, mode, noise_shape, n_threads)
-
-    @staticmethod
-    def backward(ctx, gg):
-        seed, mask = ctx.saved_tensors
-        return (_EagerDropoutBackward.apply(gg, seed, mask, *ctx.args),
-                None, None, None, None, None, None, None)
-
-
-class _EagerAlphaDropout(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, seed, p, bits, noise_shape, return_mask, n_threads):
-        y, mask = alpha_dropout_impl(x, seed, p, bits, noise_shape, return_mask, n_threads)
-        ctx.save_for_backward(seed, mask if return_mask else None)
-        ctx.args = (p, bits, noise_shape, n_threads)
-        ctx.mark_non_differentiable(mask)
-        return y, mask
-
-    @staticmethod
-    def backward(ctx, gy, gmask):
-        seed, mask = ctx.saved_tensors
-        dx = _EagerAlphaDropoutBackward.apply(gy, seed, mask, *ctx.args)
-        return dx, None, None, None, None, None, None
-
-
-class _EagerAlphaDropoutBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, grad, seed, mask, p, bits, noise_shape, n_threads):
-        ctx.save_for_backward(seed, mask)
-        ctx.args = (p, bits, noise_shape, n_threads)
-        return alpha_dropout_backward_impl(grad, seed, mask, p, bits, noise_shape, n_threads)
-
-    @staticmethod
-    def backward(ctx, gg):
-        seed, mask = ctx.saved_tensors
-        return (_EagerAlphaDropoutBackward.apply(gg, seed, mask, *ctx.args),
-                None, None, None, None, None, None)
+_EagerDropout, _EagerDropoutBackward = _eager_pair("Dropout", dropout_impl,
+                                                   dropout_backward_impl)
+_EagerAlphaDropout, _EagerAlphaDropoutBackward = _eager_pair(
+    "AlphaDropout", alpha_dropout_impl, alpha_dropout_backward_impl)
 
 
 class DropoutInplaceFunction(torch.autograd.Function):
@@ -905,8 +783,9 @@ _MADV_HUGEPAGE = 14
 # arrays; a torch tensor made from one holds a reference to it (torch.from_numpy), so a
 # buffer whose only reference is the pool's belongs to no tensor and is handed out
 # again. At most _POOL_PER_SIZE buffers of a size and _POOL_MAX in all are kept (memory
-# that stays with the process, as a caching allocator's); FASTDROP_TORCH_RECYCLE=0
-# turns it off, and `clear_pool()` lets the buffers go.
+# that stays with the process, as a caching allocator's), free buffers of the least
+# recently used sizes giving way to new sizes; FASTDROP_TORCH_RECYCLE=0 turns it off,
+# and `clear_pool()` lets the buffers go.
 _RECYCLE_BYTES = 1 << 18
 _NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 _RECYCLE = os.environ.get("FASTDROP_TORCH_RECYCLE", "1") != "0"
@@ -924,18 +803,42 @@ def clear_pool() -> None:
 
 def _free_buffer(nbytes: int):
     """A pooled NumPy buffer of nbytes that no tensor holds (or a new one, pooled when
-    there is room), or None when the pool is full."""
+    there is room), or None when the pool is full. Room is made by letting go of a free
+    buffer of another size, of the size least recently handed out first: the pool
+    follows the sizes in use (a run that moves on to larger tensors does not find the
+    pool filled by the smaller ones)."""
     with _POOL_LOCK:  # a buffer is checked and taken in one step
-        bufs = _POOL.setdefault(nbytes, [])
+        bufs = _POOL.pop(nbytes, [])
+        _POOL[nbytes] = bufs  # the most recently used size last
         for a in bufs:
             # references: the list, this loop's name, getrefcount's argument
             if sys.getrefcount(a) == 3:
                 return a
-        if len(bufs) >= _POOL_PER_SIZE or sum(map(len, _POOL.values())) >= _POOL_MAX:
+        if len(bufs) >= _POOL_PER_SIZE:
+            return None
+        if sum(map(len, _POOL.values())) >= _POOL_MAX and not _evict_free(nbytes):
+            if not bufs:
+                del _POOL[nbytes]
             return None
         buf = np.empty(nbytes, np.uint8)  # NumPy advises its pages huge from 4 MiB
         bufs.append(buf)
         return buf
+
+
+def _evict_free(keep: int) -> bool:
+    """Drop one free pooled buffer of a size other than `keep`, the least recently used
+    size first (under _POOL_LOCK); False when every other buffer is in use."""
+    for size in list(_POOL):
+        bufs = _POOL[size]
+        if size == keep:
+            continue
+        for i in range(len(bufs)):
+            if sys.getrefcount(bufs[i]) == 2:  # the list's and the argument's
+                del bufs[i]
+                if not bufs:
+                    del _POOL[size]
+                return True
+    return False
 
 
 def _recycled_like(t: Tensor, nbytes: int) -> Tensor | None:

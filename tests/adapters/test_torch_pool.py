@@ -108,6 +108,29 @@ def test_the_pool_is_bounded(small_pool):
     assert len({y.data_ptr() for y in live}) == len(live)
 
 
+def test_free_buffers_of_old_sizes_give_way_to_new_sizes(small_pool):
+    m = ft.Dropout(0.5, seed=3)
+    sizes = [N + 1024 * k for k in range(3)]  # three sizes, each of _POOL_PER_SIZE buffers
+    with torch.no_grad():
+        for k, n in enumerate(sizes[:2]):
+            live = [m(torch.ones(n)) for _ in range(ops._POOL_PER_SIZE)]
+            assert len(ops._POOL[n * 4]) == ops._POOL_PER_SIZE
+            if k == 0:
+                held = live[0]  # one buffer of the first size stays in use
+        assert sum(map(len, ops._POOL.values())) == ops._POOL_MAX
+        del live
+        ys = [m(torch.ones(sizes[2])) for _ in range(ops._POOL_PER_SIZE)]
+    pooled = _pooled()
+    assert all(y.data_ptr() in pooled for y in ys)  # room made for the new size
+    assert held.data_ptr() in pooled  # a buffer in use is never let go
+    assert sum(map(len, ops._POOL.values())) == ops._POOL_MAX
+    # the least recently used size gave way first: of the first size only `held` is left
+    assert len(ops._POOL[sizes[0] * 4]) == 1 and len(ops._POOL[sizes[1] * 4]) == 3
+    stream = ops._POOL_PER_SIZE * 2
+    for i, y in enumerate(ys):
+        assert torch.equal(y, _ref(torch.ones(sizes[2]), 0.5, 3, stream + i))
+
+
 def test_threads_never_share_a_buffer(small_pool):
     x = torch.randn(N)
     ms = [ft.Dropout(0.5, seed=k) for k in range(4)]
