@@ -3,6 +3,12 @@ training step of nn.TransformerEncoderLayer, eager and compiled, side by side in
 
     python benchmarks/torch_dropout.py sizes [--threads 1] [--min-exp 8] [--max-exp 26]
     python benchmarks/torch_dropout.py transformer [--threads 2] [--steps 20] [--no-compile]
+    python benchmarks/torch_dropout.py faults [--threads 1] [--processes 4] [--min-exp 18]
+
+`faults` runs fastdrop's module alone in fresh processes (one per row) and counts the
+minor page faults per forward + backward after a warm-up: whether an output's pages are
+faulted in again on every step depends on the process's heap (glibc), not on the size
+alone, so each size gets several processes.
 
 Each figure is the best of `--repeats` timed batches (time.perf_counter), after warm-up
 calls; torch's and fastdrop's batches alternate (round robin) in the same process, so a
@@ -108,9 +114,53 @@ def transformer(args) -> None:
               f"| {ft0:.1f} s, {ff0:.1f} s |")
 
 
+_FAULTS_CHILD = """
+import resource, sys, time, torch
+import fastdrop.torch as ft
+torch.set_num_threads({threads})
+n = 1 << {exp}
+x = torch.randn(n, requires_grad=True); g = torch.ones(n)
+m = ft.Dropout(0.1, seed=1)
+def step():
+    m(x).backward(g); x.grad = None
+for _ in range(50):
+    step()
+steps = max(20, (1 << 27) // n)
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+t0 = time.perf_counter()
+for _ in range(steps):
+    step()
+t = (time.perf_counter() - t0) / steps
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / steps, t)
+"""
+
+
+def faults(args) -> None:
+    import os
+    import subprocess
+    import sys
+
+    print(f"torch {torch.__version__}, fastdrop Dropout(0.1, seed=1) alone, "
+          f"{args.threads or torch.get_num_threads()} thread(s), float32, module forward + "
+          f"backward; FASTDROP_TORCH_RECYCLE={os.environ.get('FASTDROP_TORCH_RECYCLE', '1')}"
+          f"; one fresh process per entry\n")
+    print("| n | minor faults per step (each process) | us per step (each process) |")
+    print("|---|---|---|")
+    for e in range(args.min_exp, args.max_exp + 1, args.step):
+        res = []
+        for _ in range(args.processes):
+            code = _FAULTS_CHILD.format(threads=args.threads or 1, exp=e)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            res.append((float(out[0]), float(out[1])))
+        print(f"| 2^{e} | {', '.join(f'{f:.1f}' for f, _ in res)} "
+              f"| {', '.join(f'{t * 1e6:.0f}' for _, t in res)} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["sizes", "transformer"])
+    ap.add_argument("what", choices=["sizes", "transformer", "faults"])
+    ap.add_argument("--processes", type=int, default=4, help="faults: processes per size")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-exp", type=int, default=8)
@@ -121,7 +171,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes(args) if args.what == "sizes" else transformer(args)
+    {"sizes": sizes, "transformer": transformer, "faults": faults}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def _ref(x, p, seed, stream, grad=None):
 
 
 def _pooled():
-    return {a.ctypes.data for bufs in ops._POOL.values() for a in bufs}
+    """The addresses the pool hands out: each buffer's first 64-byte boundary."""
+    return {ops._aligned(a, 1).ctypes.data for bufs in ops._POOL.values() for a in bufs}
 
 
 def test_a_buffer_is_reused_only_once_free(small_pool):
@@ -47,6 +48,7 @@ def test_a_buffer_is_reused_only_once_free(small_pool):
     y1 = m(x)
     y2 = m(x)  # y1 still alive: another buffer
     assert y1.data_ptr() in _pooled() and y2.data_ptr() in _pooled()
+    assert y1.data_ptr() % 64 == 0 and y2.data_ptr() % 64 == 0  # whole cache lines
     assert y1.data_ptr() != y2.data_ptr()
     r1, r2 = _ref(x, 0.3, 2, 0), _ref(x, 0.3, 2, 1)
     assert torch.equal(y1.detach(), r1) and torch.equal(y2.detach(), r2)
