@@ -41,8 +41,6 @@ implementations (the same kernels and bits, less per-call Python).
 from __future__ import annotations
 
 import os
-import sys
-import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -784,8 +782,9 @@ _MADV_HUGEPAGE = 14
 # buffer whose only reference is the pool's belongs to no tensor and is handed out
 # again. At most _POOL_PER_SIZE buffers of a size and _POOL_MAX in all are kept (memory
 # that stays with the process, as a caching allocator's), free buffers of the least
-# recently used sizes giving way to new sizes; FASTDROP_TORCH_RECYCLE=0 turns it off,
-# and `clear_pool()` lets the buffers go.
+# recently used sizes giving way to new sizes (fastdrop/_cpu/_torch_lean.pyx:
+# pool_array); FASTDROP_TORCH_RECYCLE=0 turns it off, and `clear_pool()` lets the
+# buffers go.
 _RECYCLE_BYTES = 1 << 18
 _ALIGN = 64
 _NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
@@ -793,76 +792,30 @@ _RECYCLE = os.environ.get("FASTDROP_TORCH_RECYCLE", "1") != "0"
 _POOL: dict = {}
 _POOL_PER_SIZE = 4
 _POOL_MAX = 8
-_POOL_LOCK = threading.Lock()
 
 
 def clear_pool() -> None:
     """Drop the recycled output buffers (those still in use live on with their tensors)."""
-    with _POOL_LOCK:
-        _POOL.clear()
+    _POOL.clear()
 
 
-def _free_buffer(nbytes: int):
-    """nbytes of a pooled NumPy buffer that no tensor holds (or of a new one, pooled when
-    there is room), 64-byte aligned (a view of the buffer: whatever is made of it holds
-    the buffer), or None when the pool is full. Room is made by letting go of a free
-    buffer of another size, of the size least recently handed out first: the pool
-    follows the sizes in use (a run that moves on to larger tensors does not find the
-    pool filled by the smaller ones)."""
-    with _POOL_LOCK:  # a buffer is checked and taken in one step
-        bufs = _POOL.pop(nbytes, [])
-        _POOL[nbytes] = bufs  # the most recently used size last
-        for a in bufs:
-            # references: the list, this loop's name, getrefcount's argument
-            if sys.getrefcount(a) == 3:
-                return _aligned(a, nbytes)
-        if len(bufs) >= _POOL_PER_SIZE:
-            return None
-        if sum(map(len, _POOL.values())) >= _POOL_MAX and not _evict_free(nbytes):
-            if not bufs:
-                del _POOL[nbytes]
-            return None
-        # NumPy advises its pages huge from 4 MiB; its large arrays are 16-byte aligned,
-        # and 64-byte vector stores across two cache lines cost the kernels (the
-        # backward from a packed mask at 2^17 float32: 18.2 us 16 bytes off, 12.6 aligned)
-        buf = np.empty(nbytes + _ALIGN, np.uint8)
-        bufs.append(buf)
-        return _aligned(buf, nbytes)
-
-
-def _aligned(buf, nbytes: int):
-    """The first 64-byte aligned nbytes of a pooled buffer (a view: its base is buf)."""
-    off = (-buf.ctypes.data) % _ALIGN
-    return buf[off:off + nbytes]
-
-
-def _evict_free(keep: int) -> bool:
-    """Drop one free pooled buffer of a size other than `keep`, the least recently used
-    size first (under _POOL_LOCK); False when every other buffer is in use."""
-    for size in list(_POOL):
-        bufs = _POOL[size]
-        if size == keep:
-            continue
-        for i in range(len(bufs)):
-            if sys.getrefcount(bufs[i]) == 2:  # the list's and the argument's
-                del bufs[i]
-                if not bufs:
-                    del _POOL[size]
-                return True
-    return False
+# NumPy advises its pages huge from 4 MiB; its large arrays are 16-byte aligned, and
+# 64-byte vector stores across two cache lines cost the kernels (the backward from a
+# packed mask at 2^17 float32: 18.2 us 16 bytes off, 12.6 aligned): pooled arrays start
+# on a 64-byte boundary
+_lean_c.bind_pool(empty=np.empty, ndarray=np.ndarray, uint8=np.uint8)
+_pool_array = _lean_c.pool_array
 
 
 def _recycled_like(t: Tensor, nbytes: int) -> Tensor | None:
-    """A C-contiguous tensor of t's shape and dtype on a free pooled buffer of nbytes, or
-    None when the pool is full. The tensor holds the buffer (through a NumPy view of it,
-    whose base is the buffer) for as long as its storage lives."""
-    buf = _free_buffer(nbytes)
-    if buf is None:
-        return None
+    """A C-contiguous tensor of t's shape and dtype (float16, float32 or float64) on a free
+    pooled buffer of nbytes (`_torch_lean.pool_array`), or None. The tensor holds the
+    buffer (through a NumPy array whose base is the buffer) as long as its storage lives."""
     dt = _NP_DTYPE.get(t.dtype)
     if dt is None:
-        return torch.from_numpy(buf).view(t.dtype).view(t.shape)
-    return torch.from_numpy(buf.view(dt).reshape(t.shape))  # one torch call
+        return None
+    a = _pool_array(_POOL, nbytes, tuple(t.shape), dt, _POOL_PER_SIZE, _POOL_MAX, _ALIGN)
+    return None if a is None else torch.from_numpy(a)
 
 
 def _fresh_like(t: Tensor) -> Tensor:
@@ -887,9 +840,10 @@ def _fresh_mask(nbytes: int) -> Tensor:
     """A uint8 tensor of nbytes for a packed mask: recycled from _RECYCLE_BYTES up, as the
     outputs are (`_fresh_like`)."""
     if _RECYCLE and nbytes >= _RECYCLE_BYTES:
-        buf = _free_buffer(nbytes)
-        if buf is not None:
-            return torch.from_numpy(buf)
+        a = _pool_array(_POOL, nbytes, (nbytes,), np.uint8, _POOL_PER_SIZE, _POOL_MAX,
+                        _ALIGN)
+        if a is not None:
+            return torch.from_numpy(a)
     return torch.empty((nbytes,), dtype=torch.uint8)
 
 
