@@ -71,6 +71,18 @@ def torch_or_skip():
     return torch
 
 
+def best_of(fn, reps: int, repeats: int) -> float:
+    """Best seconds per call over `repeats` batches of `reps` calls (the standalone
+    scripts' timer)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
 def interleaved(fns: dict, rounds: int = 7, warmup: int = 1) -> dict[str, np.ndarray]:
     """Seconds of each callable in each round, timed round-robin (A, B, A, B, ...)."""
     for f in fns.values():

@@ -12,22 +12,16 @@ busy machine slows them alike. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import fastdrop as fd
 from fastdrop._cpu import _philox
 
-
-def _best(fn, reps: int, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best
+try:  # run as a file (python benchmarks/...py) or imported from the package
+    from common import best_of as _best
+except ImportError:
+    from .common import best_of as _best
 
 
 def _aligned(n: int, align: int) -> np.ndarray:

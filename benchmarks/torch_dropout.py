@@ -25,16 +25,10 @@ from torch import nn
 
 import fastdrop.torch as ft
 
-
-def _best(fn, reps: int, repeats: int) -> float:
-    """Best seconds per call over `repeats` batches of `reps` calls."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best
+try:  # run as a file (python benchmarks/...py) or imported from the package
+    from common import best_of as _best
+except ImportError:
+    from .common import best_of as _best
 
 
 def sizes(args) -> None:

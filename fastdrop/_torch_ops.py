@@ -729,7 +729,6 @@ _fast_bwd = fast_path("dropout_backward")
 # wrap per call; False for a call outside it (then the NumPy route below runs)
 _ptr_fwd = fast_path("dropout_ptr")
 _ptr_bwd = fast_path("dropout_backward_ptr")
-_LEAN_DTYPES = frozenset((torch.float32, torch.float64, torch.float16))
 _DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2}  # DTYPE_CODES
 _C = torch._C
 _prof = torch.autograd.profiler
@@ -895,18 +894,14 @@ def _lean_run(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool
 
 def _lean_backward(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: int
                    ) -> Tensor:
-    """dx of a lean call (first order): the fast path on gy's memory (the packed mask
-    tensor mt, or None: regenerated from the seed), else the operator's implementation
-    (any layout, device)."""
-    if type(gy) in _PLAIN and gy.is_cpu and gy.dtype in _LEAN_DTYPES and gy.is_contiguous():
-        n = gy.numel()
+    """dx of a lean call (first order) that the pointer kernel declined
+    (`_torch_lean.lean_backward`: a lazy negation, another layout, a tensor subclass):
+    NumPy views of gy when it is a plain C-contiguous tensor (the packed mask tensor mt,
+    or None: regenerated from the seed), else the operator's implementation (any
+    layout)."""
+    if type(gy) in _PLAIN and gy.is_contiguous():
         nth = nt if nt > 0 else torch.get_num_threads()
-        dt = torch.empty_like(gy) if n <= _NUMPY_ALLOC else _fresh_like(gy)
-        if not gy.is_neg() and _ptr_bwd(gy.data_ptr(), dt.data_ptr(), n,
-                                        _DTYPE_CODE[gy.dtype], p,
-                                        0 if mt is None else mt.data_ptr(), key, st, bits,
-                                        nth):
-            return dt
+        dt = torch.empty_like(gy) if gy.numel() <= _NUMPY_ALLOC else _fresh_like(gy)
         ga = gy.numpy(force=True)
         dx = _fast_bwd(ga, p, None if mt is None else mt.numpy(),
                        None if mt is not None else key, st, "inverted", None, bits,
@@ -938,15 +933,15 @@ class _LeanDropout(torch.autograd.Function):
     def forward(ctx, x, cfg):
         key, st, p, bits, keep_mask, nt, inplace = cfg
         y, mt = _lean_run(x, key, st, p, bits, keep_mask, nt, inplace)
-        ctx.fd = (key, st, p, bits, mt, nt)
+        # what the backward needs, as _LeanModuleDropout keeps it (threads > 0)
+        ctx.fd = (key, st, p, bits, mt, nt if nt > 0 else torch.get_num_threads(),
+                  x.numel(), _DTYPE_CODE[x.dtype])
         if inplace:
             ctx.mark_dirty(x)
         return y
 
-    @staticmethod
-    def backward(ctx, gy):
-        key, st, p, bits, mt, nt = ctx.fd
-        return _lean_grad(gy, key, st, p, bits, mt, nt), None
+    # dx (the pointer kernel, or _lean_grad), in C: fastdrop/_cpu/_torch_lean.pyx
+    backward = staticmethod(_lean_c.lean_backward)
 
 
 class _LeanModuleDropout(torch.autograd.Function):
@@ -959,7 +954,7 @@ class _LeanModuleDropout(torch.autograd.Function):
     # y and dx (the pointer kernels, or _lean_run and _lean_grad), in C:
     # fastdrop/_cpu/_torch_lean.pyx
     forward = staticmethod(_lean_c.module_forward)
-    backward = staticmethod(_lean_c.module_backward)
+    backward = staticmethod(_lean_c.lean_backward)
 
 
 try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
@@ -969,10 +964,11 @@ except AttributeError:  # pragma: no cover - another torch's layout
     _lean_apply = _LeanDropout.apply
     lean_module_apply = _LeanModuleDropout.apply
 # The engine runs a Function's backward through its ctx class's `apply` (Python: it picks
-# backward or vjp, then calls it); the modules' backward is called directly (torch calls
+# backward or vjp, then calls it); the lean backward is called directly (torch calls
 # `apply` on the ctx object, then the C function runs with ctx as its first argument)
 if getattr(torch.autograd.function.BackwardCFunction, "apply", None) is not None:
-    _LeanModuleDropout._backward_cls.apply = _lean_c.module_backward
+    for _f in (_LeanDropout, _LeanModuleDropout):
+        _f._backward_cls.apply = _lean_c.lean_backward
 # the lean path's checks, bound once (each is one C call)
 _functorch_active = _C._are_functorch_transforms_active
 _dispatch_modes = _C._len_torch_dispatch_stack

@@ -1,8 +1,8 @@
 # cython: boundscheck=False, wraparound=False
 """The torch adapter's lean path, per call, in C: the checks a training call makes on its
 input (`lean_code`), the seed words a seeded layer takes from its seed buffer
-(`take_words`), the modules' forward and backward (`module_forward`,
-`module_backward`), and the pool of recycled output buffers (`pool_array`).
+(`take_words`), the modules' forward (`module_forward`), the backward of every lean call
+(`lean_backward`), and the pool of recycled output buffers (`pool_array`).
 
 At 2^8 elements a module's forward + backward is mostly Python (docs/benchmarks.md): these
 are the same checks, words and calls as the Python they replace, without the bytecode.
@@ -91,11 +91,12 @@ def module_forward(ctx, x, cfg):
     return y
 
 
-def module_backward(ctx, gy):
-    """dx of a module's lean call (fastdrop._torch_ops._LeanModuleDropout, whose ctx.fd is
-    (seed, stream, p, bits, packed mask tensor or None, threads, n, dtype code)), and None
-    for its configuration: the pointer kernel on gy's memory when gy is plain and
-    C-contiguous and no graph is recorded, else `lean_grad` (any layout; create_graph)."""
+def lean_backward(ctx, gy):
+    """dx of a lean call (fastdrop._torch_ops._LeanDropout and _LeanModuleDropout, whose
+    ctx.fd is (seed, stream, p, bits, packed mask tensor or None, threads (> 0), n, dtype
+    code)), and None for its configuration: the pointer kernel on gy's memory when gy is
+    plain and C-contiguous and no graph is recorded, else `lean_grad` (any layout;
+    create_graph)."""
     key, st, p, bits, mt, nt, n, code = ctx.fd
     cdef type t = type(gy)
     if (not _grad_enabled() and (t is _tensor or t is _parameter) and gy.is_contiguous()
