@@ -234,24 +234,18 @@ def _seed_arg(seed, stream, generator) -> Tensor:
                            0 if stream is None else check_uint64(stream, "stream"))
 
 
-_DRAWS = threading.local()  # a (2,) int64 scratch tensor per thread, for _draw_words
-
-
 def _draw_words(generator: torch.Generator | None) -> int:
-    """draw_seed's 64-bit seed (the same two draws as ``torch.randint(0, 2**32, (2,))``,
-    which is ``empty((2,)).random_(0, 2**32)``, and ``random_(2**32)``: the same
-    kernel from 0), into a per-thread scratch tensor read through a NumPy view: a third
-    of the instructions of randint's argument parsing, allocation and ``tolist``."""
-    bufs = getattr(_DRAWS, "bufs", None)
-    if bufs is None:
-        buf = torch.empty(2, dtype=torch.int64)
-        bufs = _DRAWS.bufs = (buf, buf.numpy())
-    if generator is None:
-        bufs[0].random_(4294967296)
-    else:
-        bufs[0].random_(4294967296, generator=generator)
-    lo, hi = bufs[1].tolist()
-    return lo | (hi << 32)
+    """draw_seed's 64-bit seed: the two draws of ``torch.randint(0, 2**32, (2,))``, which
+    is ``empty((2,)).random_(0, 2**32)``, and ``random_(2**32)`` (the same kernel from 0),
+    made in C into a scratch tensor (`_torch_lean.draw_words`: a third of the time of
+    randint's argument parsing, allocation and ``tolist``), or, while another thread draws
+    into it, into a tensor of this call's own."""
+    w = ops.draw_words(generator)
+    if w is None:
+        lo, hi = torch.empty(2, dtype=torch.int64).random_(
+            4294967296, generator=generator).tolist()
+        w = lo | (hi << 32)
+    return w
 
 
 def _seed_words_arg(seed, stream, generator) -> tuple[int, int]:

@@ -108,6 +108,40 @@ def lean_backward(ctx, gy):
     return _lean_grad(gy, key, st, p, bits, mt, nt), None
 
 
+# ---- seed=None: two draws from torch's generator --------------------------------------------
+# One (2,) int64 scratch tensor, drawn into by its own `random_` (bound: no attribute lookup)
+# and read at its address. random_ releases the GIL while it runs: a call that finds the
+# scratch busy (another thread drawing) gets None, and its caller draws into a tensor of its
+# own.
+cdef object _draw_random = None, _draw_default = None, _draw_scratch = None
+cdef const int64_t* _draw_at = NULL
+cdef bint _draw_busy = False
+
+
+def bind_draw(*, scratch, default_generator):
+    """Hand in the scratch tensor (a CPU int64 tensor of 2 contiguous elements, kept
+    alive here) and torch.default_generator (fastdrop._torch_ops)."""
+    global _draw_random, _draw_default, _draw_scratch, _draw_at
+    _draw_scratch, _draw_default = scratch, default_generator
+    _draw_random = scratch.random_
+    _draw_at = <const int64_t*><uintptr_t>scratch.data_ptr()
+
+
+def draw_words(generator):
+    """The 64-bit seed of one seed=None call: two draws of ``random_(2**32)`` (the draws of
+    ``torch.randint(0, 2**32, (2,))``) from `generator` (None: torch.default_generator),
+    the first the low word; None when the scratch tensor is busy or not bound."""
+    global _draw_busy
+    if _draw_busy or _draw_random is None:
+        return None
+    _draw_busy = True
+    try:
+        _draw_random(4294967296, generator=_draw_default if generator is None else generator)
+        return <uint64_t>_draw_at[0] | (<uint64_t>_draw_at[1] << 32)
+    finally:
+        _draw_busy = False
+
+
 # ---- the recycled output buffers (fastdrop._torch_ops._POOL) ---------------------------------
 # The pool is a dict, nbytes -> list of NumPy uint8 buffers (nbytes + align bytes each), the
 # most recently used size last. A buffer whose only reference is its list's belongs to no

@@ -210,6 +210,56 @@ def test_torch_manual_seed_makes_runs_reproducible():
     assert ft.draw_seed() == s1 and 0 <= s1 < 2**64
 
 
+def _randint_seeds(seed, k, generator=None):
+    """The seeds of k seed=None calls as documented: torch.randint(0, 2**32, (2,)) each."""
+    if generator is None:
+        torch.manual_seed(seed)
+    else:
+        generator.manual_seed(seed)
+    out = []
+    for _ in range(k):
+        lo, hi = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=generator).tolist()
+        out.append(lo | (hi << 32))
+    return out
+
+
+def test_seed_none_draws_are_randints_from_any_thread():
+    import threading
+
+    torch.manual_seed(5)
+    m = ft.Dropout(0.5)
+    x = torch.ones(64)
+    words = []
+    for _ in range(3):
+        m(x)
+        words.append(m.last_call)
+    assert words == [(s, 0) for s in _randint_seeds(5, 3)]
+    gen = torch.Generator()
+    m = ft.Dropout(0.5, generator=gen.manual_seed(9))
+    m(x)
+    assert m.last_call == (_randint_seeds(9, 1, gen)[0], 0)
+    # threads drawing at once (random_ runs without the GIL, so some calls find the
+    # scratch tensor busy and draw into their own): each draw is two consecutive words,
+    # and together they are the sequential draws, in some order
+    torch.manual_seed(11)
+    seen, lock = [], threading.Lock()
+
+    def work():
+        layer, got = ft.Dropout(0.5), []
+        for _ in range(200):
+            layer(x)
+            got.append(layer.last_call[0])
+        with lock:
+            seen.extend(got)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == sorted(_randint_seeds(11, 800))
+
+
 @pytest.fixture
 def one_thread():
     """A tiny model runs fastest on one thread (and the CI box is shared)."""
