@@ -4,6 +4,13 @@ training step of nn.TransformerEncoderLayer, eager and compiled, side by side in
     python benchmarks/torch_dropout.py sizes [--threads 1] [--min-exp 8] [--max-exp 26]
     python benchmarks/torch_dropout.py transformer [--threads 2] [--steps 20] [--no-compile]
     python benchmarks/torch_dropout.py faults [--threads 1] [--processes 4] [--min-exp 18]
+    python benchmarks/torch_dropout.py ops [--threads 1] [--min-exp 8] [--repeats 50]
+
+`ops` prices one extra torch operation in a small step: fastdrop's seeded module with
+and without one more call per step (the seed=None draw, ``random_`` on a 2-element
+tensor; ``fill_``; ``zero_``; ``torch.empty``; the generator's ``get_state``), beside
+torch's module and fastdrop's seed=None module, at 2^min-exp elements, as min, 10th
+percentile and median over --repeats alternating batches of 500 steps.
 
 `faults` runs fastdrop's module alone in fresh processes (one per row) and counts the
 minor page faults per forward + backward after a warm-up: whether an output's pages are
@@ -151,9 +158,49 @@ def faults(args) -> None:
               f"| {', '.join(f'{t * 1e6:.0f}' for _, t in res)} |", flush=True)
 
 
+def ops(args) -> None:
+    import statistics
+
+    n = 1 << args.min_exp
+    x = torch.randn(n, requires_grad=True)
+    g = torch.ones(n)
+    seeded = ft.Dropout(0.1, seed=1)
+    scratch = torch.empty(2, dtype=torch.int64)
+    flt = torch.empty(2)
+    gen = torch.default_generator
+    extra = {"nothing": lambda: None,
+             "random_ (the seed=None draw)": lambda: scratch.random_(4294967296, generator=gen),
+             "fill_": lambda: flt.fill_(1.0), "zero_": flt.zero_,
+             "torch.empty(2)": lambda: torch.empty(2), "get_state()": gen.get_state}
+    calls = {"torch nn.Dropout": (nn.Dropout(0.1), lambda: None),
+             "fastdrop seed=None": (ft.Dropout(0.1), lambda: None)}
+    calls.update({f"fastdrop seed=1 + {k}": (seeded, f) for k, f in extra.items()})
+
+    def batch(m, f, steps=500):
+        t = time.perf_counter()
+        for _ in range(steps):
+            f()
+            m(x).backward(g)
+            x.grad = None
+        return (time.perf_counter() - t) / steps
+    res = {k: [] for k in calls}
+    for _ in range(args.repeats):
+        for k, (m, f) in calls.items():
+            res[k].append(batch(m, f))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
+          f"n = 2^{args.min_exp}, module forward + backward, {args.repeats} alternating "
+          f"batches of 500 steps\n")
+    print("| step | min | 10th percentile | median |")
+    print("|---|---|---|---|")
+    for k, v in res.items():
+        v.sort()
+        print(f"| {k} | {v[0] * 1e6:.1f} us | {v[len(v) // 10] * 1e6:.1f} us "
+              f"| {statistics.median(v) * 1e6:.1f} us |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["sizes", "transformer", "faults"])
+    ap.add_argument("what", choices=["sizes", "transformer", "faults", "ops"])
     ap.add_argument("--processes", type=int, default=4, help="faults: processes per size")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
@@ -165,7 +212,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"sizes": sizes, "transformer": transformer, "faults": faults}[args.what](args)
+    {"sizes": sizes, "transformer": transformer, "faults": faults,
+     "ops": ops}[args.what](args)
 
 
 if __name__ == "__main__":
