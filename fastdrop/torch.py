@@ -87,8 +87,15 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     >>> a == b, 0 <= a < 2**64
     (True, True)
     """
-    w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator)
+    w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator,
+                      device=_draw_device(generator))
     return int(w[0]) | (int(w[1]) << 32)
+
+
+def _draw_device(generator: torch.Generator | None) -> Any:
+    """Where the seed words are drawn: the generator's device (torch.default_generator:
+    the CPU), whatever ``torch.set_default_device`` says."""
+    return "cpu" if generator is None else generator.device
 
 
 def seed_tensor(seed: int, stream: int = 0, device: Any = None) -> Tensor:
@@ -208,7 +215,8 @@ def _resolve_noise(ns: tuple | None, input: Tensor):
 
 def _torch_seed(generator: torch.Generator | None, device=None) -> Tensor:
     """Seed words from torch's generator, stream 0, all as tensor ops (graph-friendly)."""
-    w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator)
+    w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator,
+                      device=_draw_device(generator))
     return torch.nn.functional.pad(w, (0, 1))  # the draws of draw_seed, stream 0
 
 
@@ -240,9 +248,10 @@ def _draw_words(generator: torch.Generator | None) -> int:
     made in C into a scratch tensor (`_torch_lean.draw_words`: a third of the time of
     randint's argument parsing, allocation and ``tolist``), or, while another thread draws
     into it, into a tensor of this call's own."""
-    w = ops.draw_words(generator)
+    cpu = generator is None or generator.device.type == "cpu"
+    w = ops.draw_words(generator) if cpu else None
     if w is None:
-        lo, hi = torch.empty(2, dtype=torch.int64).random_(
+        lo, hi = torch.empty(2, dtype=torch.int64, device=_draw_device(generator)).random_(
             4294967296, generator=generator).tolist()
         w = lo | (hi << 32)
     return w
@@ -265,7 +274,7 @@ def _eval_classic(input: Tensor, p: float, bits: int, inplace: bool) -> Tensor:
     if input.dtype in (torch.float16, torch.bfloat16):
         res = (input.float() * keep).to(input.dtype)
     else:
-        res = input * torch.tensor(keep, dtype=input.dtype)
+        res = input * torch.tensor(keep, dtype=input.dtype, device=input.device)
     return input.copy_(res) if inplace else res
 
 
@@ -1387,7 +1396,7 @@ class ScriptDropout(nn.Module):
     def _seed(self) -> Tensor:
         if self.seeded:
             return torch.ops.fastdrop.take_stream(self.fd_state)
-        w = torch.randint(0, 4294967296, [2], dtype=torch.int64)
+        w = torch.randint(0, 4294967296, [2], dtype=torch.int64, device=torch.device("cpu"))
         return torch.nn.functional.pad(w, [0, 1])
 
     def forward(self, input: Tensor) -> Tensor:

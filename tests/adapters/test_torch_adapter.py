@@ -260,6 +260,35 @@ def test_seed_none_draws_are_randints_from_any_thread():
     assert sorted(seen) == sorted(_randint_seeds(11, 800))
 
 
+def test_seed_none_draws_on_the_cpu_whatever_the_default_device():
+    # torch.set_default_device before fastdrop.torch is imported: the seeds still come
+    # from the CPU generator (a meta or CUDA default device must not reach the draws)
+    import subprocess
+    import sys
+
+    code = """
+import torch
+torch.set_default_device("meta")
+import fastdrop.torch as ft
+torch.manual_seed(3)
+m = ft.Dropout(0.5)
+x = torch.ones(300, device="cpu")
+y = m(x)
+seeds = [m.last_call[0], ft.draw_seed()]
+torch.manual_seed(3)
+want = []
+for _ in range(2):
+    lo, hi = torch.randint(0, 2**32, (2,), dtype=torch.int64, device="cpu").tolist()
+    want.append(lo | (hi << 32))
+assert y.device.type == "cpu" and seeds == want, (seeds, want)
+with torch.device("cpu"):
+    s = ft.dropout(torch.ones(8), 0.5)  # the functional form's draw, seed=None
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 @pytest.fixture
 def one_thread():
     """A tiny model runs fastest on one thread (and the CI box is shared)."""
