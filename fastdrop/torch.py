@@ -28,7 +28,6 @@ backend); with neither, NotImplementedError. Only the CPU path is tested here.
 """
 from __future__ import annotations
 
-import threading
 import warnings
 from typing import Any, List, Optional
 
