@@ -1,0 +1,111 @@
+"""Property tests: every route of fastdrop.torch (the lean pointer kernels, the recycled
+outputs, the C backward, the operators for other layouts) gives fastdrop's NumPy result
+bit for bit, forward and gradient, over dtypes, sizes across the adapter's thresholds,
+layouts, p, bits, keep, thread counts, seeds and streams."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+import fastdrop  # noqa: E402
+import fastdrop.torch as ft  # noqa: E402
+from fastdrop import _torch_ops as ops  # noqa: E402
+from fastdrop._core.interop import to_host_array  # noqa: E402
+
+from _helpers import assert_bits_equal, make_x  # noqa: E402
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+U64 = st.integers(0, 2**64 - 1)
+P = st.one_of(st.sampled_from([0.0, 1e-7, 0.1, 0.5, 1.0]),
+              st.floats(0.0, 1.0, allow_nan=False))
+# 1-D sizes on both sides of the lean path's thresholds: NumPy-allocated outputs, the
+# output pool (256 KiB: 2^16 float32), keep="auto" keeping the mask (2^14 elements)
+SIZES = st.one_of(st.integers(0, 300), st.sampled_from(
+    [ops._NUMPY_ALLOC - 1, ops._NUMPY_ALLOC + 1, (1 << 14) - 1, 1 << 14,
+     (ops._RECYCLE_BYTES // 4) + 3]))
+
+
+def host(t):
+    return to_host_array(t.detach(), "t")[0]
+
+
+def _layout(x, kind):
+    """x (2-D or more) in another memory layout, the same values."""
+    if kind == "transposed":
+        return x.transpose(0, 1).contiguous().transpose(0, 1)
+    if kind == "strided":
+        big = torch.zeros(tuple(2 * s for s in x.shape), dtype=x.dtype)
+        view = big[tuple(slice(None, None, 2) for _ in x.shape)]
+        view.copy_(x)
+        return view
+    if kind == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@st.composite
+def cases(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    kind = draw(st.sampled_from(["flat", "C", "transposed", "strided", "channels_last"]))
+    if kind == "flat":
+        shape = (draw(SIZES),)
+    elif kind == "channels_last":
+        shape = tuple(draw(st.lists(st.integers(1, 6), min_size=4, max_size=4)))
+    else:
+        shape = tuple(draw(st.lists(st.integers(0, 9), min_size=2, max_size=3)))
+    return dict(dtype=dtype, kind=kind, shape=shape, p=draw(P),
+                bits=draw(st.sampled_from([8, 16, 32])),
+                keep=draw(st.sampled_from(["seed", "mask", "auto"])),
+                seed=draw(U64), stream=draw(U64), data=draw(st.integers(0, 2**31)),
+                n_threads=draw(st.sampled_from([None, 1, 2])))
+
+
+def _inputs(c):
+    x64 = make_x(c["shape"], np.float64, seed=c["data"])
+    g64 = make_x(c["shape"], np.float64, seed=c["data"] + 1, specials=False)
+    x = _layout(torch.from_numpy(x64).to(c["dtype"]), c["kind"])
+    g = _layout(torch.from_numpy(g64).to(c["dtype"]), c["kind"])
+    return x, g
+
+
+def _expected(x, g, c, stream):
+    kw = dict(seed=c["seed"], stream=stream, bits=c["bits"])
+    return (fastdrop.dropout(host(x), c["p"], **kw),
+            fastdrop.dropout_backward(host(g), c["p"], **kw))
+
+
+@given(cases())
+def test_functional_equals_fastdrop(c):
+    x, g = _inputs(c)
+    x.requires_grad_()
+    y = ft.dropout(x, c["p"], seed=c["seed"], stream=c["stream"], bits=c["bits"],
+                   keep=c["keep"], n_threads=c["n_threads"])
+    (dx,) = torch.autograd.grad(y, x, g) if y.requires_grad else (None,)
+    ey, edx = _expected(x, g, c, c["stream"])
+    assert_bits_equal(host(y), ey)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    if c["kind"] == "channels_last" and c["p"] != 0.0:
+        assert y.is_contiguous(memory_format=torch.channels_last)
+    if dx is not None:
+        assert_bits_equal(host(dx), edx)
+    else:
+        assert c["p"] == 0.0 or x.numel() == 0  # the identity: no graph node of its own
+
+
+@given(cases(), st.booleans())
+def test_module_equals_fastdrop_and_advances_its_stream(c, grad):
+    x, g = _inputs(c)
+    m = ft.Dropout(c["p"], seed=c["seed"], bits=c["bits"], keep=c["keep"],
+                   n_threads=c["n_threads"])
+    for stream in (0, 1):
+        xi = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(grad)
+        y = m(xi)
+        ey, edx = _expected(x, g, c, stream)
+        assert_bits_equal(host(y), ey)
+        if grad and y.requires_grad:
+            y.backward(g)
+            assert_bits_equal(host(xi.grad), edx)
+        if c["p"] != 0.0 and x.numel():
+            assert m.last_call == (c["seed"], stream)
