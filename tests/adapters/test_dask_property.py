@@ -1,7 +1,6 @@
 """Property test: fastdrop.dask gives fastdrop's result on the whole array, bit for bit,
 for any chunking (uneven chunks and empty axes included), dtype, p, bits, noise shape,
 seed and stream: the result never depends on how the array is cut."""
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
