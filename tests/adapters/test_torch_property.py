@@ -109,3 +109,25 @@ def test_module_equals_fastdrop_and_advances_its_stream(c, grad):
             assert_bits_equal(host(xi.grad), edx)
         if c["p"] != 0.0 and x.numel():
             assert m.last_call == (c["seed"], stream)
+
+
+@given(cases(), st.sampled_from(["dropout2d", "alpha_dropout", "feature_alpha_dropout"]))
+def test_channel_and_alpha_forms_equal_fastdrop(c, name):
+    x, g = _inputs(c)
+    kw = dict(seed=c["seed"], stream=c["stream"], bits=c["bits"])
+    if name != "alpha_dropout":  # channel-wise: whole (N, C) channels, 4-D inputs here
+        if x.dim() != 4:  # (2, n/2, 1, 1) or (1, n, 1, 1): two or one batch rows
+            rows = 2 if x.numel() % 2 == 0 and x.numel() else 1
+            x, g = (t.reshape(rows, -1, 1, 1) for t in (x, g))
+        kw_ref = dict(kw, noise_shape=tuple(x.shape[:2]) + (1, 1))
+    else:
+        kw_ref = kw
+    x.requires_grad_()
+    y = getattr(ft, name)(x, c["p"], True, keep=c["keep"], n_threads=c["n_threads"], **kw)
+    alpha = name != "dropout2d"
+    ref_f = fastdrop.alpha_dropout if alpha else fastdrop.dropout
+    ref_b = fastdrop.alpha_dropout_backward if alpha else fastdrop.dropout_backward
+    assert_bits_equal(host(y), ref_f(host(x), c["p"], **kw_ref))
+    if y.requires_grad:
+        (dx,) = torch.autograd.grad(y, x, g)
+        assert_bits_equal(host(dx), ref_b(host(g), c["p"], **kw_ref))
