@@ -1,7 +1,8 @@
 """Property tests: every route of fastdrop.torch (the lean pointer kernels, the recycled
-outputs, the C backward, the operators for other layouts) gives fastdrop's NumPy result
-bit for bit, forward and gradient, over dtypes, sizes across the adapter's thresholds,
-layouts, p, bits, keep, thread counts, seeds and streams."""
+outputs, the C backward, the operators for other layouts), for dropout, the channel and
+alpha forms and bias-dropout-add, gives fastdrop's NumPy result bit for bit, forward and
+gradient, over dtypes, sizes across the adapter's thresholds, layouts, p, bits, keep,
+thread counts, seeds and streams."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -131,3 +132,26 @@ def test_channel_and_alpha_forms_equal_fastdrop(c, name):
     if y.requires_grad:
         (dx,) = torch.autograd.grad(y, x, g)
         assert_bits_equal(host(dx), ref_b(host(g), c["p"], **kw_ref))
+
+
+@given(cases(), st.booleans())
+def test_bias_dropout_add_equals_fastdrop(c, with_bias):
+    x, g = _inputs(c)
+    if x.dim() == 0:
+        x, g = x.reshape(1), g.reshape(1)
+    r = _layout(torch.from_numpy(make_x(tuple(x.shape), np.float64, seed=c["data"] + 2))
+                .to(c["dtype"]), "C")
+    b = (torch.from_numpy(make_x((x.shape[-1],), np.float64, seed=c["data"] + 3))
+         .to(c["dtype"]) if with_bias else None)
+    leaves = [t.requires_grad_() for t in (x, r) + ((b,) if with_bias else ())]
+    kw = dict(seed=c["seed"], stream=c["stream"], bits=c["bits"])
+    y = ft.bias_dropout_add(x, b, r, c["p"], keep=c["keep"], n_threads=c["n_threads"], **kw)
+    bh = host(b) if with_bias else None
+    assert_bits_equal(host(y), fastdrop.bias_dropout_add(host(x), bh, host(r), c["p"], **kw))
+    grads = torch.autograd.grad(y, leaves, g)
+    edx, edb, edr = fastdrop.bias_dropout_add_backward(host(g), c["p"], has_bias=with_bias,
+                                                        **kw)
+    assert_bits_equal(host(grads[0]), edx)
+    assert_bits_equal(host(grads[1]), edr)
+    if with_bias:
+        assert_bits_equal(host(grads[2]), edb)
