@@ -1,4 +1,6 @@
-"""Shared test helpers: bit-exact comparison and array layouts."""
+"""Shared test helpers: bit-exact comparison, array layouts, threads."""
+import threading
+
 import numpy as np
 
 try:
@@ -153,3 +155,18 @@ class GpuAllocationCount:
             return real(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, counted)
+
+
+def in_threads(work, n=4):
+    """Run `work()` in n threads at once; the lists they return, concatenated."""
+    results = [None] * n
+
+    def run(i):
+        results[i] = work()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [v for r in results for v in r]

@@ -8,7 +8,7 @@ import fastdrop  # noqa: E402
 import fastdrop.torch as ft  # noqa: E402
 from fastdrop._core.interop import to_host_array  # noqa: E402
 
-from _helpers import assert_bits_equal, make_x  # noqa: E402
+from _helpers import assert_bits_equal, in_threads, make_x  # noqa: E402
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -224,8 +224,6 @@ def _randint_seeds(seed, k, generator=None):
 
 
 def test_seed_none_draws_are_randints_from_any_thread():
-    import threading
-
     torch.manual_seed(5)
     m = ft.Dropout(0.5)
     x = torch.ones(64)
@@ -242,21 +240,15 @@ def test_seed_none_draws_are_randints_from_any_thread():
     # scratch tensor busy and draw into their own): each draw is two consecutive words,
     # and together they are the sequential draws, in some order
     torch.manual_seed(11)
-    seen, lock = [], threading.Lock()
 
     def work():
         layer, got = ft.Dropout(0.5), []
         for _ in range(200):
             layer(x)
             got.append(layer.last_call[0])
-        with lock:
-            seen.extend(got)
+        return got
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    seen = in_threads(work)
     assert sorted(seen) == sorted(_randint_seeds(11, 800))
 
 

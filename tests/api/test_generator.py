@@ -1,11 +1,10 @@
 """Generator (fresh stream per call, saved and restored state) and the Dropout layer."""
-import threading
 
 import numpy as np
 import pytest
 
 import fastdrop as fd
-from _helpers import assert_bits_equal, make_x
+from _helpers import assert_bits_equal, in_threads, make_x
 
 
 def test_each_call_takes_a_fresh_stream():
@@ -66,18 +65,7 @@ def test_inference_takes_no_stream():
 
 def test_streams_are_unique_across_threads():
     gen = fd.Generator(5)
-    taken, lock = [], threading.Lock()
-
-    def work():
-        mine = [gen.take_stream() for _ in range(2000)]
-        with lock:
-            taken.extend(mine)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    taken = in_threads(lambda: [gen.take_stream() for _ in range(2000)])
     assert sorted(taken) == list(range(8000))
 
 
