@@ -9,7 +9,7 @@ environments leave it out: `asv run --python=same` measures it where it is insta
 """
 import numpy as np
 
-from .common import Timed, interleaved, torch_or_skip
+from .common import Measured, Timed, interleaved, torch_or_skip
 
 SEEDS = ["none", "int"]  # seed=None (torch's generator, the default) or seed=1
 STEP_SIZES = [2**8, 2**12, 2**20]
@@ -33,15 +33,10 @@ def _modules(seed):
     return torch, torch.nn.Dropout(0.1), ours
 
 
-class ModuleStep:
+class ModuleStep(Measured):
     """One training step of the module: torch's time over fastdrop's."""
     params = (SEEDS, STEP_SIZES)
     param_names = ["seed", "n"]
-    rounds = 1
-    repeat = 1
-    number = 1
-    timeout = 300
-
     def setup(self, seed, n):
         torch, theirs, ours = _modules(seed)
         torch.set_num_threads(1)

@@ -11,7 +11,7 @@ import numpy as np
 
 import fastdrop
 
-from .common import P, SEED, array, interleaved, need, torch_or_skip
+from .common import P, SEED, Measured, array, interleaved, need, torch_or_skip
 
 KERNELS = ["forward", "forward_mask", "backward_mask", "backward_seed", "dropout_mask",
            "random_bits", "bias_dropout_add", "alpha_dropout", "gaussian_dropout",
@@ -66,15 +66,10 @@ def contender(kernel, n, x, y):
     raise ValueError(kernel)
 
 
-class Throughput:
+class Throughput(Measured):
     """One measurement per (kernel, n); track_gbps and track_ratio_to_multiply read it."""
     params = (KERNELS, [2**18, 2**24])
     param_names = ["kernel", "n"]
-    rounds = 1
-    repeat = 1
-    number = 1
-    timeout = 300
-
     def setup(self, kernel, n):
         x = array(n, np.float32)
         y = array(n, np.float32, 0.0)

@@ -97,6 +97,16 @@ def interleaved(fns: dict, rounds: int = 7, warmup: int = 1) -> dict[str, np.nda
     return {k: np.array(v) for k, v in out.items()}
 
 
+class Measured:
+    """asv settings of the track_* classes whose setup measures once (round-robin, side by
+    side) and whose track_* methods read the result: one setup per parameter set."""
+
+    rounds = 1
+    repeat = 1
+    number = 1
+    timeout = 300
+
+
 class Timed:
     """asv timing settings shared by the time_* classes: keeps a full `asv run` near
     10 minutes on 2 cores (a few samples per benchmark, two rounds)."""

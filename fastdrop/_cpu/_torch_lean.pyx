@@ -113,16 +113,16 @@ def lean_backward(ctx, gy):
 # and read at its address. random_ releases the GIL while it runs: a call that finds the
 # scratch busy (another thread drawing) gets None, and its caller draws into a tensor of its
 # own.
-cdef object _draw_random = None, _draw_default = None, _draw_scratch = None
+cdef object _draw_random = None, _draw_default = None  # the bound method keeps the tensor
 cdef const int64_t* _draw_at = NULL
 cdef bint _draw_busy = False
 
 
 def bind_draw(*, scratch, default_generator):
     """Hand in the scratch tensor (a CPU int64 tensor of 2 contiguous elements, kept
-    alive here) and torch.default_generator (fastdrop._torch_ops)."""
-    global _draw_random, _draw_default, _draw_scratch, _draw_at
-    _draw_scratch, _draw_default = scratch, default_generator
+    alive by its bound `random_`) and torch.default_generator (fastdrop._torch_ops)."""
+    global _draw_random, _draw_default, _draw_at
+    _draw_default = default_generator
     _draw_random = scratch.random_
     _draw_at = <const int64_t*><uintptr_t>scratch.data_ptr()
 
