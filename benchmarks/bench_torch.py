@@ -11,7 +11,10 @@ import numpy as np
 
 from .common import Measured, Timed, interleaved, torch_or_skip
 
-SEEDS = ["none", "int"]  # seed=None (torch's generator, the default) or seed=1
+# seed=None (torch's generator, the default; its draw through torch), the same with the
+# draw through the C++ extension (fastdrop.torch.load_cpp_extension; skipped where it
+# cannot be built), or seed=1
+SEEDS = ["none", "none-cpp", "int"]
 STEP_SIZES = [2**8, 2**12, 2**20]
 
 
@@ -28,8 +31,16 @@ def _step(torch, module, n):
 def _modules(seed):
     torch = torch_or_skip()
     import fastdrop.torch as ft
+    from fastdrop import _torch_draw
+    from fastdrop._cpu import _torch_lean
 
-    ours = ft.Dropout(0.1) if seed == "none" else ft.Dropout(0.1, seed=1)
+    _torch_lean.bind_cpp_draw(None)  # one process may run several parameter sets
+    if seed == "none-cpp":
+        try:
+            _torch_draw.load()
+        except RuntimeError as exc:
+            raise NotImplementedError(str(exc)) from exc  # asv: skipped
+    ours = ft.Dropout(0.1, seed=1) if seed == "int" else ft.Dropout(0.1)
     return torch, torch.nn.Dropout(0.1), ours
 
 

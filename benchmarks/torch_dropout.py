@@ -9,8 +9,10 @@ training step of nn.TransformerEncoderLayer, eager and compiled, side by side in
 `ops` prices one extra torch operation in a small step: fastdrop's seeded module with
 and without one more call per step (the seed=None draw, ``random_`` on a 2-element
 tensor; ``fill_``; ``zero_``; ``torch.empty``; the generator's ``get_state``), beside
-torch's module and fastdrop's seed=None module, at 2^min-exp elements, as min, 10th
-percentile and median over --repeats alternating batches of 500 steps.
+torch's module and fastdrop's seed=None module (its draw through torch, and through the
+C++ extension, fastdrop.torch.load_cpp_extension), at 2^min-exp elements, as min, 10th
+percentile and median over --repeats alternating batches of 500 steps. `sizes` has the
+C++ draw's column too, when the extension can be built.
 
 `faults` runs fastdrop's module alone in fresh processes (one per row) and counts the
 minor page faults per forward + backward after a warm-up: whether an output's pages are
@@ -38,38 +40,75 @@ except ImportError:
     from .common import best_of as _best
 
 
+def _cpp_capsule():
+    """The C++ draw's capsule (fastdrop.torch.load_cpp_extension), or None when it cannot
+    be built here; the draws are left going through torch (the columns switch per batch)."""
+    from fastdrop import _torch_draw
+    from fastdrop._cpu import _torch_lean
+
+    try:
+        mod = _torch_draw.load()
+    except RuntimeError as exc:
+        print(f"(no C++ draw column: {exc})\n")
+        return None
+    _torch_lean.bind_cpp_draw(None)
+    return mod._draw_capsule
+
+
+def _with_draw(capsule, f):
+    """f with seed=None's draw through the C++ extension (capsule) or torch (None)."""
+    from fastdrop._cpu import _torch_lean
+
+    def run(*a):
+        _torch_lean.bind_cpp_draw(capsule)
+        try:
+            return f(*a)
+        finally:
+            _torch_lean.bind_cpp_draw(None)
+    return run
+
+
 def sizes(args) -> None:
+    cap = _cpp_capsule()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
           f"p=0.1, module forward + backward (best of {args.repeats})\n")
-    print("| n | torch nn.Dropout | fastdrop Dropout (seed=None) | fastdrop Dropout (seed=1) "
-          "| fastdrop (seed=1, keep=\"seed\") | torch / fastdrop (seed=None) "
-          "| torch / fastdrop (keep=\"seed\") |")
-    print("|---|---|---|---|---|---|---|")
+    names = ["torch nn.Dropout", "fastdrop Dropout (seed=None)"]
+    names += ["fastdrop (seed=None, C++ draw)"] if cap is not None else []
+    names += ["fastdrop Dropout (seed=1)", "fastdrop (seed=1, keep=\"seed\")"]
+    ratios = ["seed=None"] + (["seed=None, C++ draw"] if cap is not None else []) + [
+        "keep=\"seed\""]
+    print("| n | " + " | ".join(names) + " | "
+          + " | ".join(f"torch / fastdrop ({r})" for r in ratios) + " |")
+    print("|---" * (1 + len(names) + len(ratios)) + "|")
     for e in range(args.min_exp, args.max_exp + 1, args.step):
         n = 1 << e
         x = torch.randn(n, requires_grad=True)
         g = torch.ones(n)
         reps = max(2, min(500, (1 << 23) // n))
+        mods = [(nn.Dropout(0.1), None), (ft.Dropout(0.1), None)]
+        mods += [(ft.Dropout(0.1), cap)] if cap is not None else []
+        mods += [(ft.Dropout(0.1, seed=1), None),
+                 (ft.Dropout(0.1, seed=1, keep="seed"), None)]
         calls = []
-        for m in (nn.Dropout(0.1), ft.Dropout(0.1), ft.Dropout(0.1, seed=1),
-                  ft.Dropout(0.1, seed=1, keep="seed")):
+        for m, c in mods:
             def call(m=m):
                 m(x).backward(g)
                 x.grad = None
-            for _ in range(3):
-                call()
-            calls.append(call)
+            timed = _with_draw(c, lambda call=call: _best(call, reps, 1))
+            _with_draw(c, lambda call=call: [call() for _ in range(3)])()
+            calls.append(timed)
         times = [float("inf")] * len(calls)
         for r in range(args.repeats):
-            # round robin, the four see the same machine load; the order rotates each
+            # round robin, all see the same machine load; the order rotates each
             # round, so that no module always runs right after torch's (whose frees of
             # large tensors stall the next call from about 2^20 up)
             for k in range(len(calls)):
                 i = (k + r) % len(calls)
-                times[i] = min(times[i], _best(calls[i], reps, 1))
-        t, a, b, c = times
-        print(f"| 2^{e} | {t * 1e6:.1f} us | {a * 1e6:.1f} us | {b * 1e6:.1f} us "
-              f"| {c * 1e6:.1f} us | {t / a:.2f} | {t / c:.2f} |", flush=True)
+                times[i] = min(times[i], calls[i]())
+        t = times[0]
+        fd = [times[1]] + ([times[2]] if cap is not None else []) + [times[-1]]
+        print(f"| 2^{e} | " + " | ".join(f"{v * 1e6:.1f} us" for v in times) + " | "
+              + " | ".join(f"{t / v:.2f}" for v in fd) + " |", flush=True)
 
 
 def transformer(args) -> None:
@@ -172,9 +211,12 @@ def ops(args) -> None:
              "random_ (the seed=None draw)": lambda: scratch.random_(4294967296, generator=gen),
              "fill_": lambda: flt.fill_(1.0), "zero_": flt.zero_,
              "torch.empty(2)": lambda: torch.empty(2), "get_state()": gen.get_state}
-    calls = {"torch nn.Dropout": (nn.Dropout(0.1), lambda: None),
-             "fastdrop seed=None": (ft.Dropout(0.1), lambda: None)}
-    calls.update({f"fastdrop seed=1 + {k}": (seeded, f) for k, f in extra.items()})
+    cap = _cpp_capsule()
+    calls = {"torch nn.Dropout": (nn.Dropout(0.1), lambda: None, None),
+             "fastdrop seed=None": (ft.Dropout(0.1), lambda: None, None)}
+    if cap is not None:
+        calls["fastdrop seed=None, C++ draw"] = (ft.Dropout(0.1), lambda: None, cap)
+    calls.update({f"fastdrop seed=1 + {k}": (seeded, f, None) for k, f in extra.items()})
 
     def batch(m, f, steps=500):
         t = time.perf_counter()
@@ -185,8 +227,8 @@ def ops(args) -> None:
         return (time.perf_counter() - t) / steps
     res = {k: [] for k in calls}
     for _ in range(args.repeats):
-        for k, (m, f) in calls.items():
-            res[k].append(batch(m, f))
+        for k, (m, f, c) in calls.items():
+            res[k].append(_with_draw(c, batch)(m, f))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
           f"n = 2^{args.min_exp}, module forward + backward, {args.repeats} alternating "
           f"batches of 500 steps\n")

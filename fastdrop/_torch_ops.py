@@ -974,9 +974,9 @@ _functorch_active = _C._are_functorch_transforms_active
 _dispatch_modes = _C._len_torch_dispatch_stack
 _function_modes = _C._is_torch_function_mode_enabled
 _tracing = _C._is_tracing
-# seed=None's draws (fastdrop.torch._draw_words), in C on a scratch tensor bound once
-_lean_c.bind_draw(scratch=torch.empty(2, dtype=torch.int64, device="cpu"),
-                  default_generator=torch.default_generator)
+# seed=None's draws (fastdrop.torch._draw_words), in C on a scratch tensor bound once, or
+# through the opt-in C++ extension (fastdrop._torch_draw; FASTDROP_TORCH_CPP=1 at import)
+_lean_c.bind_draw(scratch=torch.empty(2, dtype=torch.int64, device="cpu"))
 draw_words = _lean_c.draw_words
 _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_CODE,
              functorch_active=_functorch_active, dispatch_modes=_dispatch_modes,

@@ -34,6 +34,7 @@ from typing import Any, List, Optional
 import torch
 from torch import Tensor, nn
 
+from . import _torch_draw as _cpp_draw
 from . import _torch_ops as ops
 from . import _torch_replay as _replay
 from ._torch_replay import checkpoint, save_streams_policy
@@ -45,7 +46,8 @@ from .generator import Generator
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
            "FeatureAlphaDropout", "dropout", "dropout1d", "dropout2d", "dropout3d",
            "alpha_dropout", "feature_alpha_dropout", "bias_dropout_add", "replace_dropout",
-           "checkpoint", "save_streams_policy", "draw_seed", "seed_tensor"]
+           "checkpoint", "save_streams_policy", "draw_seed", "seed_tensor",
+           "load_cpp_extension"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _lean_code = ops.lean_code
@@ -89,6 +91,49 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator,
                       device=_draw_device(generator))
     return int(w[0]) | (int(w[1]) << 32)
+
+
+def load_cpp_extension(verbose: bool = False) -> bool:
+    """Make seed=None's draws through fastdrop's C++ extension (opt-in).
+
+    A seed=None call draws its seed from torch's generator with one tensor operation,
+    whose dispatch is a tenth of a small (2^8-element) training step. The extension makes
+    the same draws, from the same generator, in C++: results are unchanged bit for bit.
+    It is compiled against the installed torch with ``torch.utils.cpp_extension`` (needs
+    a C++ compiler and ninja; a few seconds, once: torch caches it under
+    ``TORCH_EXTENSIONS_DIR``), then checked against ``torch.randint``. Setting the
+    environment variable ``FASTDROP_TORCH_CPP=1`` does this at import (a failure is then a
+    warning).
+
+    Parameters
+    ----------
+    verbose : bool, default False
+        Show the compiler's output.
+
+    Returns
+    -------
+    bool
+        True: the draws now go through the extension (also on a second call).
+
+    Raises
+    ------
+    RuntimeError
+        The extension cannot be built or loaded, or its draws differ from torch's; the
+        draws stay as they were.
+
+    Examples
+    --------
+    >>> import torch, fastdrop.torch as ft
+    >>> ft.load_cpp_extension()
+    True
+    >>> m, x = ft.Dropout(0.5), torch.ones(8)
+    >>> _ = torch.manual_seed(0); y = m(x)
+    >>> _ = torch.manual_seed(0); lo, hi = torch.randint(0, 2**32, (2,)).tolist()
+    >>> m.last_call == (lo | hi << 32, 0)
+    True
+    """
+    _cpp_draw.load(verbose=verbose)
+    return _cpp_draw.active()
 
 
 def _draw_device(generator: torch.Generator | None) -> Any:
@@ -1537,3 +1582,10 @@ def _walk(module: nn.Module, prefix: str):
         q = f"{prefix}.{name}" if prefix else name
         yield module, name, q, child
         yield from _walk(child, q)
+
+
+if _cpp_draw.env_requested():  # FASTDROP_TORCH_CPP=1
+    try:
+        _cpp_draw.load()
+    except RuntimeError as _exc:
+        warnings.warn(f"{_cpp_draw.ENV}=1: {_exc}", RuntimeWarning, stacklevel=2)

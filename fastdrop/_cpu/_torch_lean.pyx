@@ -12,6 +12,7 @@ objects they call in once (`bind`).
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 
 # bound by fastdrop._torch_ops (bind): torch's classes, checks and allocators
@@ -109,20 +110,39 @@ def lean_backward(ctx, gy):
 
 
 # ---- seed=None: two draws from torch's generator --------------------------------------------
-# One (2,) int64 scratch tensor, drawn into by its own `random_` (bound: no attribute lookup)
-# and read at its address. random_ releases the GIL while it runs: a call that finds the
-# scratch busy (another thread drawing) gets None, and its caller draws into a tensor of its
-# own.
-cdef object _draw_random = None, _draw_default = None  # the bound method keeps the tensor
+# Through the opt-in C++ extension when it is bound (fastdrop._torch_draw: the draws of
+# torch's own kernel, under the generator's lock, no tensor op). Otherwise one (2,) int64
+# scratch tensor, drawn into by its own `random_` (bound: no attribute lookup) and read at
+# its address. random_ releases the GIL while it runs: a call that finds the scratch busy
+# (another thread drawing) gets None, and its caller draws into a tensor of its own.
+ctypedef int (*_cpp_draw_fn)(PyObject*, uint64_t*) noexcept
+cdef _cpp_draw_fn _cpp_draw = NULL
+cdef object _cpp_capsule = None  # keeps the extension's capsule (and module) alive
+cdef object _draw_random = None  # the bound method keeps the tensor
 cdef const int64_t* _draw_at = NULL
 cdef bint _draw_busy = False
 
 
-def bind_draw(*, scratch, default_generator):
+def bind_cpp_draw(capsule):
+    """Make the C++ extension's draw (fastdrop._torch_draw; `capsule` is its
+    ``_draw_capsule``) seed=None's draw; None unbinds it (the draw through torch)."""
+    global _cpp_draw, _cpp_capsule
+    if capsule is None:
+        _cpp_draw, _cpp_capsule = NULL, None
+        return
+    cdef void* f = PyCapsule_GetPointer(capsule, b"fastdrop_torch_draw.draw")
+    _cpp_draw, _cpp_capsule = <_cpp_draw_fn>f, capsule
+
+
+def cpp_draw_bound():
+    """Whether the C++ extension's draw is bound."""
+    return _cpp_draw != NULL
+
+
+def bind_draw(*, scratch):
     """Hand in the scratch tensor (a CPU int64 tensor of 2 contiguous elements, kept
-    alive by its bound `random_`) and torch.default_generator (fastdrop._torch_ops)."""
-    global _draw_random, _draw_default, _draw_at
-    _draw_default = default_generator
+    alive by its bound `random_`; fastdrop._torch_ops)."""
+    global _draw_random, _draw_at
     _draw_random = scratch.random_
     _draw_at = <const int64_t*><uintptr_t>scratch.data_ptr()
 
@@ -132,11 +152,17 @@ def draw_words(generator):
     ``torch.randint(0, 2**32, (2,))``) from `generator` (None: torch.default_generator),
     the first the low word; None when the scratch tensor is busy or not bound."""
     global _draw_busy
+    cdef uint64_t w
+    if _cpp_draw != NULL and _cpp_draw(<PyObject*>generator, &w):
+        return w
     if _draw_busy or _draw_random is None:
         return None
     _draw_busy = True
     try:
-        _draw_random(4294967296, generator=_draw_default if generator is None else generator)
+        if generator is None:  # random_'s own default (no keyword to parse)
+            _draw_random(4294967296)
+        else:
+            _draw_random(4294967296, generator=generator)
         return <uint64_t>_draw_at[0] | (<uint64_t>_draw_at[1] << 32)
     finally:
         _draw_busy = False

@@ -223,7 +223,22 @@ def _randint_seeds(seed, k, generator=None):
     return out
 
 
-def test_seed_none_draws_are_randints_from_any_thread():
+@pytest.fixture(params=["torch", "cpp"])
+def draw_path(request):
+    """seed=None's draw through torch (random_ on a scratch tensor) or through the C++
+    extension (fastdrop._torch_draw; built here once: a C++ compiler and ninja are test
+    requirements), put back as it was afterwards."""
+    from fastdrop import _torch_draw
+    from fastdrop._cpu import _torch_lean
+
+    was = _torch_lean.cpp_draw_bound()
+    cap = _torch_draw.load()._draw_capsule
+    _torch_lean.bind_cpp_draw(cap if request.param == "cpp" else None)
+    yield request.param
+    _torch_lean.bind_cpp_draw(cap if was else None)
+
+
+def test_seed_none_draws_are_randints_from_any_thread(draw_path):
     torch.manual_seed(5)
     m = ft.Dropout(0.5)
     x = torch.ones(64)
@@ -250,6 +265,38 @@ def test_seed_none_draws_are_randints_from_any_thread():
 
     seen = in_threads(work)
     assert sorted(seen) == sorted(_randint_seeds(11, 800))
+
+
+def test_seed_none_draw_waits_for_a_torch_op_holding_the_generator(draw_path):
+    # another thread's random_ on 2^22 elements holds the generator's lock without the GIL:
+    # the draw waits for it (no deadlock, no torn state) and is one of the two orders' seeds
+    import threading
+    import time
+
+    n = 1 << 22
+
+    def big():
+        return torch.empty(n, dtype=torch.int64).random_(4294967296)
+
+    torch.manual_seed(21)
+    seed_first = _randint_seeds(21, 1)[0]
+    big_second = big()
+    torch.manual_seed(21)
+    big_first = big()
+    lo, hi = torch.randint(0, 2**32, (2,), dtype=torch.int64).tolist()
+    seed_second = lo | (hi << 32)
+    torch.manual_seed(21)
+    m, x, out = ft.Dropout(0.5), torch.ones(16), {}
+    t = threading.Thread(target=lambda: out.update(big=big()))
+    t.start()
+    time.sleep(0.002)  # most often the big draw holds the lock by now
+    m(x)
+    t.join(60)
+    assert not t.is_alive()
+    # either order, each whole: the generator's lock was held by one draw at a time
+    seed = m.last_call[0]
+    assert ((seed == seed_first and torch.equal(out["big"], big_second))
+            or (seed == seed_second and torch.equal(out["big"], big_first)))
 
 
 def test_seed_none_draws_on_the_cpu_whatever_the_default_device():
