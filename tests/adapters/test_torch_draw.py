@@ -105,3 +105,25 @@ def test_the_environment_variable_loads_it_at_import(value, active, warns):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == str(active)
     assert (f"{_torch_draw.ENV} must be 0 or 1" in out.stderr) is warns
+
+
+def test_the_benchmark_has_the_cpp_draw_columns():
+    # benchmarks/torch_dropout.py sizes and ops, at 2^8 with one repeat: the C++ draw's
+    # columns are there and hold figures
+    import pathlib
+
+    _torch_draw.load()
+    script = pathlib.Path(__file__).parents[2] / "benchmarks" / "torch_dropout.py"
+    for what in ("sizes", "ops"):
+        out = subprocess.run([sys.executable, str(script), what, "--threads", "1",
+                              "--min-exp", "8", "--max-exp", "8", "--repeats", "1"],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rows = [r for r in out.stdout.splitlines() if r.startswith("| ")]
+        if what == "sizes":
+            head, row = rows[0].split(" | "), rows[-1].split(" | ")
+            i = head.index("torch / fastdrop (seed=None, C++ draw)")
+            assert len(head) == len(row) and float(row[i]) > 0
+        else:
+            row = next(r for r in rows if r.startswith("| fastdrop seed=None, C++ draw |"))
+            assert float(row.split(" | ")[1].split()[0]) > 0
