@@ -107,6 +107,23 @@ def test_the_environment_variable_loads_it_at_import(value, active, warns):
     assert (f"{_torch_draw.ENV} must be 0 or 1" in out.stderr) is warns
 
 
+def test_a_failed_build_at_import_is_a_warning(tmp_path):
+    # FASTDROP_TORCH_CPP=1 with no working compiler (CXX=false, an empty extension
+    # cache): import still works, warns, and the draws stay torch's
+    env = dict(os.environ, FASTDROP_TORCH_CPP="1", CXX="false",
+               TORCH_EXTENSIONS_DIR=str(tmp_path))
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "import torch, fastdrop.torch as ft, fastdrop._torch_draw as d\n"
+            "torch.manual_seed(1); m = ft.Dropout(0.5); m(torch.ones(8))\n"
+            "torch.manual_seed(1); lo, hi = torch.randint(0, 2**32, (2,)).tolist()\n"
+            "print(d.active(), m.last_call == (lo | hi << 32, 0))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "True"]
+    assert "FASTDROP_TORCH_CPP=1: fastdrop.torch: the C++ extension" in out.stderr
+
+
 def test_the_benchmark_has_the_cpp_draw_columns():
     # benchmarks/torch_dropout.py sizes and ops, at 2^8 with one repeat: the C++ draw's
     # columns are there and hold figures
