@@ -68,6 +68,10 @@ cdef extern from "fd_fused.h" nogil:
                               float s, int stream)
     void fd_packed_f64_avx512(const uint8_t* pk, const double* x, double* y, int64_t m,
                               double s, int stream)
+    void fd_packed_f32_avx2(const uint8_t* pk, const float* x, float* y, int64_t m,
+                            float s, int stream)
+    void fd_packed_f64_avx2(const uint8_t* pk, const double* x, double* y, int64_t m,
+                            double s, int stream)
     void fd_fused_bda_f32(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
                           int none, const float* x, const float* b, const float* r, float* y,
                           int64_t m, float s, int stream)
@@ -410,6 +414,17 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
         elif real_t is double:
             fd_packed_f64_avx512(P.packed_in + a // 8, <const double*>P.x + a,
                                  <double*>P.y + a, <int64_t>(b - a), P.s, P.stream_stores)
+        pos = b
+    elif (from_mask and P.packed_out == NULL and P.y != NULL
+          and (real_t is float or real_t is double)):
+        # the avx2 level: the mask's bits tested in the registers (no unpacking)
+        if real_t is float:
+            fd_packed_f32_avx2(P.packed_in + a // 8, <const float*>P.x + a,
+                               <float*>P.y + a, <int64_t>(b - a), <float>P.s,
+                               P.stream_stores)
+        elif real_t is double:
+            fd_packed_f64_avx2(P.packed_in + a // 8, <const double*>P.x + a,
+                               <double*>P.y + a, <int64_t>(b - a), P.s, P.stream_stores)
         pos = b
     while pos < b:
         m = <int64_t>(b - pos if b - pos < <uint64_t>sub else sub)

@@ -1,6 +1,7 @@
 """The fused AVX2 path of the dropout driver (fastdrop/_cpu/src/fd_fused.h) against the reference.
 
-Contiguous dropout, backward from the seed and packed masks, in every float dtype, take
+Contiguous dropout, backward from the seed and from packed masks (float32 and float64:
+the mask's bits tested in the registers, fd_packed_*), in every float dtype, take
 the fused path when the Philox level is avx2 (float16 also needs F16C); the `simd_level` fixture runs every case on
 both levels, so the general driver (portable) and the fused path are held to the same
 reference.  Sizes straddle the 32-element vector step, the 256-element draw buffer and
@@ -41,6 +42,8 @@ def test_forward_backward_and_masks(simd_level, dtype, n, p, bits):
     g = make_x((n,), dtype, seed=n + 1)
     assert_bits_equal(fd.dropout_backward(g, p, seed=5, stream=2, bits=bits),
                       ref.dropout_backward(g, p, mask=keep, bits=bits))
+    assert_bits_equal(fd.dropout_backward(g, p, mask=mask, bits=bits),  # the packed mask
+                      ref.dropout_backward(g, p, mask=keep, bits=bits))
     np.testing.assert_array_equal(fd.dropout_mask((n,), p, seed=5, stream=2, bits=bits),
                                   ref.pack_mask(keep))
 
@@ -70,6 +73,11 @@ def test_out_alignment(simd_level, dtype, shift, n):
     assert_bits_equal(out, expected)
     np.testing.assert_array_equal(mask, ref.pack_mask(keep))
     assert not backing[:shift].any() and not backing[shift + n:].any()  # nothing outside
+    # the backward from that packed mask into the same misaligned out
+    backing[:] = 0
+    fd.dropout_backward(x, 0.5, mask=mask, out=out)
+    assert_bits_equal(out, ref.dropout_backward(x, 0.5, mask=keep))
+    assert not backing[:shift].any() and not backing[shift + n:].any()
 
 
 @pytest.mark.parametrize("dtype", ALL, ids=IDS)
