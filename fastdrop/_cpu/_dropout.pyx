@@ -403,28 +403,20 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     # one Philox tile per run: 256 16-bit draws, 512 8-bit ones (in the same 1 KB buffer;
     # a run of 256 would make a whole tile and use half of it)
     cdef int64_t sub = 2 * FAST_SUB if bits == 8 else FAST_SUB
-    # the avx512 level: float32 and float64 rows with mask registers (fd_fused.h); from a
-    # packed mask with no mask output, the mask bytes are the registers (no unpacking)
+    # the avx512 level: float32 and float64 rows with mask registers (fd_fused.h). From a
+    # packed mask with no mask output, float32 and float64 test the mask's bits in the
+    # registers (no unpacking): as mask registers (avx512), or broadcast and compared (avx2)
     cdef bint k512 = simd_level() >= FD_SIMD_AVX512 and (real_t is float or real_t is double)
-    if k512 and from_mask and P.packed_out == NULL and P.y != NULL:
+    if (from_mask and P.packed_out == NULL and P.y != NULL
+            and (real_t is float or real_t is double)):
         if real_t is float:
-            fd_packed_f32_avx512(P.packed_in + a // 8, <const float*>P.x + a,
-                                 <float*>P.y + a, <int64_t>(b - a), <float>P.s,
-                                 P.stream_stores)
+            (fd_packed_f32_avx512 if k512 else fd_packed_f32_avx2)(
+                P.packed_in + a // 8, <const float*>P.x + a, <float*>P.y + a,
+                <int64_t>(b - a), <float>P.s, P.stream_stores)
         elif real_t is double:
-            fd_packed_f64_avx512(P.packed_in + a // 8, <const double*>P.x + a,
-                                 <double*>P.y + a, <int64_t>(b - a), P.s, P.stream_stores)
-        pos = b
-    elif (from_mask and P.packed_out == NULL and P.y != NULL
-          and (real_t is float or real_t is double)):
-        # the avx2 level: the mask's bits tested in the registers (no unpacking)
-        if real_t is float:
-            fd_packed_f32_avx2(P.packed_in + a // 8, <const float*>P.x + a,
-                               <float*>P.y + a, <int64_t>(b - a), <float>P.s,
-                               P.stream_stores)
-        elif real_t is double:
-            fd_packed_f64_avx2(P.packed_in + a // 8, <const double*>P.x + a,
-                               <double*>P.y + a, <int64_t>(b - a), P.s, P.stream_stores)
+            (fd_packed_f64_avx512 if k512 else fd_packed_f64_avx2)(
+                P.packed_in + a // 8, <const double*>P.x + a, <double*>P.y + a,
+                <int64_t>(b - a), P.s, P.stream_stores)
         pos = b
     while pos < b:
         m = <int64_t>(b - pos if b - pos < <uint64_t>sub else sub)
