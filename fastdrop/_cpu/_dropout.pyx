@@ -70,6 +70,8 @@ cdef extern from "fd_fused.h" nogil:
                               double s, int stream)
     void fd_packed_f32_avx2(const uint8_t* pk, const float* x, float* y, int64_t m,
                             float s, int stream)
+    void fd_packed_h16(int bf16, const uint8_t* pk, const uint16_t* x, uint16_t* y,
+                       int64_t m, float s, int stream)
     void fd_packed_f64_avx2(const uint8_t* pk, const double* x, double* y, int64_t m,
                             double s, int stream)
     void fd_fused_bda_f32(const uint16_t* d16, const uint32_t* d32, int bits, uint32_t t,
@@ -404,12 +406,17 @@ cdef void _chunk_fused(real_t* tag, const Plan* P, uint64_t a, uint64_t b) noexc
     # a run of 256 would make a whole tile and use half of it)
     cdef int64_t sub = 2 * FAST_SUB if bits == 8 else FAST_SUB
     # the avx512 level: float32 and float64 rows with mask registers (fd_fused.h). From a
-    # packed mask with no mask output, float32 and float64 test the mask's bits in the
-    # registers (no unpacking): as mask registers (avx512), or broadcast and compared (avx2)
+    # packed mask with no mask output, the mask's bits are tested in the registers (no
+    # unpacking): as mask registers (avx512, float32 and float64), or broadcast and
+    # compared (avx2, every dtype)
     cdef bint k512 = simd_level() >= FD_SIMD_AVX512 and (real_t is float or real_t is double)
-    if (from_mask and P.packed_out == NULL and P.y != NULL
-            and (real_t is float or real_t is double)):
-        if real_t is float:
+    if from_mask and P.packed_out == NULL and P.y != NULL:
+        if real_t is fd_f16 or real_t is fd_bf16:
+            fd_packed_h16(real_t is fd_bf16, P.packed_in + a // 8,
+                          <const uint16_t*>(<const real_t*>P.x + a),
+                          <uint16_t*>(<real_t*>P.y + a), <int64_t>(b - a), <float>P.s,
+                          P.stream_stores)
+        elif real_t is float:
             (fd_packed_f32_avx512 if k512 else fd_packed_f32_avx2)(
                 P.packed_in + a // 8, <const float*>P.x + a, <float*>P.y + a,
                 <int64_t>(b - a), <float>P.s, P.stream_stores)

@@ -604,6 +604,37 @@ static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int
         fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
 }
 
+/* The backward from a packed mask for float16 (bf16 = 0; needs F16C) or bfloat16
+ * (bf16 = 1): 2 mask bytes broadcast to 16 lanes and tested bit by bit give the keep
+ * lanes of fd_fused16_h16 (as fd_packed_f32_avx2 does for float32). */
+__attribute__((target("avx2,f16c")))
+static void fd_packed_h16(int bf16, const uint8_t *pk, const uint16_t *x, uint16_t *y,
+                          int64_t m, float s, int stream)
+{
+    const __m256 S = _mm256_set1_ps(s);
+    const int nt = stream && ((uintptr_t)y % 16 == 0);
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024,
+                                          2048, 4096, 8192, 16384, (short)0x8000);
+    int64_t j = 0;
+    for (; j + 16 <= m; j += 16) {
+        uint16_t w;
+        memcpy(&w, pk + j / 8, 2);
+        const __m256i W = _mm256_set1_epi16((short)w);
+        fd_fused16_h16(bf16, x + j, y + j, _mm256_cmpeq_epi16(_mm256_and_si256(W, bit), bit),
+                       S, nt);
+    }
+    for (; j < m; j++) {
+        uint8_t k = (uint8_t)((pk[j / 8] >> (j % 8)) & 1u);
+        if (bf16) {
+            fd_bf16 v = {x[j]};
+            y[j] = fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(v) * s, k)).bits;
+        } else {
+            fd_f16 v = {x[j]};
+            y[j] = fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(v) * s, k)).bits;
+        }
+    }
+}
+
 #else
 #define FD_HAVE_FUSED 0
 static inline int fd_cpu_has_f16c(void) { return 0; }
@@ -632,6 +663,11 @@ static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int
 {
     (void)bf16; (void)d16; (void)d32; (void)bits; (void)t; (void)none; (void)x; (void)y;
     (void)pk; (void)m; (void)s; (void)stream;
+}
+static void fd_packed_h16(int bf16, const uint8_t *pk, const uint16_t *x, uint16_t *y,
+                          int64_t m, float s, int stream)
+{
+    (void)bf16; (void)pk; (void)x; (void)y; (void)m; (void)s; (void)stream;
 }
 static void fd_fused_f32_avx512(const uint16_t *d16, const uint32_t *d32, int bits,
                                 uint32_t t, int none, const float *x, float *y, uint8_t *pk,
