@@ -567,6 +567,18 @@ static void fd_round_h16_vec(int bf16, const float *src, uint16_t *dst, int64_t 
         dst[j] = bf16 ? fd_f32_to_bf16(src[j]).bits : fd_f32_to_f16(src[j]).bits;
 }
 
+/* One float16 (bf16 = 0) or bfloat16 (bf16 = 1) element, scalar: its bits times s in
+ * float32, kept or +0, rounded once (the vector rows' tails). */
+static inline uint16_t fd_h16_keep(int bf16, uint16_t x, float s, uint8_t k)
+{
+    if (bf16) {
+        fd_bf16 v = {x};
+        return fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(v) * s, k)).bits;
+    }
+    fd_f16 v = {x};
+    return fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(v) * s, k)).bits;
+}
+
 /* The fused row for float16 (bf16 = 0; needs F16C) or bfloat16 (bf16 = 1). */
 __attribute__((target("avx2,f16c")))
 static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int bits,
@@ -588,18 +600,9 @@ static void fd_fused_h16(int bf16, const uint16_t *d16, const uint32_t *d32, int
             fd_fused16_h16(bf16, x + j + 16, y + j + 16, k1, S, nt);
         }
     }
-    if (y != NULL) {
-        for (int64_t j = m32; j < m; j++) {
-            uint8_t k = fd_keep_at(d16, d32, bits, t, none, j);
-            if (bf16) {
-                fd_bf16 v = {x[j]};
-                y[j] = fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(v) * s, k)).bits;
-            } else {
-                fd_f16 v = {x[j]};
-                y[j] = fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(v) * s, k)).bits;
-            }
-        }
-    }
+    if (y != NULL)
+        for (int64_t j = m32; j < m; j++)
+            y[j] = fd_h16_keep(bf16, x[j], s, fd_keep_at(d16, d32, bits, t, none, j));
     if (pk != NULL)
         fd_pack_tail(d16, d32, bits, t, none, m32, m, pk);
 }
@@ -623,16 +626,8 @@ static void fd_packed_h16(int bf16, const uint8_t *pk, const uint16_t *x, uint16
         fd_fused16_h16(bf16, x + j, y + j, _mm256_cmpeq_epi16(_mm256_and_si256(W, bit), bit),
                        S, nt);
     }
-    for (; j < m; j++) {
-        uint8_t k = (uint8_t)((pk[j / 8] >> (j % 8)) & 1u);
-        if (bf16) {
-            fd_bf16 v = {x[j]};
-            y[j] = fd_f32_to_bf16(fd_keep_f32(fd_bf16_to_f32(v) * s, k)).bits;
-        } else {
-            fd_f16 v = {x[j]};
-            y[j] = fd_f32_to_f16(fd_keep_f32(fd_f16_to_f32(v) * s, k)).bits;
-        }
-    }
+    for (; j < m; j++)
+        y[j] = fd_h16_keep(bf16, x[j], s, (uint8_t)((pk[j / 8] >> (j % 8)) & 1u));
 }
 
 #else
