@@ -32,14 +32,11 @@ def _modules(seed):
     torch = torch_or_skip()
     import fastdrop.torch as ft
     from fastdrop import _torch_draw
-    from fastdrop._cpu import _torch_lean
 
-    _torch_lean.bind_cpp_draw(None)  # one process may run several parameter sets
-    if seed == "none-cpp":
-        try:
-            _torch_draw.load()
-        except RuntimeError as exc:
-            raise NotImplementedError(str(exc)) from exc  # asv: skipped
+    try:  # set for each parameter set: one process may run several
+        _torch_draw.use(seed == "none-cpp")
+    except RuntimeError as exc:
+        raise NotImplementedError(str(exc)) from exc  # asv: skipped
     ours = ft.Dropout(0.1, seed=1) if seed == "int" else ft.Dropout(0.1)
     return torch, torch.nn.Dropout(0.1), ours
 

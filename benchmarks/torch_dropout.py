@@ -40,42 +40,41 @@ except ImportError:
     from .common import best_of as _best
 
 
-def _cpp_capsule():
-    """The C++ draw's capsule (fastdrop.torch.load_cpp_extension), or None when it cannot
-    be built here; the draws are left going through torch (the columns switch per batch)."""
+def _cpp_available() -> bool:
+    """Whether the C++ draw (fastdrop.torch.load_cpp_extension) can be built here; the
+    draws are left going through torch (the columns switch per batch, `_with_draw`)."""
     from fastdrop import _torch_draw
-    from fastdrop._cpu import _torch_lean
 
     try:
-        mod = _torch_draw.load()
+        _torch_draw.load()
     except RuntimeError as exc:
         print(f"(no C++ draw column: {exc})\n")
-        return None
-    _torch_lean.bind_cpp_draw(None)
-    return mod._draw_capsule
+        return False
+    _torch_draw.use(False)
+    return True
 
 
-def _with_draw(capsule, f):
-    """f with seed=None's draw through the C++ extension (capsule) or torch (None)."""
-    from fastdrop._cpu import _torch_lean
+def _with_draw(cpp: bool, f):
+    """f with seed=None's draw through the C++ extension (cpp) or torch."""
+    from fastdrop import _torch_draw
 
     def run(*a):
-        _torch_lean.bind_cpp_draw(capsule)
+        _torch_draw.use(cpp)
         try:
             return f(*a)
         finally:
-            _torch_lean.bind_cpp_draw(None)
+            _torch_draw.use(False)
     return run
 
 
 def sizes(args) -> None:
-    cap = _cpp_capsule()
+    cpp = _cpp_available()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
           f"p=0.1, module forward + backward (best of {args.repeats})\n")
     names = ["torch nn.Dropout", "fastdrop Dropout (seed=None)"]
-    names += ["fastdrop (seed=None, C++ draw)"] if cap is not None else []
+    names += ["fastdrop (seed=None, C++ draw)"] if cpp else []
     names += ["fastdrop Dropout (seed=1)", "fastdrop (seed=1, keep=\"seed\")"]
-    ratios = ["seed=None"] + (["seed=None, C++ draw"] if cap is not None else []) + [
+    ratios = ["seed=None"] + (["seed=None, C++ draw"] if cpp else []) + [
         "keep=\"seed\""]
     print("| n | " + " | ".join(names) + " | "
           + " | ".join(f"torch / fastdrop ({r})" for r in ratios) + " |")
@@ -85,10 +84,10 @@ def sizes(args) -> None:
         x = torch.randn(n, requires_grad=True)
         g = torch.ones(n)
         reps = max(2, min(500, (1 << 23) // n))
-        mods = [(nn.Dropout(0.1), None), (ft.Dropout(0.1), None)]
-        mods += [(ft.Dropout(0.1), cap)] if cap is not None else []
-        mods += [(ft.Dropout(0.1, seed=1), None),
-                 (ft.Dropout(0.1, seed=1, keep="seed"), None)]
+        mods = [(nn.Dropout(0.1), False), (ft.Dropout(0.1), False)]
+        mods += [(ft.Dropout(0.1), True)] if cpp else []
+        mods += [(ft.Dropout(0.1, seed=1), False),
+                 (ft.Dropout(0.1, seed=1, keep="seed"), False)]
         calls = []
         for m, c in mods:
             def call(m=m):
@@ -106,7 +105,7 @@ def sizes(args) -> None:
                 i = (k + r) % len(calls)
                 times[i] = min(times[i], calls[i]())
         t = times[0]
-        fd = [times[1]] + ([times[2]] if cap is not None else []) + [times[-1]]
+        fd = [times[1]] + ([times[2]] if cpp else []) + [times[-1]]
         print(f"| 2^{e} | " + " | ".join(f"{v * 1e6:.1f} us" for v in times) + " | "
               + " | ".join(f"{t / v:.2f}" for v in fd) + " |", flush=True)
 
@@ -211,12 +210,12 @@ def ops(args) -> None:
              "random_ (the seed=None draw)": lambda: scratch.random_(4294967296, generator=gen),
              "fill_": lambda: flt.fill_(1.0), "zero_": flt.zero_,
              "torch.empty(2)": lambda: torch.empty(2), "get_state()": gen.get_state}
-    cap = _cpp_capsule()
-    calls = {"torch nn.Dropout": (nn.Dropout(0.1), lambda: None, None),
-             "fastdrop seed=None": (ft.Dropout(0.1), lambda: None, None)}
-    if cap is not None:
-        calls["fastdrop seed=None, C++ draw"] = (ft.Dropout(0.1), lambda: None, cap)
-    calls.update({f"fastdrop seed=1 + {k}": (seeded, f, None) for k, f in extra.items()})
+    cpp = _cpp_available()
+    calls = {"torch nn.Dropout": (nn.Dropout(0.1), lambda: None, False),
+             "fastdrop seed=None": (ft.Dropout(0.1), lambda: None, False)}
+    if cpp:
+        calls["fastdrop seed=None, C++ draw"] = (ft.Dropout(0.1), lambda: None, True)
+    calls.update({f"fastdrop seed=1 + {k}": (seeded, f, False) for k, f in extra.items()})
 
     def batch(m, f, steps=500):
         t = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 
 from ._cpu import _torch_lean as _lean_c
 
-__all__ = ["load", "active", "env_requested", "SOURCE", "ENV"]
+__all__ = ["load", "use", "active", "env_requested", "SOURCE", "ENV"]
 
 SOURCE = Path(__file__).parent / "_cpu" / "src" / "fd_torch_draw.cpp"
 ENV = "FASTDROP_TORCH_CPP"
@@ -78,6 +78,15 @@ def load(verbose: bool = False) -> ModuleType:
         _lean_c.bind_cpp_draw(mod._draw_capsule)
         _module = mod
         return mod
+
+
+def use(on: bool) -> None:
+    """seed=None's draws through the extension (on: `load`, building it if needed) or
+    through torch (off; the extension stays loaded)."""
+    if on:
+        load()
+    else:
+        _lean_c.bind_cpp_draw(None)
 
 
 def active() -> bool:

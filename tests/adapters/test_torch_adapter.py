@@ -229,13 +229,11 @@ def draw_path(request):
     extension (fastdrop._torch_draw; built here once: a C++ compiler and ninja are test
     requirements), put back as it was afterwards."""
     from fastdrop import _torch_draw
-    from fastdrop._cpu import _torch_lean
 
-    was = _torch_lean.cpp_draw_bound()
-    cap = _torch_draw.load()._draw_capsule
-    _torch_lean.bind_cpp_draw(cap if request.param == "cpp" else None)
+    was = _torch_draw.active()
+    _torch_draw.use(request.param == "cpp")
     yield request.param
-    _torch_lean.bind_cpp_draw(cap if was else None)
+    _torch_draw.use(was)
 
 
 def test_seed_none_draws_are_randints_from_any_thread(draw_path):

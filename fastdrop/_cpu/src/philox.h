@@ -119,7 +119,7 @@ static void fd_philox_tile_portable(uint64_t seed, uint64_t stream, uint64_t blo
  * the round's two 32x32->64 products are one vpmuludq each for 4 blocks.  The tile runs
  * in groups of FD_AVX2_GROUP vectors (8 blocks), each group's ten rounds in registers:
  * 8 state vectors and the constants fit AVX2's 16 ymm registers, where the whole tile's
- * 32 state vectors at once spilled to the stack every round (4.9 ns a block against 3.9
+ * 32 state vectors at once spilled to the stack every round (4.9 ns a block against 3.7
  * in a C loop on an AVX2-only AMD EPYC; docs/benchmarks.md). */
 #define FD_AVX2_GROUP 2
 __attribute__((target("avx2")))
