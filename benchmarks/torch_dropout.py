@@ -12,7 +12,10 @@ tensor; ``fill_``; ``zero_``; ``torch.empty``; the generator's ``get_state``), b
 torch's module and fastdrop's seed=None module (its draw through torch, and through the
 C++ extension, fastdrop.torch.load_cpp_extension), at 2^min-exp elements, as min, 10th
 percentile and median over --repeats alternating batches of 500 steps. `sizes` has the
-C++ draw's column too, when the extension can be built.
+C++ draw's column too, when the extension can be built, and a memory-bound floor: the
+step of ``x * 1.1`` through autograd (torch's cheapest elementwise op with a backward:
+the same bytes read and written as a dropout step, no random numbers, no mask), and
+fastdrop's seed=None step as a multiple of it.
 
 `faults` runs fastdrop's module alone in fresh processes (one per row) and counts the
 minor page faults per forward + backward after a warm-up: whether an output's pages are
@@ -73,12 +76,14 @@ def sizes(args) -> None:
           f"p=0.1, module forward + backward (best of {args.repeats})\n")
     names = ["torch nn.Dropout", "fastdrop Dropout (seed=None)"]
     names += ["fastdrop (seed=None, C++ draw)"] if cpp else []
-    names += ["fastdrop Dropout (seed=1)", "fastdrop (seed=1, keep=\"seed\")"]
+    names += ["fastdrop Dropout (seed=1)", "fastdrop (seed=1, keep=\"seed\")",
+              "floor: torch x * 1.1"]
     ratios = ["seed=None"] + (["seed=None, C++ draw"] if cpp else []) + [
         "keep=\"seed\""]
     print("| n | " + " | ".join(names) + " | "
-          + " | ".join(f"torch / fastdrop ({r})" for r in ratios) + " |")
-    print("|---" * (1 + len(names) + len(ratios)) + "|")
+          + " | ".join(f"torch / fastdrop ({r})" for r in ratios)
+          + " | fastdrop (seed=None) / floor |")
+    print("|---" * (2 + len(names) + len(ratios)) + "|")
     for e in range(args.min_exp, args.max_exp + 1, args.step):
         n = 1 << e
         x = torch.randn(n, requires_grad=True)
@@ -87,7 +92,8 @@ def sizes(args) -> None:
         mods = [(nn.Dropout(0.1), False), (ft.Dropout(0.1), False)]
         mods += [(ft.Dropout(0.1), True)] if cpp else []
         mods += [(ft.Dropout(0.1, seed=1), False),
-                 (ft.Dropout(0.1, seed=1, keep="seed"), False)]
+                 (ft.Dropout(0.1, seed=1, keep="seed"), False),
+                 (lambda t: t * 1.1, False)]  # the floor
         calls = []
         for m, c in mods:
             def call(m=m):
@@ -105,9 +111,10 @@ def sizes(args) -> None:
                 i = (k + r) % len(calls)
                 times[i] = min(times[i], calls[i]())
         t = times[0]
-        fd = [times[1]] + ([times[2]] if cpp else []) + [times[-1]]
+        fd = [times[1]] + ([times[2]] if cpp else []) + [times[-2]]
         print(f"| 2^{e} | " + " | ".join(f"{v * 1e6:.1f} us" for v in times) + " | "
-              + " | ".join(f"{t / v:.2f}" for v in fd) + " |", flush=True)
+              + " | ".join(f"{t / v:.2f}" for v in fd)
+              + f" | {times[1] / times[-1]:.2f} |", flush=True)
 
 
 def transformer(args) -> None:

@@ -126,7 +126,8 @@ def test_a_failed_build_at_import_is_a_warning(tmp_path):
 
 def test_the_benchmark_has_the_cpp_draw_columns():
     # benchmarks/torch_dropout.py sizes and ops, at 2^8 with one repeat: the C++ draw's
-    # columns are there and hold figures
+    # columns, and sizes' memory-bound floor (x * 1.1 through autograd), are there and
+    # hold figures
     import pathlib
 
     _torch_draw.load()
@@ -138,9 +139,11 @@ def test_the_benchmark_has_the_cpp_draw_columns():
         assert out.returncode == 0, out.stderr[-2000:]
         rows = [r for r in out.stdout.splitlines() if r.startswith("| ")]
         if what == "sizes":
-            head, row = rows[0].split(" | "), rows[-1].split(" | ")
+            head, row = (r.strip("| ").split(" | ") for r in (rows[0], rows[-1]))
             i = head.index("torch / fastdrop (seed=None, C++ draw)")
             assert len(head) == len(row) and float(row[i]) > 0
+            assert float(row[head.index("fastdrop (seed=None) / floor")]) > 0
+            assert row[head.index("floor: torch x * 1.1")].endswith(" us")
         else:
             row = next(r for r in rows if r.startswith("| fastdrop seed=None, C++ draw |"))
             assert float(row.split(" | ")[1].split()[0]) > 0
