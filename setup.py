@@ -88,25 +88,29 @@ class build_ext(_build_ext):
 HEADERS = ["philox.h", "fd_openmp.h", "fd_half.h", "fd_stream.h", "fd_fused.h", "fd_normal.h"]
 
 
-def extension(name, extra_headers=()):
+def extension(name, extra_headers=(), libraries=()):
     """fastdrop._cpu.<name> from fastdrop/_cpu/<name>.pyx; the C headers are in _cpu/src."""
     return Extension(
         f"fastdrop._cpu.{name}",
         [f"fastdrop/_cpu/{name}.pyx"],
         include_dirs=["fastdrop/_cpu/src"],
         depends=[f"fastdrop/_cpu/src/{h}" for h in HEADERS + list(extra_headers)],
+        libraries=list(libraries),
     )
 
 
 # the XLA FFI handlers of fastdrop.jax: C against XLA's vendored C API header (no JAX, no
 # C++ at build time); they run the _dropout driver through _dropout.pxd
 XLA_HEADERS = ["xla_ffi_c_api.h", "xla_ffi_fastdrop.h"]
+# _torch_lean finds torch's stable C ABI in the loaded libtorch_cpu (dlopen, dlsym: libdl
+# before glibc 2.34)
+DL = ["dl"] if sys.platform.startswith("linux") else []
 
 
 setup(
     ext_modules=cythonize(
         [extension("_philox"), extension("_dropout"), extension("_openmp_helpers"),
-         extension("_xla", XLA_HEADERS), extension("_torch_lean")],
+         extension("_xla", XLA_HEADERS), extension("_torch_lean", libraries=DL)],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": build_ext},

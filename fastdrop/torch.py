@@ -53,6 +53,8 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _lean_code = ops.lean_code
 _lean_module_apply = ops.lean_module_apply
 _take_words = ops.take_words
+_dropout_call = ops.dropout_call
+_is_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
 _num_threads = torch.get_num_threads
 _C = torch._C
@@ -202,6 +204,8 @@ def _check_torch_p(p: Any) -> None:
 # n / 8 bytes costs the backward less than regenerating the draws once the arrays leave
 # the first cache levels; below it the mask's allocation costs more than it saves.
 _AUTO_MASK_MIN = 1 << 14
+ops.bind_module_call(module_apply=_lean_module_apply, num_threads=_num_threads,
+                     replay=_replay, auto_mask_min=_AUTO_MASK_MIN)
 
 
 def _config(bits, mode, keep, n_threads) -> tuple:
@@ -1171,6 +1175,10 @@ class Dropout(_FastdropDropout, nn.Dropout):
         return self._noise_shape
 
     def forward(self, input: Tensor) -> Tensor:
+        if not _is_compiling():  # the common training call, in C (or None: below)
+            y = _dropout_call(self, input)
+            if y is not None:
+                return y
         lean = self._lean
         if lean is not None and self.training and (code := _lean_code(input)) >= 0:
             n = input.numel()

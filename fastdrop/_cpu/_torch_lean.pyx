@@ -1,7 +1,9 @@
 # cython: boundscheck=False, wraparound=False
 """The torch adapter's lean path, per call, in C: the checks a training call makes on its
 input (`lean_code`), the seed words a seeded layer takes from its seed buffer
-(`take_words`), the modules' forward (`module_forward`), the backward of every lean call
+(`take_words`), seed=None's draws from torch's generator (`draw_words`: through torch's
+stable C ABI when `bind_shim_draw` found it), fastdrop.torch.Dropout's common training call
+(`dropout_call`), the modules' forward (`module_forward`), the backward of every lean call
 (`lean_backward`), and the pool of recycled output buffers (`pool_array`).
 
 At 2^8 elements a module's forward + backward is mostly Python (docs/benchmarks.md): these
@@ -13,7 +15,13 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
+
+cdef extern from "<dlfcn.h>" nogil:
+    void* dlopen(const char* filename, int flag)
+    void* dlsym(void* handle, const char* symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
 
 # bound by fastdrop._torch_ops (bind): torch's classes, checks and allocators
 cdef object _tensor = None, _parameter = None
@@ -54,6 +62,10 @@ def lean_code(x):
     of those dtypes, not a lazy negation, and no torch.func transform, dispatch or function
     mode, profiler or jit trace active. Compilation is the caller's check (a call that
     torch.compile traces must not reach this C function)."""
+    return _code(x)
+
+
+cdef object _code(x):
     if not _bound:
         return -1
     cdef type t = type(x)
@@ -69,6 +81,10 @@ def take_words(uintptr_t addr):
     (seed low word, seed high word, stream), the seed's words read as unsigned 32-bit and
     the stream as unsigned 64-bit; the stream is advanced by one (int64 wrap). The caller
     keeps the state's memory alive and checks it is a CPU int64 tensor of 3 elements."""
+    return _take(addr)
+
+
+cdef tuple _take(uintptr_t addr):
     cdef int64_t* s = <int64_t*>addr
     cdef uint64_t lo = <uint64_t>s[0] & 0xFFFFFFFFu
     cdef uint64_t hi = <uint64_t>s[1] & 0xFFFFFFFFu
@@ -147,10 +163,94 @@ def bind_draw(*, scratch):
     _draw_at = <const int64_t*><uintptr_t>scratch.data_ptr()
 
 
+# torch's stable C ABI (the AOTInductor shim, exported by libtorch_cpu with C linkage:
+# torch/csrc/inductor/aoti_torch/c/shim.h and generated/c_shim_cpu.h): randint.low_out on
+# a scratch tensor of its own, drawn from torch.default_generator through the dispatcher
+# without Python's argument parsing. Used for the default generator when no dispatch or
+# function mode is active (a mode sees the draw only through the Python route). The GIL is
+# held throughout (the shim does not release it), and `_draw_busy` guards against a
+# re-entrant call.
+ctypedef int32_t (*_shim_randint_fn)(void*, int64_t, int64_t, const int64_t*,
+                                     int64_t) noexcept nogil
+ctypedef int32_t (*_shim_empty_fn)(int64_t, const int64_t*, const int64_t*, int32_t,
+                                   int32_t, int32_t, void**) noexcept nogil
+ctypedef int32_t (*_shim_ptr_fn)(void*, void**) noexcept nogil
+ctypedef int32_t (*_shim_code_fn)() noexcept nogil
+cdef _shim_randint_fn _shim_randint = NULL
+cdef void* _shim_out = NULL
+cdef const int64_t* _shim_at = NULL
+cdef object _default_generator = None
+cdef int64_t _TWO = 2
+
+
+def bind_shim_draw(bytes library, default_generator):
+    """Bind the shim's draw: `library` the path of the loaded libtorch_cpu (opened with
+    RTLD_NOLOAD: nothing is loaded that torch has not), `default_generator`
+    torch.default_generator. Makes the scratch tensor through the shim; returns False
+    (nothing bound) when a symbol is missing or a call fails. The caller checks the draws
+    against torch.randint's (`shim_draw`) before relying on them."""
+    global _shim_randint, _shim_out, _shim_at, _default_generator
+    if _shim_randint != NULL:
+        return True
+    cdef void* lib = dlopen(library, RTLD_NOW | RTLD_NOLOAD)
+    if lib == NULL:
+        return False
+    cdef void* f_randint = dlsym(lib, b"aoti_torch_cpu_randint_low_out")
+    cdef void* f_empty = dlsym(lib, b"aoti_torch_empty_strided")
+    cdef void* f_ptr = dlsym(lib, b"aoti_torch_get_data_ptr")
+    cdef void* f_int64 = dlsym(lib, b"aoti_torch_dtype_int64")
+    cdef void* f_cpu = dlsym(lib, b"aoti_torch_device_type_cpu")
+    if (f_randint == NULL or f_empty == NULL or f_ptr == NULL or f_int64 == NULL
+            or f_cpu == NULL):
+        return False
+    cdef int64_t size = 2, stride = 1
+    cdef void* out = NULL
+    cdef void* data = NULL
+    if (<_shim_empty_fn>f_empty)(1, &size, &stride, (<_shim_code_fn>f_int64)(),
+                                 (<_shim_code_fn>f_cpu)(), 0, &out) != 0 or out == NULL:
+        return False
+    if (<_shim_ptr_fn>f_ptr)(out, &data) != 0 or data == NULL:
+        return False  # the handle stays allocated: 16 bytes, once
+    _shim_out, _shim_at, _default_generator = out, <const int64_t*>data, default_generator
+    _shim_randint = <_shim_randint_fn>f_randint
+    return True
+
+
+def unbind_shim_draw():
+    """seed=None's draws for the default generator through ``random_`` again (the scratch
+    handle stays allocated)."""
+    global _shim_randint
+    _shim_randint = NULL
+
+
+def shim_draw_bound():
+    """Whether the shim's draw is bound."""
+    return _shim_randint != NULL
+
+
+def shim_draw():
+    """One draw through the shim (its check at bind time), or None when it is not bound,
+    busy or fails."""
+    global _draw_busy
+    if _shim_randint == NULL or _draw_busy:
+        return None
+    _draw_busy = True
+    try:
+        if _shim_randint(_shim_out, 0, 4294967296, &_TWO, 1) != 0:
+            return None
+        return <uint64_t>_shim_at[0] | (<uint64_t>_shim_at[1] << 32)
+    finally:
+        _draw_busy = False
+
+
 def draw_words(generator):
     """The 64-bit seed of one seed=None call: two draws of ``random_(2**32)`` (the draws of
     ``torch.randint(0, 2**32, (2,))``) from `generator` (None: torch.default_generator),
     the first the low word; None when the scratch tensor is busy or not bound."""
+    return _draw(generator)
+
+
+cdef object _draw(generator):
     global _draw_busy
     cdef uint64_t w
     if _cpp_draw != NULL and _cpp_draw(<PyObject*>generator, &w):
@@ -159,6 +259,10 @@ def draw_words(generator):
         return None
     _draw_busy = True
     try:
+        if (_shim_randint != NULL and (generator is None or generator is _default_generator)
+                and not _dispatch_modes() and not _function_modes()
+                and _shim_randint(_shim_out, 0, 4294967296, &_TWO, 1) == 0):
+            return <uint64_t>_shim_at[0] | (<uint64_t>_shim_at[1] << 32)
         if generator is None:  # random_'s own default (no keyword to parse)
             _draw_random(4294967296)
         else:
@@ -258,3 +362,67 @@ def pool_array(dict pool, Py_ssize_t nbytes, shape, dtype, Py_ssize_t per_size,
         return _view(buf, shape, dtype, align)
     finally:
         _pool_busy = False
+
+
+# ---- fastdrop.torch.Dropout's common training call ------------------------------------------
+# What Dropout.forward's lean branch does for an out-of-place call on an input that
+# requires grad, with grad mode on (the training step), read from the module's __dict__
+# without the bytecode and the attribute lookups through nn.Module's MRO: the same checks,
+# the same words, the same Function. Anything else (eval, a changed p, p = 0, an empty
+# input, in place, no graph, a fastdrop.Generator or an explicit torch generator, the
+# first call after the seed buffer moved, inside fastdrop.torch.checkpoint) is declined
+# before anything is drawn or advanced, and forward's Python handles it.
+cdef object _module_apply = None, _num_threads = None, _replay = None
+cdef Py_ssize_t _auto_mask_min = 0
+
+
+def bind_module_call(*, module_apply, num_threads, replay, auto_mask_min):
+    """Hand in the modules' Function apply (fastdrop._torch_ops.lean_module_apply),
+    torch.get_num_threads, fastdrop._torch_replay (whose `active` is read per call) and
+    the size from which keep="auto" keeps a packed mask."""
+    global _module_apply, _num_threads, _replay, _auto_mask_min
+    _module_apply, _num_threads, _replay = module_apply, num_threads, replay
+    _auto_mask_min = auto_mask_min
+
+
+def dropout_call(module, x):
+    """y of a fastdrop.torch.Dropout training call on x, or None (nothing drawn or
+    advanced): see above."""
+    if _module_apply is None:
+        return None
+    cdef dict d = module.__dict__
+    lean = d.get("_lean")
+    if lean is None or d.get("training") is not True or d.get("inplace") is not False:
+        return None
+    code = _code(x)
+    if code < 0 or not x.requires_grad or not _grad_enabled() or _replay.active:
+        return None
+    p = d.get("p")
+    if type(p) is not float or p != d.get("_p_checked") or p == 0.0:
+        return None
+    cdef Py_ssize_t n = x.numel()
+    if n == 0:
+        return None
+    source = d.get("_source")
+    if source == "seed":
+        state = (<dict>d["_buffers"]).get("fd_state")
+        cache = d.get("_fd_view")
+        if cache is None or (<tuple>cache)[0] is not state:
+            return None
+        addr = state.data_ptr()
+        if (<tuple>cache)[1] != addr:
+            return None
+        words = _take(addr)
+    elif source == "torch" and d.get("torch_generator") is None:
+        w = _draw(None)
+        if w is None:
+            return None
+        words = (w, 0)
+    else:
+        return None
+    d["_last"] = words
+    k = lean[1]
+    keep_mask = k == "mask" or (k == "auto" and n >= _auto_mask_min)
+    nt = lean[2] or _num_threads()
+    return _module_apply(x, ((<tuple>words)[0], (<tuple>words)[1], p, lean[0], keep_mask,
+                             nt, n, code))

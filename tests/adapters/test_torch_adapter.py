@@ -223,17 +223,27 @@ def _randint_seeds(seed, k, generator=None):
     return out
 
 
-@pytest.fixture(params=["torch", "cpp"])
+@pytest.fixture(params=["torch", "shim", "cpp"])
 def draw_path(request):
-    """seed=None's draw through torch (random_ on a scratch tensor) or through the C++
-    extension (fastdrop._torch_draw; built here once: a C++ compiler and ninja are test
-    requirements), put back as it was afterwards."""
+    """seed=None's draw through torch (random_ on a scratch tensor), through torch's stable
+    C ABI (randint.low_out through the AOTInductor shim; the default generator only) or
+    through the C++ extension (fastdrop._torch_draw; built here once: a C++ compiler and
+    ninja are test requirements), put back as it was afterwards."""
     from fastdrop import _torch_draw
+    from fastdrop._cpu import _torch_lean
 
-    was = _torch_draw.active()
+    was, shim = _torch_draw.active(), _torch_lean.shim_draw_bound()
     _torch_draw.use(request.param == "cpp")
+    if request.param == "shim":
+        assert ft.ops.bind_shim_draw()
+    else:
+        _torch_lean.unbind_shim_draw()
     yield request.param
     _torch_draw.use(was)
+    if shim:
+        assert ft.ops.bind_shim_draw()
+    else:
+        _torch_lean.unbind_shim_draw()
 
 
 def test_seed_none_draws_are_randints_from_any_thread(draw_path):

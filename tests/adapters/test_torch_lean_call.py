@@ -1,0 +1,238 @@
+"""fastdrop.torch.Dropout's common training call in C (`_torch_lean.dropout_call`) and
+seed=None's draw through torch's stable C ABI (`_torch_lean.bind_shim_draw`, bound by
+fastdrop._torch_ops at import).
+
+The C call must give the same output, gradient, words and stream as forward's Python
+branch, and decline (drawing and advancing nothing) every call it does not handle; the
+shim's draws must be torch.randint's, and the import must leave torch's generator as it
+was."""
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fastdrop  # noqa: E402
+import fastdrop.torch as ft  # noqa: E402
+from fastdrop import _torch_replay  # noqa: E402
+from fastdrop._cpu import _torch_lean  # noqa: E402
+
+
+def _randint_words(k, generator=None):
+    out = []
+    for _ in range(k):
+        lo, hi = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=generator).tolist()
+        out.append(lo | (hi << 32))
+    return out
+
+
+def _step(m, x, g):
+    x = x.detach().clone().requires_grad_(True)
+    y = m(x)
+    y.backward(g)
+    return y.detach(), x.grad, m.last_call
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+@pytest.mark.parametrize("n,dtype", [(1, torch.float32), (256, torch.float32),
+                                     (20000, torch.float32), (999, torch.float64),
+                                     (4097, torch.float16)])
+def test_the_c_call_is_forwards_python_branch(monkeypatch, seed, n, dtype):
+    x = torch.randn(n).to(dtype)
+    g = torch.randn(n).to(dtype)
+    outs = []
+    for c_call in (True, False):
+        if not c_call:  # forward's Python branch: the C call declines everything
+            monkeypatch.setattr(ft, "_dropout_call", lambda m, x: None)
+        torch.manual_seed(40)
+        m = ft.Dropout(0.3, seed=seed)
+        steps = [_step(m, x, g) for _ in range(3)]
+        outs.append((steps, m.fd_state.clone(), torch.get_rng_state()))
+    (a, sa, ra), (b, sb, rb) = outs
+    for (ya, ga, wa), (yb, gb, wb) in zip(a, b):
+        assert torch.equal(ya, yb) and torch.equal(ga, gb) and wa == wb
+    assert torch.equal(sa, sb) and torch.equal(ra, rb)
+    # the words are the functional call's, so the output is fastdrop.dropout's
+    y, _, (s, st) = a[-1]
+    want = fastdrop.dropout(x.numpy(), 0.3, seed=s, stream=st)
+    assert torch.equal(y, torch.from_numpy(want))
+
+
+def test_the_c_call_takes_the_common_call():
+    m = ft.Dropout(0.2, seed=8)
+    x = torch.randn(64, requires_grad=True)
+    m(x)  # the first call caches the seed buffer's address
+    y = _torch_lean.dropout_call(m, x)
+    assert y is not None and m.last_call == (8, 1) and int(m.fd_state[2]) == 2
+    assert type(y.grad_fn).__name__ == "_LeanModuleDropoutBackward"
+    torch.manual_seed(2)
+    n = ft.Dropout(0.2)
+    assert _torch_lean.dropout_call(n, x) is not None
+    assert n.last_call == (_randint_words(1, torch.Generator().manual_seed(2))[0], 0)
+
+
+def _declines(m, x):
+    """dropout_call returns None and draws and advances nothing."""
+    state, rng, last = m.fd_state.clone(), torch.get_rng_state(), m.last_call
+    assert _torch_lean.dropout_call(m, x) is None
+    assert torch.equal(m.fd_state, state) and torch.equal(torch.get_rng_state(), rng)
+    assert m.last_call == last
+
+
+@pytest.mark.parametrize("case", ["eval", "p set", "p int", "p zero", "inplace", "no grad",
+                                  "input without grad", "empty", "bfloat16", "strided",
+                                  "fastdrop generator", "torch generator", "replay",
+                                  "first call", "buffer moved", "noise shape", "classic"])
+def test_the_c_call_declines_what_it_does_not_handle(case, monkeypatch):
+    kw = {"seed": 5}
+    if case == "fastdrop generator":
+        kw = {"seed": fastdrop.Generator(5)}
+    elif case == "torch generator":
+        kw = {"seed": None, "generator": torch.Generator().manual_seed(1)}
+    elif case == "noise shape":
+        kw["noise_shape"] = (None, 1)
+    elif case == "classic":
+        kw["mode"] = "classic"
+    m = ft.Dropout(0.25, inplace=case == "inplace", **kw)
+    x = torch.randn(6, 8, requires_grad=True)
+    with torch.no_grad():
+        m(x.clone())  # caches the seed buffer's address
+    if case == "eval":
+        m.eval()
+    elif case == "p set":
+        m.p = 0.5  # checked by forward's Python, then taken again
+    elif case == "p int":
+        m.p = 1
+    elif case == "p zero":
+        m.p = 0.0
+    elif case == "inplace":
+        x = x.detach().clone().mul(1).requires_grad_(False)
+    elif case == "input without grad":
+        x = x.detach()
+    elif case == "empty":
+        x = torch.randn(0, 8, requires_grad=True)
+    elif case == "bfloat16":
+        x = torch.randn(6, 8, dtype=torch.bfloat16, requires_grad=True)
+    elif case == "strided":
+        x = torch.randn(8, 6, requires_grad=True).t()
+    elif case == "replay":
+        monkeypatch.setattr(_torch_replay, "active", 1)
+    elif case == "first call":
+        m = ft.Dropout(0.25, seed=5)
+    elif case == "buffer moved":
+        m.fd_state = m.fd_state.clone()  # a new tensor in the buffer's place
+    if case == "no grad":
+        with torch.no_grad():
+            _declines(m, x)
+    else:
+        _declines(m, x)
+    if case == "p set":
+        m(x)
+        assert _torch_lean.dropout_call(m, x) is not None
+
+
+def test_the_c_call_is_not_reached_under_compile():
+    m = ft.Dropout(0.5, seed=4)
+    x = torch.randn(32, requires_grad=True)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(m)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+# ---- the shim draw ------------------------------------------------------------------------------
+
+def test_the_shim_is_bound_and_draws_what_randint_draws(no_cpp_draw):
+    if not ft.ops.bind_shim_draw():
+        pytest.skip("this torch has no stable C ABI shim for randint.low_out")
+    assert _torch_lean.shim_draw_bound()
+    torch.manual_seed(17)
+    got = [_torch_lean.shim_draw() for _ in range(4)]
+    after = torch.get_rng_state()
+    torch.manual_seed(17)
+    assert got == _randint_words(4)
+    assert torch.equal(after, torch.get_rng_state())  # the generator left where randint does
+    torch.manual_seed(17)
+    assert [ft.ops.draw_words(None) for _ in range(2)] == got[:2]
+    assert ft.ops.draw_words(torch.default_generator) == got[2]
+
+
+@pytest.fixture
+def no_cpp_draw():
+    """The C++ extension's draw (which no mode sees) unbound for the test."""
+    from fastdrop import _torch_draw
+
+    was = _torch_draw.active()
+    _torch_draw.use(False)
+    yield
+    if was:
+        _torch_draw.use(True)
+
+
+def test_a_dispatch_mode_sees_the_draw(no_cpp_draw):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(6)
+    with Log():
+        w = ft.ops.draw_words(None)
+    assert any("random_" in s for s in seen)
+    torch.manual_seed(6)
+    assert w == _randint_words(1)[0]
+
+
+def test_a_shim_that_draws_otherwise_is_refused(monkeypatch, no_cpp_draw):
+    was = _torch_lean.shim_draw_bound()
+    state = torch.get_rng_state()
+    monkeypatch.setattr(_torch_lean, "shim_draw", lambda: 12345)
+    try:
+        assert ft.ops.bind_shim_draw() is False
+        assert not _torch_lean.shim_draw_bound()
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.manual_seed(1)
+        assert ft.ops.draw_words(None) == _randint_words(1, torch.Generator().manual_seed(1))[0]
+    finally:
+        monkeypatch.undo()
+        if was:
+            assert ft.ops.bind_shim_draw()
+
+
+_CHILD = """
+import os, sys, torch
+torch.manual_seed(123)
+before = torch.get_rng_state()
+import fastdrop.torch as ft
+from fastdrop._cpu import _torch_lean as L
+print(int(torch.equal(before, torch.get_rng_state())), int(L.shim_draw_bound()))
+if L.shim_draw_bound():
+    sys.exit()
+# unbound: a library without the symbols, or one that is not loaded, binds nothing
+import ctypes.util
+libc = ctypes.util.find_library("c") or "libc.so.6"
+print(int(L.bind_shim_draw(libc.encode(), torch.default_generator)),
+      int(L.bind_shim_draw(b"/nonexistent/libtorch_cpu.so", torch.default_generator)))
+"""
+
+
+@pytest.mark.parametrize("env,bound", [(None, True), ("1", True), ("0", False)])
+def test_the_import_binds_the_shim_and_draws_nothing(env, bound):
+    import os
+
+    environ = dict(os.environ)
+    environ.pop("FASTDROP_TORCH_SHIM", None)
+    if env is not None:
+        environ["FASTDROP_TORCH_SHIM"] = env
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=environ, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "1"  # torch's generator as it was before the import
+    if not sys.platform.startswith("linux"):
+        return
+    assert out[1] == str(int(bound))
+    if not bound:
+        assert out[2:] == ["0", "0"]
