@@ -110,7 +110,7 @@ DL = ["dl"] if sys.platform.startswith("linux") else []
 setup(
     ext_modules=cythonize(
         [extension("_philox"), extension("_dropout"), extension("_openmp_helpers"),
-         extension("_xla", XLA_HEADERS), extension("_torch_lean", libraries=DL)],
+         extension("_xla", XLA_HEADERS), extension("_torch_lean", ["fd_dl.h"], libraries=DL)],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": build_ext},

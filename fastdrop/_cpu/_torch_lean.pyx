@@ -17,11 +17,11 @@ from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 
-cdef extern from "<dlfcn.h>" nogil:
-    void* dlopen(const char* filename, int flag)
-    void* dlsym(void* handle, const char* symbol)
-    int RTLD_NOW
-    int RTLD_NOLOAD
+cdef extern from "fd_dl.h" nogil:  # dlopen and dlsym (none on Windows)
+    void* dlopen "fd_dlopen" (const char* filename, int flag)
+    void* dlsym "fd_dlsym" (void* handle, const char* symbol)
+    int RTLD_NOW "FD_RTLD_NOW"
+    int RTLD_NOLOAD "FD_RTLD_NOLOAD"
 
 # bound by fastdrop._torch_ops (bind): torch's classes, checks and allocators
 cdef object _tensor = None, _parameter = None
