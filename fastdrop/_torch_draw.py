@@ -13,6 +13,11 @@ extensions (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``),
 that carries torch's version, so that another torch builds its own. Nothing here runs unless
 asked: `load` from ``fastdrop.torch.load_cpp_extension()``, or at import when the
 environment variable ``FASTDROP_TORCH_CPP`` is ``1``.
+
+By default (no compiler needed) seed=None's draws from torch.default_generator go through
+torch's stable C ABI instead of a Python-level ``random_`` (`bind_shim_draw`, called by
+fastdrop.torch at import; ``FASTDROP_TORCH_SHIM=0`` turns it off). Every route is checked
+against `randint_words`, torch's own draws.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ import torch
 
 from ._cpu import _torch_lean as _lean_c
 
-__all__ = ["load", "use", "active", "env_requested", "SOURCE", "ENV"]
+__all__ = ["load", "use", "active", "env_requested", "randint_words", "bind_shim_draw",
+           "SOURCE", "ENV"]
 
 SOURCE = Path(__file__).parent / "_cpu" / "src" / "fd_torch_draw.cpp"
 ENV = "FASTDROP_TORCH_CPP"
@@ -40,16 +46,24 @@ def _name() -> str:
     return "fastdrop_torch_draw_" + re.sub(r"[^0-9A-Za-z]", "_", torch.__version__)
 
 
+def randint_words(k: int, generator: torch.Generator | None = None) -> list[int]:
+    """k seed=None seeds as torch draws them: ``torch.randint(0, 2**32, (2,))`` on the CPU
+    from `generator` (None: torch.default_generator), the first draw the low word. The
+    reference every faster draw is checked against."""
+    out = []
+    for _ in range(k):
+        lo, hi = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator,
+                               device="cpu").tolist()
+        out.append(lo | (hi << 32))
+    return out
+
+
 def _agrees(mod: ModuleType) -> bool:
     """The extension's draws are torch.randint's, and leave the generator where randint
     does (checked on two fresh generators: a build against mismatched headers fails it)."""
     a, b = torch.Generator().manual_seed(20261202), torch.Generator().manual_seed(20261202)
     got = [mod.draw(a) for _ in range(3)]
-    want = []
-    for _ in range(3):
-        lo, hi = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=b).tolist()
-        want.append(lo | (hi << 32))
-    return got == want and torch.equal(a.get_state(), b.get_state())
+    return got == randint_words(3, b) and torch.equal(a.get_state(), b.get_state())
 
 
 def load(verbose: bool = False) -> ModuleType:
@@ -102,3 +116,37 @@ def env_requested() -> bool:
         warnings.warn(f"{ENV} must be 0 or 1, got {value!r}: the C++ extension is not "
                       f"loaded", RuntimeWarning, stacklevel=3)
     return value == "1"
+
+
+def _libtorch_cpu() -> str | None:
+    """The path of the libtorch_cpu that torch has loaded, or None."""
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
+        if os.path.exists(os.path.join(lib, name)):
+            return os.path.join(lib, name)
+    return None
+
+
+def bind_shim_draw() -> bool:
+    """seed=None's draws from torch.default_generator through torch's stable C ABI
+    (`_torch_lean.bind_shim_draw`; fastdrop.torch calls this at import) when it is there
+    and draws what torch.randint does: checked on the default generator itself, whose
+    state is restored afterwards (importing fastdrop.torch draws nothing). False: the
+    draws stay on ``random_``. The environment variable FASTDROP_TORCH_SHIM=0 turns it
+    off."""
+    if os.environ.get("FASTDROP_TORCH_SHIM", "1").strip() == "0":
+        return False
+    path = _libtorch_cpu()
+    if path is None or not _lean_c.bind_shim_draw(os.fsencode(path), torch.default_generator):
+        return False
+    gen = torch.default_generator
+    state = gen.get_state()
+    try:
+        got = [_lean_c.shim_draw() for _ in range(3)]
+        gen.set_state(state)
+        ok = got == randint_words(3)
+    finally:
+        gen.set_state(state)
+    if not ok:
+        _lean_c.unbind_shim_draw()
+    return ok

@@ -990,47 +990,6 @@ _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_COD
              small=_NUMPY_ALLOC)
 
 
-def _libtorch_cpu() -> str | None:
-    """The path of the libtorch_cpu that torch has loaded, or None."""
-    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
-    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
-        if os.path.exists(os.path.join(lib, name)):
-            return os.path.join(lib, name)
-    return None
-
-
-def bind_shim_draw() -> bool:
-    """seed=None's draws from torch.default_generator through torch's stable C ABI
-    (`_torch_lean.bind_shim_draw`) when it is there and draws what torch.randint does:
-    checked on the default generator itself, whose state is restored afterwards (importing
-    fastdrop.torch draws nothing). False: the draws stay on ``random_``. The environment
-    variable FASTDROP_TORCH_SHIM=0 turns it off."""
-    if os.environ.get("FASTDROP_TORCH_SHIM", "1").strip() == "0":
-        return False
-    path = _libtorch_cpu()
-    if path is None or not _lean_c.bind_shim_draw(os.fsencode(path), torch.default_generator):
-        return False
-    gen = torch.default_generator
-    state = gen.get_state()
-    try:
-        got = [_lean_c.shim_draw() for _ in range(3)]
-        gen.set_state(state)
-        want = []
-        for _ in range(3):
-            lo, hi = torch.randint(0, 1 << 32, (2,), dtype=torch.int64,
-                                   device="cpu").tolist()
-            want.append(lo | (hi << 32))
-        ok = got == want
-    finally:
-        gen.set_state(state)
-    if not ok:
-        _lean_c.unbind_shim_draw()
-    return ok
-
-
-bind_shim_draw()
-
-
 def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,
                  nt: int, inplace: bool) -> Tensor:
     """Inverted dropout of a `lean_input` tensor with the seed words (key, st): the result

@@ -228,6 +228,16 @@ def shim_draw_bound():
     return _shim_randint != NULL
 
 
+cdef inline uint64_t _words(const int64_t* at) noexcept:
+    """The 64-bit seed of two draws at `at`, the first the low word."""
+    return <uint64_t>at[0] | (<uint64_t>at[1] << 32)
+
+
+cdef inline bint _shim_drew() noexcept:
+    """randint.low_out(0, 2**32) on the shim's scratch; False when the call fails."""
+    return _shim_randint(_shim_out, 0, 4294967296, &_TWO, 1) == 0
+
+
 def shim_draw():
     """One draw through the shim (its check at bind time), or None when it is not bound,
     busy or fails."""
@@ -236,9 +246,7 @@ def shim_draw():
         return None
     _draw_busy = True
     try:
-        if _shim_randint(_shim_out, 0, 4294967296, &_TWO, 1) != 0:
-            return None
-        return <uint64_t>_shim_at[0] | (<uint64_t>_shim_at[1] << 32)
+        return _words(_shim_at) if _shim_drew() else None
     finally:
         _draw_busy = False
 
@@ -260,14 +268,13 @@ cdef object _draw(generator):
     _draw_busy = True
     try:
         if (_shim_randint != NULL and (generator is None or generator is _default_generator)
-                and not _dispatch_modes() and not _function_modes()
-                and _shim_randint(_shim_out, 0, 4294967296, &_TWO, 1) == 0):
-            return <uint64_t>_shim_at[0] | (<uint64_t>_shim_at[1] << 32)
+                and not _dispatch_modes() and not _function_modes() and _shim_drew()):
+            return _words(_shim_at)
         if generator is None:  # random_'s own default (no keyword to parse)
             _draw_random(4294967296)
         else:
             _draw_random(4294967296, generator=generator)
-        return <uint64_t>_draw_at[0] | (<uint64_t>_draw_at[1] << 32)
+        return _words(_draw_at)
     finally:
         _draw_busy = False
 

@@ -235,13 +235,13 @@ def draw_path(request):
     was, shim = _torch_draw.active(), _torch_lean.shim_draw_bound()
     _torch_draw.use(request.param == "cpp")
     if request.param == "shim":
-        assert ft.ops.bind_shim_draw()
+        assert _torch_draw.bind_shim_draw()
     else:
         _torch_lean.unbind_shim_draw()
     yield request.param
     _torch_draw.use(was)
     if shim:
-        assert ft.ops.bind_shim_draw()
+        assert _torch_draw.bind_shim_draw()
     else:
         _torch_lean.unbind_shim_draw()
 

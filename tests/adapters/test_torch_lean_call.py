@@ -1,6 +1,6 @@
 """fastdrop.torch.Dropout's common training call in C (`_torch_lean.dropout_call`) and
-seed=None's draw through torch's stable C ABI (`_torch_lean.bind_shim_draw`, bound by
-fastdrop._torch_ops at import).
+seed=None's draw through torch's stable C ABI (`_torch_draw.bind_shim_draw`, called by
+fastdrop.torch at import).
 
 The C call must give the same output, gradient, words and stream as forward's Python
 branch, and decline (drawing and advancing nothing) every call it does not handle; the
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 import fastdrop  # noqa: E402
 import fastdrop.torch as ft  # noqa: E402
-from fastdrop import _torch_replay  # noqa: E402
+from fastdrop import _torch_draw, _torch_replay  # noqa: E402
 from fastdrop._cpu import _torch_lean  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def test_the_c_call_is_not_reached_under_compile():
 # ---- the shim draw ------------------------------------------------------------------------------
 
 def test_the_shim_is_bound_and_draws_what_randint_draws(no_cpp_draw):
-    if not ft.ops.bind_shim_draw():
+    if not _torch_draw.bind_shim_draw():
         pytest.skip("this torch has no stable C ABI shim for randint.low_out")
     assert _torch_lean.shim_draw_bound()
     torch.manual_seed(17)
@@ -192,7 +192,7 @@ def test_a_shim_that_draws_otherwise_is_refused(monkeypatch, no_cpp_draw):
     state = torch.get_rng_state()
     monkeypatch.setattr(_torch_lean, "shim_draw", lambda: 12345)
     try:
-        assert ft.ops.bind_shim_draw() is False
+        assert _torch_draw.bind_shim_draw() is False
         assert not _torch_lean.shim_draw_bound()
         assert torch.equal(torch.get_rng_state(), state)
         torch.manual_seed(1)
@@ -200,7 +200,7 @@ def test_a_shim_that_draws_otherwise_is_refused(monkeypatch, no_cpp_draw):
     finally:
         monkeypatch.undo()
         if was:
-            assert ft.ops.bind_shim_draw()
+            assert _torch_draw.bind_shim_draw()
 
 
 _CHILD = """

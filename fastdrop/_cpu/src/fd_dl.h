@@ -1,6 +1,6 @@
 /* dlopen and dlsym for fastdrop._cpu._torch_lean, which looks up torch's stable C ABI in
  * the libtorch_cpu torch has loaded. Windows has neither: there the lookup finds nothing
- * and seed=None's draw stays on torch's random_ (fastdrop._torch_ops.bind_shim_draw). */
+ * and seed=None's draw stays on torch's random_ (fastdrop._torch_draw.bind_shim_draw). */
 #ifndef FD_DL_H
 #define FD_DL_H
 
