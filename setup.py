@@ -102,15 +102,17 @@ def extension(name, extra_headers=(), libraries=()):
 # the XLA FFI handlers of fastdrop.jax: C against XLA's vendored C API header (no JAX, no
 # C++ at build time); they run the _dropout driver through _dropout.pxd
 XLA_HEADERS = ["xla_ffi_c_api.h", "xla_ffi_fastdrop.h"]
-# _torch_lean finds torch's stable C ABI in the loaded libtorch_cpu (dlopen, dlsym: libdl
-# before glibc 2.34)
-DL = ["dl"] if sys.platform.startswith("linux") else []
+# _torch_lean finds torch's stable C ABI and the default generator's exported functions in
+# the loaded libtorch_cpu (dlopen, dlsym, and the generator's pthread mutex: libdl and
+# libpthread before glibc 2.34)
+DL = ["dl", "pthread"] if sys.platform.startswith("linux") else []
 
 
 setup(
     ext_modules=cythonize(
         [extension("_philox"), extension("_dropout"), extension("_openmp_helpers"),
-         extension("_xla", XLA_HEADERS), extension("_torch_lean", ["fd_dl.h"], libraries=DL)],
+         extension("_xla", XLA_HEADERS), extension("_torch_lean", ["fd_dl.h", "fd_torch_gen.h"],
+                   libraries=DL)],
         compiler_directives={"language_level": "3"},
     ),
     cmdclass={"build_ext": build_ext},

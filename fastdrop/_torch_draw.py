@@ -14,10 +14,14 @@ that carries torch's version, so that another torch builds its own. Nothing here
 asked: `load` from ``fastdrop.torch.load_cpp_extension()``, or at import when the
 environment variable ``FASTDROP_TORCH_CPP`` is ``1``.
 
-By default (no compiler needed) seed=None's draws from torch.default_generator go through
-torch's stable C ABI instead of a Python-level ``random_`` (`bind_shim_draw`, called by
-fastdrop.torch at import; ``FASTDROP_TORCH_SHIM=0`` turns it off). Every route is checked
-against `randint_words`, torch's own draws.
+By default (no compiler needed) seed=None's draws from torch.default_generator are made
+by the C++ functions libtorch_cpu exports (``at::detail::getDefaultCPUGenerator``,
+``at::CPUGeneratorImpl::random64``) under the generator's mutex, what the extension does,
+once the generator's layout has passed every check `fastdrop/_cpu/src/fd_torch_gen.h`
+makes (`bind_gen_draw`; ``FASTDROP_TORCH_SYMBOLS=0`` turns it off); else through torch's
+stable C ABI (`bind_shim_draw`; ``FASTDROP_TORCH_SHIM=0`` turns it off); else through a
+Python-level ``random_``. fastdrop.torch binds both at import (`bind_default_draws`).
+Every route is checked against `randint_words`, torch's own draws.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import torch
 from ._cpu import _torch_lean as _lean_c
 
 __all__ = ["load", "use", "active", "env_requested", "randint_words", "bind_shim_draw",
+           "bind_gen_draw", "bind_default_draws", "default_routes", "set_default_routes",
            "SOURCE", "ENV"]
 
 SOURCE = Path(__file__).parent / "_cpu" / "src" / "fd_torch_draw.cpp"
@@ -127,26 +132,78 @@ def _libtorch_cpu() -> str | None:
     return None
 
 
-def bind_shim_draw() -> bool:
-    """seed=None's draws from torch.default_generator through torch's stable C ABI
-    (`_torch_lean.bind_shim_draw`; fastdrop.torch calls this at import) when it is there
-    and draws what torch.randint does: checked on the default generator itself, whose
-    state is restored afterwards (importing fastdrop.torch draws nothing). False: the
-    draws stay on ``random_``. The environment variable FASTDROP_TORCH_SHIM=0 turns it
-    off."""
-    if os.environ.get("FASTDROP_TORCH_SHIM", "1").strip() == "0":
-        return False
-    path = _libtorch_cpu()
-    if path is None or not _lean_c.bind_shim_draw(os.fsencode(path), torch.default_generator):
-        return False
+def _draws_agree(draw) -> bool:
+    """Three calls of `draw` give torch.randint's words and leave torch.default_generator
+    where randint does; checked on the default generator itself, whose state is restored
+    afterwards (nothing is drawn for good)."""
     gen = torch.default_generator
     state = gen.get_state()
     try:
-        got = [_lean_c.shim_draw() for _ in range(3)]
+        got = [draw() for _ in range(3)]
+        after = gen.get_state()
         gen.set_state(state)
-        ok = got == randint_words(3)
+        ok = got == randint_words(3) and torch.equal(after, gen.get_state())
     finally:
         gen.set_state(state)
-    if not ok:
-        _lean_c.unbind_shim_draw()
     return ok
+
+
+def _bind(env: str, bind, draw, unbind) -> bool:
+    """One of the default generator's draw routes: off when the environment variable `env`
+    is 0; bound (`bind` on the loaded libtorch_cpu) and kept when its draws agree with
+    torch's (`_draws_agree`)."""
+    if os.environ.get(env, "1").strip() == "0":
+        return False
+    path = _libtorch_cpu()
+    if path is None or not bind(os.fsencode(path), torch.default_generator):
+        return False
+    if not _draws_agree(draw):
+        unbind()
+        return False
+    return True
+
+
+def bind_shim_draw() -> bool:
+    """seed=None's draws from torch.default_generator through torch's stable C ABI
+    (`_torch_lean.bind_shim_draw`) when it is there and draws what torch.randint does.
+    False: the draws stay on ``random_``. The environment variable FASTDROP_TORCH_SHIM=0
+    turns it off."""
+    return _bind("FASTDROP_TORCH_SHIM", _lean_c.bind_shim_draw, _lean_c.shim_draw,
+                 _lean_c.unbind_shim_draw)
+
+
+def bind_gen_draw() -> bool:
+    """seed=None's draws from torch.default_generator through libtorch_cpu's exported
+    C++ functions (`_torch_lean.bind_gen_draw`, `fastdrop/_cpu/src/fd_torch_gen.h`) when
+    the generator's layout passes its checks and the draws are torch.randint's. False: the
+    draws stay on the shim or ``random_``. The environment variable
+    FASTDROP_TORCH_SYMBOLS=0 turns it off."""
+    return _bind("FASTDROP_TORCH_SYMBOLS", _lean_c.bind_gen_draw, _lean_c.gen_draw,
+                 _lean_c.unbind_gen_draw)
+
+
+def bind_default_draws() -> tuple[bool, bool]:
+    """Both default-generator routes (fastdrop.torch calls this at import; importing draws
+    nothing): (exported symbols bound, shim bound). The symbols are tried first per call;
+    the shim stays bound beneath them, for a torch whose default generator changes."""
+    return bind_gen_draw(), bind_shim_draw()
+
+
+def default_routes() -> tuple[bool, bool]:
+    """(exported symbols bound, shim bound): the default generator's draw routes now."""
+    return _lean_c.gen_draw_bound(), _lean_c.shim_draw_bound()
+
+
+def set_default_routes(symbols: bool, shim: bool) -> tuple[bool, bool]:
+    """Bind (checked as at import, environment variables included) or unbind each
+    default-generator route, for tests and benchmarks that compare them; returns
+    `default_routes()`."""
+    if not symbols:
+        _lean_c.unbind_gen_draw()
+    elif not _lean_c.gen_draw_bound():
+        bind_gen_draw()
+    if not shim:
+        _lean_c.unbind_shim_draw()
+    elif not _lean_c.shim_draw_bound():
+        bind_shim_draw()
+    return default_routes()

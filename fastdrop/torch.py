@@ -206,7 +206,8 @@ def _check_torch_p(p: Any) -> None:
 _AUTO_MASK_MIN = 1 << 14
 ops.bind_module_call(module_apply=_lean_module_apply, num_threads=_num_threads,
                      replay=_replay, auto_mask_min=_AUTO_MASK_MIN)
-_cpp_draw.bind_shim_draw()  # seed=None's draws through torch's stable C ABI, if it is there
+# seed=None's draws through libtorch_cpu's exported functions or its stable C ABI, if there
+_cpp_draw.bind_default_draws()
 
 
 def _config(bits, mode, keep, n_threads) -> tuple:

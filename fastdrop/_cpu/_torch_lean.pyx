@@ -228,6 +228,60 @@ def shim_draw_bound():
     return _shim_randint != NULL
 
 
+# libtorch_cpu's exported C++ functions (fd_torch_gen.h): the default generator's two
+# draws under its mutex, as the opt-in C++ extension makes them, with no tensor op. Bound
+# when every layout check passes (`bind_gen_draw`), tried before the shim for the default
+# generator when no dispatch or function mode is active.
+cdef extern from "fd_torch_gen.h" nogil:
+    ctypedef struct fd_torch_gen:
+        void* impl
+    int fd_gen_bind(fd_torch_gen* g, const char* lib, uint64_t seed)
+    int fd_gen_try_draw(fd_torch_gen* g, uint64_t* out)
+    int fd_gen_draw(fd_torch_gen* g, uint64_t* out)
+
+cdef fd_torch_gen _gen
+
+
+def bind_gen_draw(bytes library, default_generator):
+    """Bind the exported-symbol draw: `library` the path of the loaded libtorch_cpu
+    (RTLD_NOLOAD), `default_generator` torch.default_generator (its initial_seed is one of
+    the layout checks). False (nothing bound) when a symbol is missing or a check fails;
+    the caller checks the draws against torch.randint's (`gen_draw`) before relying on
+    them."""
+    global _default_generator
+    if fd_gen_bind(&_gen, library, <uint64_t>default_generator.initial_seed()) != 1:
+        return False
+    _default_generator = default_generator
+    return True
+
+
+def unbind_gen_draw():
+    """seed=None's draws for the default generator through the shim or ``random_`` again."""
+    _gen.impl = NULL
+
+
+def gen_draw_bound():
+    """Whether the exported-symbol draw is bound."""
+    return _gen.impl != NULL
+
+
+cdef inline int _gen_drew(uint64_t* w) noexcept:
+    """The exported-symbol draw into *w: 1 drawn, 0 not (unbound, or another default
+    generator). Waits for a held mutex without the GIL."""
+    cdef int r = fd_gen_try_draw(&_gen, w)
+    if r < 0:
+        with nogil:
+            r = fd_gen_draw(&_gen, w)
+    return r
+
+
+def gen_draw():
+    """One draw through the exported symbols (their check at bind time), or None when
+    they are not bound."""
+    cdef uint64_t w
+    return w if _gen.impl != NULL and _gen_drew(&w) == 1 else None
+
+
 cdef inline uint64_t _words(const int64_t* at) noexcept:
     """The 64-bit seed of two draws at `at`, the first the low word."""
     return <uint64_t>at[0] | (<uint64_t>at[1] << 32)
@@ -262,6 +316,9 @@ cdef object _draw(generator):
     global _draw_busy
     cdef uint64_t w
     if _cpp_draw != NULL and _cpp_draw(<PyObject*>generator, &w):
+        return w
+    if (_gen.impl != NULL and (generator is None or generator is _default_generator)
+            and not _dispatch_modes() and not _function_modes() and _gen_drew(&w) == 1):
         return w
     if _draw_busy or _draw_random is None:
         return None

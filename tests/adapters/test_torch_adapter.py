@@ -223,27 +223,22 @@ def _randint_seeds(seed, k, generator=None):
     return out
 
 
-@pytest.fixture(params=["torch", "shim", "cpp"])
+@pytest.fixture(params=["torch", "shim", "symbols", "cpp"])
 def draw_path(request):
     """seed=None's draw through torch (random_ on a scratch tensor), through torch's stable
-    C ABI (randint.low_out through the AOTInductor shim; the default generator only) or
-    through the C++ extension (fastdrop._torch_draw; built here once: a C++ compiler and
-    ninja are test requirements), put back as it was afterwards."""
+    C ABI (randint.low_out through the AOTInductor shim; the default generator only),
+    through libtorch_cpu's exported generator functions (fd_torch_gen.h; the default
+    generator only) or through the C++ extension (fastdrop._torch_draw; built here once: a
+    C++ compiler and ninja are test requirements), put back as it was afterwards."""
     from fastdrop import _torch_draw
-    from fastdrop._cpu import _torch_lean
 
-    was, shim = _torch_draw.active(), _torch_lean.shim_draw_bound()
+    was, routes = _torch_draw.active(), _torch_draw.default_routes()
     _torch_draw.use(request.param == "cpp")
-    if request.param == "shim":
-        assert _torch_draw.bind_shim_draw()
-    else:
-        _torch_lean.unbind_shim_draw()
+    want = (request.param == "symbols", request.param == "shim")
+    assert _torch_draw.set_default_routes(*want) == want
     yield request.param
     _torch_draw.use(was)
-    if shim:
-        assert _torch_draw.bind_shim_draw()
-    else:
-        _torch_lean.unbind_shim_draw()
+    assert _torch_draw.set_default_routes(*routes) == routes
 
 
 def test_seed_none_draws_are_randints_from_any_thread(draw_path):

@@ -1,11 +1,12 @@
 """fastdrop.torch.Dropout's common training call in C (`_torch_lean.dropout_call`) and
-seed=None's draw through torch's stable C ABI (`_torch_draw.bind_shim_draw`, called by
-fastdrop.torch at import).
+seed=None's draws from the default generator through libtorch_cpu's exported functions
+(`_torch_draw.bind_gen_draw`) and through torch's stable C ABI
+(`_torch_draw.bind_shim_draw`), both bound by fastdrop.torch at import.
 
 The C call must give the same output, gradient, words and stream as forward's Python
-branch, and decline (drawing and advancing nothing) every call it does not handle; the
-shim's draws must be torch.randint's, and the import must leave torch's generator as it
-was."""
+branch, and decline (drawing and advancing nothing) every call it does not handle; each
+route's draws must be torch.randint's, under the generator's own mutex, and the import
+must leave torch's generator as it was."""
 import subprocess
 import sys
 
@@ -142,7 +143,16 @@ def test_the_c_call_is_not_reached_under_compile():
 
 # ---- the shim draw ------------------------------------------------------------------------------
 
-def test_the_shim_is_bound_and_draws_what_randint_draws(no_cpp_draw):
+@pytest.fixture
+def only_shim():
+    """The exported-symbol route unbound for the test (the shim beneath it answers)."""
+    routes = _torch_draw.default_routes()
+    _torch_draw.set_default_routes(False, routes[1])
+    yield
+    assert _torch_draw.set_default_routes(*routes) == routes
+
+
+def test_the_shim_is_bound_and_draws_what_randint_draws(no_cpp_draw, only_shim):
     if not _torch_draw.bind_shim_draw():
         pytest.skip("this torch has no stable C ABI shim for randint.low_out")
     assert _torch_lean.shim_draw_bound()
@@ -187,7 +197,7 @@ def test_a_dispatch_mode_sees_the_draw(no_cpp_draw):
     assert w == _randint_words(1)[0]
 
 
-def test_a_shim_that_draws_otherwise_is_refused(monkeypatch, no_cpp_draw):
+def test_a_shim_that_draws_otherwise_is_refused(monkeypatch, no_cpp_draw, only_shim):
     was = _torch_lean.shim_draw_bound()
     state = torch.get_rng_state()
     monkeypatch.setattr(_torch_lean, "shim_draw", lambda: 12345)
@@ -236,3 +246,151 @@ def test_the_import_binds_the_shim_and_draws_nothing(env, bound):
     assert out[1] == str(int(bound))
     if not bound:
         assert out[2:] == ["0", "0"]
+
+
+# ---- the exported-symbol draw (fd_torch_gen.h) --------------------------------------------------
+
+_linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                            reason="the exported-symbol draw is checked on Linux (glibc)")
+
+
+@pytest.fixture
+def gen_route(no_cpp_draw):
+    """The exported-symbol route bound, the shim unbound beneath it, for the test."""
+    routes = _torch_draw.default_routes()
+    if _torch_draw.set_default_routes(True, False) != (True, False):
+        pytest.skip("libtorch_cpu's generator functions are not bound here")
+    yield
+    assert _torch_draw.set_default_routes(*routes) == routes
+
+
+@_linux
+def test_the_import_binds_the_exported_symbol_draw():
+    # on the platform CI runs (Linux, glibc, torch's wheel) the layout checks pass: a
+    # failing check must be seen here, not silently fall back to the slower routes
+    assert _torch_lean.gen_draw_bound()
+
+
+def test_the_symbols_draw_what_randint_draws(gen_route):
+    torch.manual_seed(29)
+    got = [_torch_lean.gen_draw() for _ in range(4)]
+    after = torch.get_rng_state()
+    torch.manual_seed(29)
+    assert got == _randint_words(4)
+    assert torch.equal(after, torch.get_rng_state())  # the generator left where randint does
+    torch.manual_seed(29)
+    assert [ft.ops.draw_words(None) for _ in range(2)] == got[:2]
+    assert ft.ops.draw_words(torch.default_generator) == got[2]
+    # an explicit generator is not the default: its draw goes through random_
+    gen, twin = torch.Generator().manual_seed(29), torch.Generator().manual_seed(29)
+    assert ft.ops.draw_words(gen) == _randint_words(1, twin)[0] == got[0]
+    assert torch.equal(gen.get_state(), twin.get_state())
+
+
+def _mutex_address():
+    """The default generator's mutex, found independently of fd_torch_gen.h: through
+    ctypes, the impl behind at::detail::getDefaultCPUGenerator() and the member after
+    intrusive_ptr_target (vtable pointer, refcount)."""
+    import ctypes
+    import os
+
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"),
+                      mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+    get = lib._ZN2at6detail22getDefaultCPUGeneratorEv
+    get.restype = ctypes.c_void_p
+    impl = ctypes.c_void_p.from_address(get()).value
+    return impl + 2 * ctypes.sizeof(ctypes.c_void_p)
+
+
+@_linux
+def test_the_draw_holds_the_mutex_torchs_own_ops_hold(gen_route):
+    # the mutex the route locks is the one torch's ops lock: held from here (pthread, at
+    # the address the layout gives), torch.randint in a thread waits, and so does the
+    # route's draw (without the GIL: this thread keeps running); released, both finish,
+    # one after the other, each with whole draws
+    import ctypes
+    import ctypes.util
+    import threading
+    import time
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mutex = ctypes.c_void_p(_mutex_address())
+    torch.manual_seed(41)
+    want = _randint_words(2)
+    torch.manual_seed(41)
+    out = {}
+    assert libc.pthread_mutex_lock(mutex) == 0
+    try:
+        a = threading.Thread(target=lambda: out.update(randint=_randint_words(1)[0]))
+        b = threading.Thread(target=lambda: out.update(gen=_torch_lean.gen_draw()))
+        a.start()
+        b.start()
+        time.sleep(0.3)
+        assert a.is_alive() and b.is_alive() and not out  # both wait for the mutex
+    finally:
+        assert libc.pthread_mutex_unlock(mutex) == 0
+    a.join(60)
+    b.join(60)
+    assert not a.is_alive() and not b.is_alive()
+    assert sorted([out["randint"], out["gen"]]) == sorted(want)
+
+
+def test_a_bind_whose_checks_fail_binds_nothing(gen_route):
+    import ctypes.util
+
+    path = _torch_draw._libtorch_cpu()
+
+    class Other:  # the engine's seed is not this generator's initial seed
+        @staticmethod
+        def initial_seed():
+            return torch.default_generator.initial_seed() ^ 1
+
+    _torch_lean.unbind_gen_draw()
+    assert _torch_lean.bind_gen_draw(path.encode(), Other()) is False
+    assert not _torch_lean.gen_draw_bound() and _torch_lean.gen_draw() is None
+    libc = ctypes.util.find_library("c") or "libc.so.6"  # no such symbols
+    assert _torch_lean.bind_gen_draw(libc.encode(), torch.default_generator) is False
+    assert _torch_lean.bind_gen_draw(b"/nonexistent/libtorch_cpu.so",
+                                     torch.default_generator) is False
+    assert not _torch_lean.gen_draw_bound()
+    assert _torch_draw.bind_gen_draw()
+
+
+def test_symbols_that_draw_otherwise_are_refused(monkeypatch, gen_route):
+    state = torch.get_rng_state()
+    monkeypatch.setattr(_torch_lean, "gen_draw", lambda: 12345)
+    assert _torch_draw.bind_gen_draw() is False
+    assert not _torch_lean.gen_draw_bound()
+    assert torch.equal(torch.get_rng_state(), state)
+    monkeypatch.undo()
+    assert _torch_draw.bind_gen_draw()
+
+
+_GEN_CHILD = """
+import torch
+torch.manual_seed(321)
+before = torch.get_rng_state()
+import fastdrop.torch as ft
+from fastdrop._cpu import _torch_lean as L
+same = torch.equal(before, torch.get_rng_state())
+m = ft.Dropout(0.5)
+m(torch.ones(8))
+torch.manual_seed(321)
+lo, hi = torch.randint(0, 2**32, (2,), dtype=torch.int64).tolist()
+print(int(same), int(L.gen_draw_bound()), int(m.last_call == (lo | (hi << 32), 0)))
+"""
+
+
+@pytest.mark.parametrize("env,bound", [(None, True), ("1", True), ("0", False)])
+def test_the_import_binds_the_symbols_and_draws_nothing(env, bound):
+    import os
+
+    environ = dict(os.environ)
+    environ.pop("FASTDROP_TORCH_SYMBOLS", None)
+    if env is not None:
+        environ["FASTDROP_TORCH_SYMBOLS"] = env
+    out = subprocess.run([sys.executable, "-c", _GEN_CHILD], env=environ,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "1" and out[2] == "1"  # the generator untouched; seeds are randint's
+    if sys.platform.startswith("linux"):
+        assert out[1] == str(int(bound))
