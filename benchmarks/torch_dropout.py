@@ -9,8 +9,9 @@ training step of nn.TransformerEncoderLayer, eager and compiled, side by side in
 `ops` prices one extra torch operation in a small step: fastdrop's seeded module with
 and without one more call per step (the seed=None draw, ``random_`` on a 2-element
 tensor; ``fill_``; ``zero_``; ``torch.empty``; the generator's ``get_state``), beside
-torch's module and fastdrop's seed=None module (its draw through torch, and through the
-C++ extension, fastdrop.torch.load_cpp_extension), at 2^min-exp elements, as min, 10th
+torch's module and fastdrop's seed=None module (its draw by default, through libtorch_cpu's
+exported generator functions; through the C++ extension, fastdrop.torch.load_cpp_extension;
+through torch's stable C ABI alone; through ``random_``), at 2^min-exp elements, as min, 10th
 percentile and median over --repeats alternating batches of 500 steps. `sizes` has the
 C++ draw's column too, when the extension can be built, and a memory-bound floor: the
 step of ``x * 1.1`` through autograd (torch's cheapest elementwise op with a backward:
@@ -23,13 +24,14 @@ faulted in again on every step depends on the process's heap (glibc), not on the
 alone, so each size gets several processes.
 
 Each figure is the best of `--repeats` timed batches (time.perf_counter), after warm-up
-calls; torch's and fastdrop's batches alternate (round robin) in the same process, so a
-busy machine slows both alike. Prints a Markdown table.
+calls; torch's and fastdrop's batches alternate (round robin, `sizes` in an order shuffled
+each round) in the same process, so a busy machine slows both alike. Prints a Markdown table.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import random
 import time
 
 import torch
@@ -57,16 +59,24 @@ def _cpp_available() -> bool:
     return True
 
 
-def _with_draw(cpp: bool, f):
-    """f with seed=None's draw through the C++ extension (cpp) or torch."""
+def _with_draw(cpp, f):
+    """f with seed=None's draw through the C++ extension (cpp True), or the default routes
+    (False: libtorch_cpu's exported generator functions, else the stable C ABI), or one
+    route named: "shim" (the stable C ABI alone) or "random_" (torch's Python-level op)."""
     from fastdrop import _torch_draw
 
+    routes = {"shim": (False, True), "random_": (False, False)}
+
     def run(*a):
-        _torch_draw.use(cpp)
+        before = _torch_draw.default_routes()
+        _torch_draw.use(cpp is True)
+        if cpp in routes:
+            _torch_draw.set_default_routes(*routes[cpp])
         try:
             return f(*a)
         finally:
             _torch_draw.use(False)
+            _torch_draw.set_default_routes(*before)
     return run
 
 
@@ -103,12 +113,13 @@ def sizes(args) -> None:
             _with_draw(c, lambda call=call: [call() for _ in range(3)])()
             calls.append(timed)
         times = [float("inf")] * len(calls)
+        order = random.Random(e)
         for r in range(args.repeats):
-            # round robin, all see the same machine load; the order rotates each
-            # round, so that no module always runs right after torch's (whose frees of
-            # large tensors stall the next call from about 2^20 up)
-            for k in range(len(calls)):
-                i = (k + r) % len(calls)
+            # round robin, all see the same machine load; the order is shuffled each
+            # round (a rotation would keep each column's predecessor), so that no module
+            # always runs right after torch's, whose large tensors' frees and dirty cache
+            # lines slow the next call from about 2^20 up
+            for i in order.sample(range(len(calls)), len(calls)):
                 times[i] = min(times[i], calls[i]())
         t = times[0]
         fd = [times[1]] + ([times[2]] if cpp else []) + [times[-2]]
@@ -222,6 +233,8 @@ def ops(args) -> None:
              "fastdrop seed=None": (ft.Dropout(0.1), lambda: None, False)}
     if cpp:
         calls["fastdrop seed=None, C++ draw"] = (ft.Dropout(0.1), lambda: None, True)
+    calls["fastdrop seed=None, stable C ABI draw"] = (ft.Dropout(0.1), lambda: None, "shim")
+    calls["fastdrop seed=None, random_ draw"] = (ft.Dropout(0.1), lambda: None, "random_")
     calls.update({f"fastdrop seed=1 + {k}": (seeded, f, False) for k, f in extra.items()})
 
     def batch(m, f, steps=500):

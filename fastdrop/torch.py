@@ -204,8 +204,13 @@ def _check_torch_p(p: Any) -> None:
 # n / 8 bytes costs the backward less than regenerating the draws once the arrays leave
 # the first cache levels; below it the mask's allocation costs more than it saves.
 _AUTO_MASK_MIN = 1 << 14
+_module_hooks = torch.nn.modules.module
 ops.bind_module_call(module_apply=_lean_module_apply, num_threads=_num_threads,
-                     replay=_replay, auto_mask_min=_AUTO_MASK_MIN)
+                     replay=_replay, auto_mask_min=_AUTO_MASK_MIN,
+                     global_hooks=(_module_hooks._global_backward_pre_hooks,
+                                   _module_hooks._global_backward_hooks,
+                                   _module_hooks._global_forward_hooks,
+                                   _module_hooks._global_forward_pre_hooks))
 # seed=None's draws through libtorch_cpu's exported functions or its stable C ABI, if there
 _cpp_draw.bind_default_draws()
 
@@ -1175,6 +1180,18 @@ class Dropout(_FastdropDropout, nn.Dropout):
     def noise_shape(self) -> tuple | None:
         """The mask's shape (None entries: the input's size), or None."""
         return self._noise_shape
+
+    def __call__(self, *args, **kwargs):
+        # nn.Module.__call__ (its _wrapped_call_impl and _call_impl frames, then forward's)
+        # costs about 1.3 us of a 2^8-element step: the common training call goes to C
+        # from here when nn.Module's would call forward directly (no hooks, no
+        # Module.compile; checked in C), and every other call (compilation included,
+        # which traces this) through nn.Module.__call__ as it is now (torch.fx patches it)
+        if len(args) == 1 and not kwargs and not _is_compiling():
+            y = _dropout_call(self, args[0], True)
+            if y is not None:
+                return y
+        return nn.Module.__call__(self, *args, **kwargs)
 
     def forward(self, input: Tensor) -> Tensor:
         if not _is_compiling():  # the common training call, in C (or None: below)

@@ -440,23 +440,48 @@ cdef object _module_apply = None, _num_threads = None, _replay = None
 cdef Py_ssize_t _auto_mask_min = 0
 
 
-def bind_module_call(*, module_apply, num_threads, replay, auto_mask_min):
+cdef tuple _global_hooks = ()
+
+
+def bind_module_call(*, module_apply, num_threads, replay, auto_mask_min, global_hooks=()):
     """Hand in the modules' Function apply (fastdrop._torch_ops.lean_module_apply),
-    torch.get_num_threads, fastdrop._torch_replay (whose `active` is read per call) and
-    the size from which keep="auto" keeps a packed mask."""
-    global _module_apply, _num_threads, _replay, _auto_mask_min
+    torch.get_num_threads, fastdrop._torch_replay (whose `active` is read per call), the
+    size from which keep="auto" keeps a packed mask, and torch.nn.modules.module's global
+    hook dicts (a call through the module's ``__call__`` is taken only while all are
+    empty)."""
+    global _module_apply, _num_threads, _replay, _auto_mask_min, _global_hooks
     _module_apply, _num_threads, _replay = module_apply, num_threads, replay
     _auto_mask_min = auto_mask_min
+    _global_hooks = tuple(global_hooks)
 
 
-def dropout_call(module, x):
+cdef bint _no_hooks(dict d):
+    """nn.Module._wrapped_call_impl would call forward directly: no compiled call
+    (Module.compile), no hook of the module's and no global one."""
+    if d.get("_compiled_call_impl") is not None:
+        return False
+    for name in ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks",
+                 "_backward_hooks"):
+        h = d.get(name)
+        if h is None or len(h):
+            return False
+    for h in _global_hooks:
+        if len(h):
+            return False
+    return True
+
+
+def dropout_call(module, x, bint called=False):
     """y of a fastdrop.torch.Dropout training call on x, or None (nothing drawn or
-    advanced): see above."""
+    advanced): see above. `called`: from the module's ``__call__``, which nn.Module's
+    would run hooks around (declined while there are any: `_no_hooks`)."""
     if _module_apply is None:
         return None
     cdef dict d = module.__dict__
     lean = d.get("_lean")
     if lean is None or d.get("training") is not True or d.get("inplace") is not False:
+        return None
+    if called and not _no_hooks(d):
         return None
     code = _code(x)
     if code < 0 or not x.requires_grad or not _grad_enabled() or _replay.active:

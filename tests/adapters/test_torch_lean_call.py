@@ -45,7 +45,7 @@ def test_the_c_call_is_forwards_python_branch(monkeypatch, seed, n, dtype):
     outs = []
     for c_call in (True, False):
         if not c_call:  # forward's Python branch: the C call declines everything
-            monkeypatch.setattr(ft, "_dropout_call", lambda m, x: None)
+            monkeypatch.setattr(ft, "_dropout_call", lambda m, x, called=False: None)
         torch.manual_seed(40)
         m = ft.Dropout(0.3, seed=seed)
         steps = [_step(m, x, g) for _ in range(3)]
@@ -394,3 +394,128 @@ def test_the_import_binds_the_symbols_and_draws_nothing(env, bound):
     assert out[0] == "1" and out[2] == "1"  # the generator untouched; seeds are randint's
     if sys.platform.startswith("linux"):
         assert out[1] == str(int(bound))
+
+
+# ---- the module's __call__ ----------------------------------------------------------------------
+
+def _calls_c(monkeypatch):
+    """Count the __call__ fast path's C calls that returned a result."""
+    seen = []
+    real = ft._dropout_call
+
+    def spy(m, x, called=False):
+        y = real(m, x, called)
+        seen.append((called, y is not None))
+        return y
+    monkeypatch.setattr(ft, "_dropout_call", spy)
+    return seen
+
+
+def test_call_takes_the_c_call_without_hooks(monkeypatch):
+    seen = _calls_c(monkeypatch)
+    m, twin = ft.Dropout(0.5, seed=3), ft.Dropout(0.5, seed=3)
+    x = torch.randn(64, requires_grad=True)
+    m(x)  # the first call of a seeded layer sees its buffer in Python
+    seen.clear()
+    y = m(x)
+    assert seen == [(True, True)]  # one C call, from __call__, nothing in forward
+    twin.forward(x)
+    assert torch.equal(y, twin.forward(x)) and m.last_call == twin.last_call
+
+
+@pytest.mark.parametrize("hook", ["forward_pre", "forward", "forward_kwargs",
+                                  "full_backward", "full_backward_pre", "global_forward",
+                                  "global_forward_pre", "global_backward"])
+def test_call_runs_every_hook_as_nn_module_does(monkeypatch, hook):
+    # with any hook the fast path declines (nothing drawn or advanced) and nn.Module's
+    # __call__ runs the hooks around forward, as for torch's nn.Dropout
+    from torch.nn.modules import module as M
+
+    seen = _calls_c(monkeypatch)
+    ran = []
+    ours, theirs = ft.Dropout(0.5, seed=3), torch.nn.Dropout(0.5)
+    ours(torch.ones(4, requires_grad=True))  # seen its buffer (stream 0)
+    seen.clear()
+    handles = []
+    for m in (ours, theirs):
+        tag = type(m).__module__
+        if hook == "forward_pre":
+            handles.append(m.register_forward_pre_hook(lambda mod, a, t=tag: ran.append(t)))
+        elif hook == "forward":
+            handles.append(m.register_forward_hook(lambda mod, a, o, t=tag: ran.append(t)))
+        elif hook == "forward_kwargs":
+            handles.append(m.register_forward_hook(
+                lambda mod, a, k, o, t=tag: ran.append(t), with_kwargs=True))
+        elif hook == "full_backward":
+            handles.append(m.register_full_backward_hook(
+                lambda mod, gi, go, t=tag: ran.append(t)))
+        elif hook == "full_backward_pre":
+            handles.append(m.register_full_backward_pre_hook(
+                lambda mod, go, t=tag: ran.append(t)))
+    if hook.startswith("global"):
+        reg = {"global_forward": M.register_module_forward_hook,
+               "global_forward_pre": M.register_module_forward_pre_hook,
+               "global_backward": M.register_module_full_backward_hook}[hook]
+        if hook == "global_forward":
+            handles.append(reg(lambda mod, a, o: ran.append(type(mod).__module__)))
+        elif hook == "global_forward_pre":
+            handles.append(reg(lambda mod, a: ran.append(type(mod).__module__)))
+        else:
+            handles.append(reg(lambda mod, gi, go: ran.append(type(mod).__module__)))
+    try:
+        x = torch.randn(64, requires_grad=True)
+        for m in (ours, theirs):
+            m(x).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    assert ran.count("fastdrop.torch") == ran.count("torch.nn.modules.dropout") == 1
+    assert (True, True) not in seen  # declined from __call__; forward's C call ran
+    assert (False, True) in seen
+    assert ours.last_call[1] == 1  # one call, one stream (the declined one drew nothing)
+    seen.clear()
+    ours(x)  # hooks removed: the fast path again
+    assert seen == [(True, True)] and ours.last_call[1] == 2
+
+
+def test_call_keeps_module_compile_and_keyword_calls(monkeypatch):
+    seen = _calls_c(monkeypatch)
+    x = torch.randn(32, requires_grad=True)
+    m = ft.Dropout(0.5, seed=8)
+    y = m(input=x)  # keywords: nn.Module.__call__, then forward
+    assert [c for c, _ in seen] == [False]
+    assert torch.equal(y, ft.Dropout(0.5, seed=8)(x))
+    calls = []
+
+    def backend(gm, example_inputs):
+        calls.append(gm)
+        return gm
+    m = ft.Dropout(0.5, seed=8)
+    m.compile(backend=backend, fullgraph=True)
+    seen.clear()
+    y = m(x)  # Module.compile: the compiled call, not the C path
+    assert calls and (True, True) not in seen
+    assert torch.equal(y, ft.Dropout(0.5, seed=8)(x))
+
+
+def test_call_under_fx_symbolic_trace_as_a_leaf():
+    # torch.fx patches nn.Module.__call__ while tracing; the override reaches the patched
+    # one, so a tracer that keeps fastdrop's module a leaf records it as a call_module
+    # and the traced module computes what the model does (fx's default tracer traces
+    # into forward, which takes tensors only: fastdrop's modules are not under torch.nn)
+    import torch.fx
+
+    class Leaf(torch.fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, ft.Dropout) or super().is_leaf_module(m, name)
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), ft.Dropout(0.5, seed=2))
+    graph = Leaf().trace(model)
+    assert [n.op for n in graph.nodes].count("call_module") == 2
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 4), ft.Dropout(0.5, seed=2))
+    twin.load_state_dict(model.state_dict())
+    gm = torch.fx.GraphModule(model, graph)  # holds model's own submodules
+    x = torch.randn(3, 4)
+    a, b = gm(x), model(x)  # training: one layer, two calls, streams 0 and 1
+    assert torch.equal(a, twin(x)) and torch.equal(b, twin(x))
+    assert not torch.equal(a, b)
