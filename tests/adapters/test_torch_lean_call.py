@@ -156,15 +156,22 @@ def test_the_shim_is_bound_and_draws_what_randint_draws(no_cpp_draw, only_shim):
     if not _torch_draw.bind_shim_draw():
         pytest.skip("this torch has no stable C ABI shim for randint.low_out")
     assert _torch_lean.shim_draw_bound()
-    torch.manual_seed(17)
-    got = [_torch_lean.shim_draw() for _ in range(4)]
+    _route_draws_randints(_torch_lean.shim_draw, 17)
+
+
+def _route_draws_randints(draw, seed):
+    """A route's draws (`draw`, and seed=None's through it) are randint's and leave the
+    default generator where randint does; returns them."""
+    torch.manual_seed(seed)
+    got = [draw() for _ in range(4)]
     after = torch.get_rng_state()
-    torch.manual_seed(17)
+    torch.manual_seed(seed)
     assert got == _randint_words(4)
     assert torch.equal(after, torch.get_rng_state())  # the generator left where randint does
-    torch.manual_seed(17)
+    torch.manual_seed(seed)
     assert [ft.ops.draw_words(None) for _ in range(2)] == got[:2]
     assert ft.ops.draw_words(torch.default_generator) == got[2]
+    return got
 
 
 @pytest.fixture
@@ -272,15 +279,7 @@ def test_the_import_binds_the_exported_symbol_draw():
 
 
 def test_the_symbols_draw_what_randint_draws(gen_route):
-    torch.manual_seed(29)
-    got = [_torch_lean.gen_draw() for _ in range(4)]
-    after = torch.get_rng_state()
-    torch.manual_seed(29)
-    assert got == _randint_words(4)
-    assert torch.equal(after, torch.get_rng_state())  # the generator left where randint does
-    torch.manual_seed(29)
-    assert [ft.ops.draw_words(None) for _ in range(2)] == got[:2]
-    assert ft.ops.draw_words(torch.default_generator) == got[2]
+    got = _route_draws_randints(_torch_lean.gen_draw, 29)
     # an explicit generator is not the default: its draw goes through random_
     gen, twin = torch.Generator().manual_seed(29), torch.Generator().manual_seed(29)
     assert ft.ops.draw_words(gen) == _randint_words(1, twin)[0] == got[0]
