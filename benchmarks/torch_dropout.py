@@ -2,6 +2,7 @@
 training step of nn.TransformerEncoderLayer, eager and compiled, side by side in one run.
 
     python benchmarks/torch_dropout.py sizes [--threads 1] [--min-exp 8] [--max-exp 26]
+                                             [--flush-mib 64]
     python benchmarks/torch_dropout.py transformer [--threads 2] [--steps 20] [--no-compile]
     python benchmarks/torch_dropout.py faults [--threads 1] [--processes 4] [--min-exp 18]
     python benchmarks/torch_dropout.py ops [--threads 1] [--min-exp 8] [--repeats 50]
@@ -16,7 +17,12 @@ percentile and median over --repeats alternating batches of 500 steps. `sizes` h
 C++ draw's column too, when the extension can be built, and a memory-bound floor: the
 step of ``x * 1.1`` through autograd (torch's cheapest elementwise op with a backward:
 the same bytes read and written as a dropout step, no random numbers, no mask), and
-fastdrop's seed=None step as a multiple of it.
+fastdrop's seed=None step as a multiple of it. Before each of its timed batches `sizes`
+writes a --flush-mib buffer (64 MiB by default, twice a 32 MiB L3; 0: none), so that every
+batch starts from caches that hold none of its tensors: without it a batch that ran right
+after another fastdrop module found the pooled outputs that module had just written still
+in the cache, and one that ran after torch's or the floor's did not (at 2^20 on one
+thread, a column's time followed its predecessors: 600 against 1000 us).
 
 `faults` runs fastdrop's module alone in fresh processes (one per row) and counts the
 minor page faults per forward + backward after a warm-up: whether an output's pages are
@@ -83,7 +89,8 @@ def _with_draw(cpp, f):
 def sizes(args) -> None:
     cpp = _cpp_available()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, "
-          f"p=0.1, module forward + backward (best of {args.repeats})\n")
+          f"p=0.1, module forward + backward (best of {args.repeats}; "
+          f"{args.flush_mib} MiB written before each timed batch)\n")
     names = ["torch nn.Dropout", "fastdrop Dropout (seed=None)"]
     names += ["fastdrop (seed=None, C++ draw)"] if cpp else []
     names += ["fastdrop Dropout (seed=1)", "fastdrop (seed=1, keep=\"seed\")",
@@ -94,6 +101,7 @@ def sizes(args) -> None:
           + " | ".join(f"torch / fastdrop ({r})" for r in ratios)
           + " | fastdrop (seed=None) / floor |")
     print("|---" * (2 + len(names) + len(ratios)) + "|")
+    flush = torch.empty(args.flush_mib << 18) if args.flush_mib > 0 else None
     for e in range(args.min_exp, args.max_exp + 1, args.step):
         n = 1 << e
         x = torch.randn(n, requires_grad=True)
@@ -120,6 +128,8 @@ def sizes(args) -> None:
             # always runs right after torch's, whose large tensors' frees and dirty cache
             # lines slow the next call from about 2^20 up
             for i in order.sample(range(len(calls)), len(calls)):
+                if flush is not None:
+                    flush.fill_(float(r))  # evicts the previous batch's tensors
                 times[i] = min(times[i], calls[i]())
         t = times[0]
         fd = [times[1]] + ([times[2]] if cpp else []) + [times[-2]]
@@ -270,6 +280,8 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="training steps per timed batch")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--flush-mib", type=int, default=64,
+                    help="sizes: MiB written before each timed batch (0: none)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
