@@ -43,9 +43,13 @@ test_gpu_check.py does this).
    non-default torch stream, then dropped out on that stream: the result must equal the
    CPU's (a launch on another stream would race with the fill).
 
-Prints a table last; writes everything as JSON to ``$OUT/gpu_check.json`` when OUT is
-set (or ``--json PATH``).  Exit status 1 if any bit-identity check fails, 2 if no GPU
-(and no --sim).
+Prints the versions it runs with first (the device machine's image, not the project's
+pins) and a table last; writes everything as JSON to ``$OUT/gpu_check.json`` when OUT is
+set (or ``--json PATH``), rewritten after each section and each bandwidth size
+(``sections_done``), so a run cut short by its time limit still returns what it finished.
+A failed warm-up is recorded and the checks go on (they compile as they launch).  Exit
+status 1 if any bit-identity check, the warm-up, the cache probe or the stream probe
+fails, 2 if no GPU (and no --sim).
 """
 from __future__ import annotations
 
@@ -367,10 +371,11 @@ def _bandwidth_case(g: Gpu, name: str, dt, lg: int, iters: int, p: float, time_i
     del x, y, pm
 
 
-def bandwidth(g: Gpu, logs, iters: int, p: float, deadline: float = float("inf")
-              ) -> list[dict]:
+def bandwidth(g: Gpu, logs, iters: int, p: float, deadline: float = float("inf"),
+              on_row=lambda: None) -> list[dict]:
     """Section 2 of the module docstring; a case that would start after `deadline`
-    (perf_counter seconds) is skipped and said so (the one-call run must end in time)."""
+    (perf_counter seconds) is skipped and said so (the one-call run must end in time);
+    `on_row()` is called after each dtype and size (the JSON is saved)."""
     time_it = _timer(g)
     rows = []
     try:
@@ -389,6 +394,7 @@ def bandwidth(g: Gpu, logs, iters: int, p: float, deadline: float = float("inf")
                 _bandwidth_case(g, name, dt, lg, iters, p, time_it, rows, has_torch, torch)
             except Exception as exc:  # one hardware run: record it and go on
                 print(f"  {name} 2^{lg}: setup failed: {type(exc).__name__}: {exc}")
+            on_row()
     return rows
 
 
@@ -435,6 +441,28 @@ def cache_probe() -> dict:
     return res
 
 
+def versions() -> dict:
+    """The versions a hardware run depends on (the device machine's image, not the
+    project's pins): Python, NumPy, Numba, numba-cuda, cuda-core, PyTorch, the driver's
+    CUDA version and libNVVM's."""
+    import importlib
+    import platform
+    res = {"python": platform.python_version()}
+    for mod in ("numpy", "numba", "numba_cuda", "cuda.core", "torch", "ml_dtypes"):
+        try:
+            res[mod] = str(getattr(importlib.import_module(mod), "__version__", "?"))
+        except Exception:   # not installed, or broken: say so and go on
+            res[mod] = None
+    if not SIM:
+        try:
+            from numba.cuda.cudadrv import driver, nvvm
+            res["driver_cuda"] = list(driver.driver.get_version())
+            res["nvvm"] = list(nvvm.NVVM().get_version())
+        except Exception as exc:
+            res["driver_error"] = repr(exc)[:200]
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sim", action="store_true", help="tiny sizes under the simulator")
@@ -455,29 +483,44 @@ def main(argv: list[str] | None = None) -> int:
     if not SIM and not g.cuda.is_available():
         print("gpu_check: no GPU (use --sim to exercise the script under the simulator)")
         return 2
-    info = {"simulator": SIM}
+    info = {"simulator": SIM, "versions": versions()}
     if not SIM:
         dev = g.cuda.get_current_device()
         info.update(device=str(dev.name), cc=list(dev.compute_capability),
                     sms=dev.MULTIPROCESSOR_COUNT)
-    try:
-        import numba_cuda
-        info["numba_cuda"] = numba_cuda.__version__
-    except ImportError:
-        pass
     print("gpu_check:", info, flush=True)
+    out = args.json or (os.path.join(os.environ["OUT"], "gpu_check.json")
+                        if os.environ.get("OUT") else None)
+    report = {"info": info, "identity": [], "bandwidth": [], "probe": None,
+              "sections_done": []}
+
+    def save(section: str) -> None:
+        """Write what is known so far (a run cut short by its time limit still leaves
+        the finished sections in the JSON)."""
+        report["sections_done"].append(section)
+        report["seconds"] = round(time.perf_counter() - START, 1)
+        if out:
+            Path(out).write_text(json.dumps(report, indent=1))
 
     t0 = time.perf_counter()
-    info["warm_up_kernels"] = g.F.warm_up()
-    info["warm_up_s"] = round(time.perf_counter() - t0, 2)
-    print(f"warm-up: {info['warm_up_kernels']} fast kernels compiled in "
-          f"{info['warm_up_s']} s ({g.F.cache_stats()})", flush=True)
-    if not SIM:   # the simulator compiles nothing, so it caches nothing
-        info["cache_probe"] = cache_probe()
+    try:
+        info["warm_up_kernels"] = g.F.warm_up()
+        info["warm_up_s"] = round(time.perf_counter() - t0, 2)
+        print(f"warm-up: {info['warm_up_kernels']} fast kernels compiled in "
+              f"{info['warm_up_s']} s ({g.F.cache_stats()})", flush=True)
+    except Exception as exc:  # one hardware run: record it, the checks compile lazily
+        info["warm_up_error"] = f"{type(exc).__name__}: {str(exc)[:1000]}"
+        print("warm-up FAILED:", info["warm_up_error"], flush=True)
+    if not SIM and "warm_up_error" not in info:   # the simulator caches nothing
+        try:
+            info["cache_probe"] = cache_probe()
+        except Exception as exc:
+            info["cache_probe"] = {"ok": False, "error": repr(exc)[:500]}
         print("compile cache, a second process:", info["cache_probe"], flush=True)
+    save("warm-up")
     t0 = time.perf_counter()
     sizes = [8, 37] if SIM else [8, 1000 + 3, (1 << 20) + 5]
-    ident = identity_checks(g, sizes)
+    ident = report["identity"] = identity_checks(g, sizes)
     bad = [r for r in ident if not r["ok"]]
     print(f"bit-identity: {len(ident) - len(bad)} of {len(ident)} cases equal the CPU "
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -486,13 +529,18 @@ def main(argv: list[str] | None = None) -> int:
     payload = sum(not r["nan_payload_equal"] for r in ident)
     print(f"NaN payloads: differ from the CPU's in {payload} of {len(ident)} cases "
           f"(positions always checked)")
+    save("identity")
 
     logs = [4, 6] if SIM else args.sizes
-    bw = bandwidth(g, logs, 2 if SIM else args.iters, args.p, START + args.budget)
+    bw = report["bandwidth"] = bandwidth(g, logs, 2 if SIM else args.iters, args.p,
+                                         START + args.budget,
+                                         on_row=lambda: save("bandwidth row"))
+    save("bandwidth")
     try:
         probe = torch_stream_probe(g)
     except Exception as exc:
         probe = {"probe": "torch side stream", "ok": False, "error": repr(exc)[:300]}
+    report["probe"] = probe
     if probe is not None:
         print("probe:", probe)
     print(f"\n{'dtype':9} {'n':>5} {'operation':28} {'ms':>9} {'GB/s':>8} {'copy ms':>9} "
@@ -505,14 +553,12 @@ def main(argv: list[str] | None = None) -> int:
         hu = f"{r['host_us']:8.1f}" if r["host_us"] is not None else f"{'-':>8}"
         print(f"{r['dtype']:9} 2^{r['log2n']:<3} {r['op']:28} {r['ms']:9.4f} "
               f"{r['GBps']:8.1f} {r['copy_ms']:9.4f} {r['ratio']:6.2f} {hu}")
-    out = args.json or (os.path.join(os.environ["OUT"], "gpu_check.json")
-                        if os.environ.get("OUT") else None)
-    if out:
-        Path(out).write_text(json.dumps({"info": info, "identity": ident, "bandwidth": bw,
-                                         "probe": probe}, indent=1))
-        print(f"wrote {out}")
-    ok = (not bad and (probe is None or probe["ok"])
+    ok = (not bad and (probe is None or probe["ok"]) and "warm_up_error" not in info
           and info.get("cache_probe", {"ok": True})["ok"])
+    report["pass"] = ok
+    save("probe")
+    if out:
+        print(f"wrote {out}")
     print(f"gpu_check: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - t0:.1f} s)")
     return 0 if ok else 1
 

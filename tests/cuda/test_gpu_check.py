@@ -32,6 +32,10 @@ def test_gpu_check_runs_under_the_simulator(tmp_path):
     assert "gpu_check: PASS" in text and "SIMULATOR: not a measurement" in text, text
     data = json.loads(out.read_text())
     assert data["info"]["simulator"] is True
+    assert data["pass"] is True and data["info"]["versions"]["numba"]
+    assert data["sections_done"][0] == "warm-up" and data["sections_done"][-1] == "probe"
+    # saved after each bandwidth size too (2 dtypes x 2 sizes under --sim)
+    assert data["sections_done"].count("bandwidth row") == 4
     ident = data["identity"]
     # per dtype 27 cases, 20 of them fast (bits=8 takes the fast path from 16 elements;
     # float64 from 8, half a Philox block per unit: 3 more), and for float32 and bfloat16
