@@ -189,9 +189,44 @@ def seed_tensor(seed: int, stream: int = 0, device: Any = None) -> Tensor:
 def _check_input(input: Any) -> None:
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    _check_dtype(input)
+
+
+def _check_dtype(input: Tensor) -> None:
     if input.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"input must have dtype float16, bfloat16, float32 or float64, "
                         f"got {input.dtype}")
+
+
+def _fx_proxy(*values: Any) -> Any:
+    """The first ``torch.fx.Proxy`` among values, or None (called only where an argument
+    is not a tensor, so the hot paths pay nothing)."""
+    proxy_type = torch.fx.Proxy
+    return next((v for v in values if isinstance(v, proxy_type)), None)
+
+
+def _fx_function(fn, params: dict) -> Any:
+    """Under torch.fx symbolic tracing: the call of the public function `fn` with these
+    arguments (``locals()`` at its entry: every parameter by name) as one
+    ``call_function`` node, as fx records torch's functional dropouts; the traced
+    GraphModule calls `fn` at run time, so seed=None draws anew at each call (tracing
+    through would bake one draw into the graph as a constant). Not tracing (no argument
+    is a Proxy): the TypeError of a non-tensor input."""
+    names = list(params)
+    proxy = _fx_proxy(*params.values())
+    if proxy is None:
+        _check_input(params[names[0]])   # raises: the first argument is not a tensor
+        raise TypeError(f"{names[0]} must be a torch.Tensor")   # (not reached)
+    defaults = _fx_defaults.get(fn)
+    if defaults is None:
+        import inspect
+        defaults = _fx_defaults[fn] = {
+            k: v.default for k, v in inspect.signature(fn).parameters.items()}
+    kwargs = {k: params[k] for k in names[1:] if params[k] is not defaults.get(k)}
+    return proxy.tracer.create_proxy("call_function", fn, (params[names[0]],), kwargs)
+
+
+_fx_defaults: dict = {}
 
 
 def _check_torch_p(p: Any) -> None:
@@ -516,7 +551,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     >>> x.grad
     tensor([2., 2., 0., 0., 0., 0., 2., 0.])
     """
-    _check_input(input)
+    if not isinstance(input, Tensor):
+        return _fx_function(dropout, locals())
+    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, mode, keep, n_threads)
@@ -540,7 +577,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 def _nd_functional(name: str, input, p, training, inplace, seed, stream, bits, keep,
                    generator, n_threads) -> Tensor:
-    _check_input(input)
+    _check_dtype(input)   # (its callers checked the type)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
@@ -587,6 +624,8 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
             [0., 0., 0.],
             [0., 0., 0.]])
     """
+    if not isinstance(input, Tensor):
+        return _fx_function(dropout1d, locals())
     return _nd_functional("dropout1d", input, p, training, inplace, seed, stream, bits, keep,
                           generator, n_threads)
 
@@ -625,6 +664,8 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     >>> y.amax((2, 3)).equal(y.amin((2, 3)))   # every channel is constant
     True
     """
+    if not isinstance(input, Tensor):
+        return _fx_function(dropout2d, locals())
     return _nd_functional("dropout2d", input, p, training, inplace, seed, stream, bits, keep,
                           generator, n_threads)
 
@@ -663,6 +704,8 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     >>> y.shape, y.flatten(1).amax(1).equal(y.flatten(1).amin(1))
     (torch.Size([3, 2, 2, 2]), True)
     """
+    if not isinstance(input, Tensor):
+        return _fx_function(dropout3d, locals())
     return _nd_functional("dropout3d", input, p, training, inplace, seed, stream, bits, keep,
                           generator, n_threads)
 
@@ -705,7 +748,9 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     >>> fastdrop.torch.alpha_dropout(torch.zeros(4), 0.5, True, seed=42)
     tensor([ 0.7792,  0.7792, -0.7792, -0.7792])
     """
-    _check_input(input)
+    if not isinstance(input, Tensor):
+        return _fx_function(alpha_dropout, locals())
+    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
@@ -754,7 +799,9 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
             [-0.7792, -0.7792],
             [-0.7792, -0.7792]])
     """
-    _check_input(input)
+    if not isinstance(input, Tensor):
+        return _fx_function(feature_alpha_dropout, locals())
+    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
@@ -805,14 +852,19 @@ def bias_dropout_add(x: Tensor, bias: Tensor | None, residual: Tensor, p: float,
     tensor([[4., 4., 0., 0.],
             [0., 0., 4., 0.]])
     """
-    _check_input(x)
+    if not (isinstance(x, Tensor) and isinstance(residual, Tensor)) or (
+            bias is not None and not isinstance(bias, Tensor)):
+        if _fx_proxy(x, bias, residual) is not None:
+            return _fx_function(bias_dropout_add, locals())
+        _check_input(x)
+        if not isinstance(residual, torch.Tensor):
+            raise TypeError(f"residual must be a torch.Tensor, got "
+                            f"{type(residual).__name__}")
+        raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+    _check_dtype(x)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
-    if not isinstance(residual, torch.Tensor):
-        raise TypeError(f"residual must be a torch.Tensor, got {type(residual).__name__}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
     if tuple(residual.shape) != tuple(x.shape) or residual.dtype != x.dtype:
         raise ValueError(f"residual must have x's shape {tuple(x.shape)} and dtype "
                          f"{x.dtype}, got {tuple(residual.shape)} {residual.dtype}")
@@ -873,6 +925,24 @@ class _FastdropDropout:
         # the seed words and the next stream; advanced in place by every training call
         self.register_buffer("fd_state", ops.seed_tensor(*words), persistent=False)
         self._last: Tensor | None = None
+
+    def _fx_call(self, input: Any) -> Any:
+        """Under torch.fx symbolic tracing (input a Proxy): the layer as one
+        ``call_module`` node, as fx's default tracer records torch.nn's dropouts (its
+        leaves), so the traced GraphModule calls the layer: its seeds advance and
+        seed=None draws at each call (tracing through would bake one seed into the graph
+        as a constant). Not tracing: the TypeError of a non-tensor input."""
+        if not isinstance(input, torch.fx.Proxy):
+            _check_input(input)   # raises
+        tracer = input.tracer
+        if getattr(tracer, "root", None) is self:
+            raise torch.fx.proxy.TraceError(
+                f"fastdrop.torch.{type(self).__name__} cannot be the root of an fx trace "
+                f"(its seeds are the layer's state, which a graph of the layer alone "
+                f"cannot hold): trace a module that holds it, where it is one call_module "
+                f"node")
+        return tracer.create_proxy("call_module", tracer.path_of_module(self), (input,),
+                                   {})
 
     # -- seeds --
 
@@ -1220,7 +1290,9 @@ class Dropout(_FastdropDropout, nn.Dropout):
                 return y
             return _run("dropout", input, p, ops.seed_tensor(key, st), self._cfg, None,
                         True)
-        _check_input(input)
+        if not isinstance(input, Tensor):
+            return self._fx_call(input)
+        _check_dtype(input)
         p = self._p()
         if not self.training:
             if self._cfg[1] == "inverted":
@@ -1240,7 +1312,9 @@ class _NdMixin(_FastdropDropout):
     _fd_name = ""
 
     def forward(self, input: Tensor) -> Tensor:
-        _check_input(input)
+        if not isinstance(input, Tensor):
+            return self._fx_call(input)
+        _check_dtype(input)
         p = self._p()
         unbatched = _nd_rank(self._fd_name, input)
         if not self.training or p == 0.0 or input.numel() == 0:
@@ -1353,7 +1427,9 @@ class AlphaDropout(_FastdropDropout, nn.AlphaDropout):
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
 
     def forward(self, input: Tensor) -> Tensor:
-        _check_input(input)
+        if not isinstance(input, Tensor):
+            return self._fx_call(input)
+        _check_dtype(input)
         p = self._p()
         if not self.training or p == 0.0 or input.numel() == 0:
             return input
@@ -1394,7 +1470,9 @@ class FeatureAlphaDropout(_FastdropDropout, nn.FeatureAlphaDropout):
         self._fd_init(seed, bits, "inverted", keep, generator, n_threads)
 
     def forward(self, input: Tensor) -> Tensor:
-        _check_input(input)
+        if not isinstance(input, Tensor):
+            return self._fx_call(input)
+        _check_dtype(input)
         p = self._p()
         _check_feature_rank(input)
         if not self.training or p == 0.0 or input.numel() == 0:

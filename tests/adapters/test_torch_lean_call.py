@@ -500,8 +500,8 @@ def test_call_keeps_module_compile_and_keyword_calls(monkeypatch):
 def test_call_under_fx_symbolic_trace_as_a_leaf():
     # torch.fx patches nn.Module.__call__ while tracing; the override reaches the patched
     # one, so a tracer that keeps fastdrop's module a leaf records it as a call_module
-    # and the traced module computes what the model does (fx's default tracer traces
-    # into forward, which takes tensors only: fastdrop's modules are not under torch.nn)
+    # and the traced module computes what the model does (fx's default tracer, which
+    # does not take fastdrop's modules for leaves, is tests/adapters/test_torch_fx.py's)
     import torch.fx
 
     class Leaf(torch.fx.Tracer):
