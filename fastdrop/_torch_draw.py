@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +34,7 @@ from typing import Optional
 
 import torch
 
+from ._core.forksafe import new_lock
 from ._cpu import _torch_lean as _lean_c
 
 __all__ = ["load", "use", "active", "env_requested", "randint_words", "bind_shim_draw",
@@ -43,7 +43,7 @@ __all__ = ["load", "use", "active", "env_requested", "randint_words", "bind_shim
 
 SOURCE = Path(__file__).parent / "_cpu" / "src" / "fd_torch_draw.cpp"
 ENV = "FASTDROP_TORCH_CPP"
-_lock = threading.Lock()
+_lock = new_lock()   # (a forked child finds it unlocked)
 _module: Optional[ModuleType] = None
 
 

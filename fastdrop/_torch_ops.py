@@ -981,6 +981,8 @@ _tracing = _C._is_tracing
 # through the opt-in C++ extension (fastdrop._torch_draw; FASTDROP_TORCH_CPP=1 at import)
 _lean_c.bind_draw(scratch=torch.empty(2, dtype=torch.int64, device="cpu"))
 draw_words = _lean_c.draw_words
+if hasattr(os, "register_at_fork"):   # the scratch's and the pool's busy flags
+    os.register_at_fork(after_in_child=_lean_c.after_fork_in_child)
 _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_CODE,
              functorch_active=_functorch_active, dispatch_modes=_dispatch_modes,
              function_modes=_function_modes, tracing=_tracing, profiler=_prof,

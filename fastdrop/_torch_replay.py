@@ -22,12 +22,14 @@ from typing import Any, Callable
 
 import torch
 
+from ._core.forksafe import new_lock
+
 __all__ = ["checkpoint", "save_streams_policy"]
 
 # Regions open in any thread: a plain integer read first, so a layer call outside every
 # region (the common case) pays no thread-local lookup.
 active = 0
-_lock = threading.Lock()
+_lock = new_lock()   # (a forked child finds it unlocked)
 _tls = threading.local()
 
 

@@ -7,7 +7,6 @@ is kept: the backward regenerates it.
 from __future__ import annotations
 
 import secrets
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 from . import functional as _d
 from ._core.args import (UINT64_MAX, as_int, check_bits, check_mode, check_noise_spec, check_p,
                          check_uint64)
+from ._core.forksafe import new_lock
 from .rng import random_bits, standard_normal, uniform
 
 __all__ = ["Generator", "DropoutCall", "Dropout"]
@@ -189,7 +189,7 @@ class Generator:
     def __init__(self, seed: int | None = None, stream: int = 0):
         self._seed = secrets.randbits(64) if seed is None else check_uint64(seed, "seed")
         self._next = check_uint64(stream, "stream")
-        self._lock = threading.Lock()
+        self._lock = new_lock()
 
     @property
     def seed(self) -> int:
@@ -315,7 +315,7 @@ class Generator:
         return self.get_state()
 
     def __setstate__(self, state: dict) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._seed, self._next = 0, 0
         self.set_state(state)
 

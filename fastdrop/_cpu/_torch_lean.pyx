@@ -15,6 +15,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 
 cdef extern from "fd_dl.h" nogil:  # dlopen and dlsym (none on Windows)
@@ -137,6 +138,7 @@ cdef object _cpp_capsule = None  # keeps the extension's capsule (and module) al
 cdef object _draw_random = None  # the bound method keeps the tensor
 cdef const int64_t* _draw_at = NULL
 cdef bint _draw_busy = False
+cdef unsigned long _draw_owner = 0  # the thread that set _draw_busy (after_fork_in_child)
 
 
 def bind_cpp_draw(capsule):
@@ -295,10 +297,10 @@ cdef inline bint _shim_drew() noexcept:
 def shim_draw():
     """One draw through the shim (its check at bind time), or None when it is not bound,
     busy or fails."""
-    global _draw_busy
+    global _draw_busy, _draw_owner
     if _shim_randint == NULL or _draw_busy:
         return None
-    _draw_busy = True
+    _draw_busy, _draw_owner = True, PyThread_get_thread_ident()
     try:
         return _words(_shim_at) if _shim_drew() else None
     finally:
@@ -313,7 +315,7 @@ def draw_words(generator):
 
 
 cdef object _draw(generator):
-    global _draw_busy
+    global _draw_busy, _draw_owner
     cdef uint64_t w
     if _cpp_draw != NULL and _cpp_draw(<PyObject*>generator, &w):
         return w
@@ -322,7 +324,7 @@ cdef object _draw(generator):
         return w
     if _draw_busy or _draw_random is None:
         return None
-    _draw_busy = True
+    _draw_busy, _draw_owner = True, PyThread_get_thread_ident()
     try:
         if (_shim_randint != NULL and (generator is None or generator is _default_generator)
                 and not _dispatch_modes() and not _function_modes() and _shim_drew()):
@@ -348,6 +350,7 @@ cdef object _draw(generator):
 # another) gets None, and its caller allocates as usual.
 
 cdef bint _pool_busy = False
+cdef unsigned long _pool_owner = 0  # the thread that set _pool_busy
 cdef object _np_empty = None, _np_ndarray = None, _np_uint8 = None
 
 
@@ -398,12 +401,12 @@ def pool_array(dict pool, Py_ssize_t nbytes, shape, dtype, Py_ssize_t per_size,
     """An array of shape and dtype (nbytes) on a free pooled buffer, `align`-byte aligned,
     or on a new buffer when there is room (at most per_size of a size, `most` in all; a
     free buffer of the least recently used other size gives way), else None."""
-    global _pool_busy
+    global _pool_busy, _pool_owner
     cdef list bufs
     cdef Py_ssize_t i, total
     if _pool_busy or _np_ndarray is None:
         return None
-    _pool_busy = True
+    _pool_busy, _pool_owner = True, PyThread_get_thread_ident()
     try:
         bufs = pool.pop(nbytes, None)
         if bufs is None:
@@ -425,6 +428,20 @@ def pool_array(dict pool, Py_ssize_t nbytes, shape, dtype, Py_ssize_t per_size,
         bufs.append(buf)
         return _view(buf, shape, dtype, align)
     finally:
+        _pool_busy = False
+
+
+def after_fork_in_child():
+    """In a forked child (os.register_at_fork; fastdrop._torch_ops): clear the busy flags
+    that another thread of the parent had set. That thread does not exist in the child, so
+    its call never ends; left set, the flags would send every later draw and output of the
+    child to the slower fallbacks. A flag the forking thread set itself (a fork from inside
+    that call: a dispatch mode or a finalizer) stays, for that call still runs on."""
+    global _draw_busy, _pool_busy
+    cdef unsigned long me = PyThread_get_thread_ident()
+    if _draw_busy and _draw_owner != me:
+        _draw_busy = False
+    if _pool_busy and _pool_owner != me:
         _pool_busy = False
 
 
