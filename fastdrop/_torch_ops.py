@@ -684,33 +684,56 @@ class DropoutInplaceFunction(torch.autograd.Function):
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
+# forward-mode AD (torch.autograd.forward_ad): inside a dual level the calls take the
+# Functions with a jvp (those of torch.func), whose tangent is D x_t; the classic eager
+# Functions and the lean path have none (they would raise, or drop the tangent)
+_FWAD = vars(torch.autograd.forward_ad) if hasattr(torch.autograd.forward_ad,
+                                                   "_current_level") else None
+
+
+def dual_level_active() -> bool:
+    """Inside ``torch.autograd.forward_ad.dual_level()``."""
+    return _FWAD is not None and _FWAD["_current_level"] >= 0
+
+
+# each entry point once: `X.apply` makes a new bound method at every access, so `entry`'s
+# callers can only recognise its answer (`is`) when it hands out these same objects
+_ENTRIES = {"dropout": (dropout, DropoutFunction.apply, _EagerDropout.apply),
+            "alpha": (alpha_dropout, AlphaDropoutFunction.apply, _EagerAlphaDropout.apply)}
+_EAGER_DROPOUT = _ENTRIES["dropout"][2]
+_FUNC_DROPOUT = _ENTRIES["dropout"][1]
+
+
 def entry(kind: str, x: Tensor):
     """The callable for one dropout ("dropout" or "alpha") of x: the operator (compiled
     and exported code, fake and meta tensors, dispatch modes, the profiler, which then
     shows ``fastdrop::...``), the torch.func Functions (under a transform), or, for plain
     eager CPU tensors, the classic Functions on the same implementations."""
+    op, func, eager = _ENTRIES[kind]
     if torch.compiler.is_compiling():
-        return dropout if kind == "dropout" else alpha_dropout
-    if torch._C._are_functorch_transforms_active():
-        return DropoutFunction.apply if kind == "dropout" else AlphaDropoutFunction.apply
+        return op
+    if torch._C._are_functorch_transforms_active() or dual_level_active():
+        return func
     if (type(x) in _PLAIN and x.device.type == "cpu"
             and not torch.autograd.profiler._is_profiler_enabled
             and not torch._C._len_torch_dispatch_stack() and not torch.jit.is_tracing()):
-        return _EagerDropout.apply if kind == "dropout" else _EagerAlphaDropout.apply
-    return dropout if kind == "dropout" else alpha_dropout
+        return eager
+    return op
 
 
 def plain_eager(x: Tensor) -> bool:
     """True when `entry` takes the classic Functions for x (plain eager CPU code)."""
-    return entry("dropout", x) is _EagerDropout.apply
+    return entry("dropout", x) is _EAGER_DROPOUT
 
 
 def use_functions() -> bool:
-    """True under a torch.func transform (eager): call the Functions above. Otherwise
+    """True under a torch.func transform or inside a forward-mode AD dual level (eager):
+    call the Functions above. Otherwise
     (plain eager code; dynamo, i.e. compile and export) call the operators, whose
     autograd is cheaper (``Function.apply`` binds its signature with ``inspect`` on
     every call when setup_context is defined)."""
-    return (not torch.compiler.is_compiling()) and torch._C._are_functorch_transforms_active()
+    return (not torch.compiler.is_compiling()) and (
+        torch._C._are_functorch_transforms_active() or dual_level_active())
 
 
 # ---- the lean eager path --------------------------------------------------------------------
@@ -919,11 +942,10 @@ def _lean_grad(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: int) 
     Functions on the operators' implementations: the same map)."""
     if torch.is_grad_enabled():  # create_graph=True: a differentiable dx
         f = entry("dropout", gy)
-        if f is _EagerDropout.apply:
+        if f is _EAGER_DROPOUT:
             f = _EagerDropoutBackward.apply
         else:
-            f = DropoutBackwardFunction.apply if f is DropoutFunction.apply \
-                else dropout_backward
+            f = DropoutBackwardFunction.apply if f is _FUNC_DROPOUT else dropout_backward
         return f(gy, seed_tensor(key, st), mt, p, bits, "inverted", None, nt)
     return _lean_backward(gy, key, st, p, bits, mt, nt)
 
@@ -989,7 +1011,7 @@ _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_COD
              grad_enabled=torch.is_grad_enabled, fresh_mask=_fresh_mask,
              empty_like=torch.empty_like, fresh_like=_fresh_like, ptr_forward=_ptr_fwd,
              ptr_backward=_ptr_bwd, lean_run=_lean_run, lean_grad=_lean_grad,
-             small=_NUMPY_ALLOC)
+             small=_NUMPY_ALLOC, forward_ad=_FWAD)
 
 
 def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,

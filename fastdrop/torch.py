@@ -395,8 +395,8 @@ def _run_inplace(input: Tensor, p: float, ss: Tensor, cfg: tuple, noise) -> Tens
     if torch.compiler.is_compiling():
         if grad:
             return None
-    elif _C._are_functorch_transforms_active():
-        return None
+    elif _C._are_functorch_transforms_active() or ops.dual_level_active():
+        return None   # (forward-mode AD: the tangent goes through copy_)
     elif grad:
         if (input.is_leaf or input._base is not None
                 or not ops.plain_eager(input)):

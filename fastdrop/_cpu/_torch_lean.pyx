@@ -12,6 +12,7 @@ torch is not needed to build or import this module: fastdrop._torch_ops hands th
 objects they call in once (`bind`).
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -32,20 +33,27 @@ cdef object _grad_enabled, _empty_like, _fresh_like, _ptr_backward, _lean_grad
 cdef object _fresh_mask, _ptr_forward, _lean_run
 cdef Py_ssize_t _small = 0
 cdef bint _bound = False
+# torch.autograd.forward_ad's globals: its `_current_level` is -1 outside every dual level
+# (forward-mode AD), whose tangents the lean path would not carry
+cdef dict _fwad = None
 
 
 def bind(*, tensor, parameter, codes, functorch_active, dispatch_modes, function_modes,
          tracing, profiler, grad_enabled, fresh_mask, empty_like, fresh_like, ptr_forward,
-         ptr_backward, lean_run, lean_grad, small):
+         ptr_backward, lean_run, lean_grad, small, forward_ad=None):
     """Hand in the torch objects the lean path calls (fastdrop._torch_ops, at import):
     the plain tensor classes, the dtype -> code map, the global-state checks (each a torch
     C call; `profiler` is torch.autograd.profiler, read for `_is_profiler_enabled`),
     torch.is_grad_enabled, the allocators (`fresh_mask` for packed masks; torch.empty_like
     for outputs of at most `small` elements, else `fresh_like`), the
-    pointer kernels, and the general forward and backward (`lean_run`, `lean_grad`)."""
+    pointer kernels, and the general forward and backward (`lean_run`, `lean_grad`);
+    `forward_ad`: torch.autograd.forward_ad's globals (a dict with ``_current_level``), or
+    None when this torch has no such global (then dual levels are not seen here)."""
     global _tensor, _parameter, _codes, _functorch_active, _dispatch_modes
     global _function_modes, _tracing, _profiler, _grad_enabled, _empty_like, _fresh_like
     global _ptr_backward, _lean_grad, _small, _bound, _fresh_mask, _ptr_forward, _lean_run
+    global _fwad
+    _fwad = forward_ad
     _tensor, _parameter, _codes = tensor, parameter, dict(codes)
     _functorch_active, _dispatch_modes, _function_modes = (functorch_active, dispatch_modes,
                                                            function_modes)
@@ -60,8 +68,8 @@ def bind(*, tensor, parameter, codes, functorch_active, dispatch_modes, function
 def lean_code(x):
     """x's dtype code for the pointer kernels (0 float32, 1 float64, 2 float16) when a
     dropout of x may take the lean path, else -1: x a plain C-contiguous CPU tensor of one
-    of those dtypes, not a lazy negation, and no torch.func transform, dispatch or function
-    mode, profiler or jit trace active. Compilation is the caller's check (a call that
+    of those dtypes, not a lazy negation, and no torch.func transform, dual level
+    (forward-mode AD), dispatch or function mode, profiler or jit trace active. Compilation is the caller's check (a call that
     torch.compile traces must not reach this C function)."""
     return _code(x)
 
@@ -72,9 +80,18 @@ cdef object _code(x):
     cdef type t = type(x)
     if ((t is _tensor or t is _parameter) and x.is_cpu and x.is_contiguous()
             and not _functorch_active() and not _dispatch_modes() and not _function_modes()
-            and not _profiler._is_profiler_enabled and not _tracing() and not x.is_neg()):
+            and not _profiler._is_profiler_enabled and not _tracing() and not x.is_neg()
+            and not _in_dual_level()):
         return _codes.get(x.dtype, -1)
     return -1
+
+
+cdef inline bint _in_dual_level():
+    """Inside ``torch.autograd.forward_ad.dual_level()`` (any thread: the level is global)."""
+    if _fwad is None:
+        return False
+    cdef PyObject* level = PyDict_GetItem(_fwad, "_current_level")
+    return level != NULL and <object>level != -1
 
 
 def take_words(uintptr_t addr):

@@ -58,6 +58,7 @@ def test_lean_path_double_backward_and_strided_grads():
     v = torch.randn(64, dtype=torch.float64, requires_grad=True)
     y = m(x)
     (dx,) = torch.autograd.grad(y, x, v, create_graph=True)  # dx = D v, differentiable in v
+    assert type(dx.grad_fn).__name__ == "_EagerDropoutBackwardBackward"   # the eager pair
     u = torch.randn(64, dtype=torch.float64)
     (dv,) = torch.autograd.grad(dx, v, u)
     np.testing.assert_array_equal(_np(dv), fastdrop.dropout_backward(u.numpy(), 0.5, seed=3,
@@ -167,6 +168,17 @@ def test_inplace_under_autograd_keeps_autograd_rules():
         (g,) = torch.autograd.grad(z.sum(), w)
         d = fastdrop.dropout_backward(np.ones((4, 9), np.float32), 0.5, seed=6)
         np.testing.assert_array_equal(_np(g), 2 * d)
+    # not C-contiguous and not a view: the eager in-place Function (mark_dirty), no copy
+    # (`ops.plain_eager` had compared bound methods with `is`, which never held, so this
+    # went through the out-of-place operator and copy_)
+    h = w.t() * 2
+    ptr = h.data_ptr()
+    z = ft.Dropout(0.5, inplace=True, seed=6)(h)
+    assert z is h and z.data_ptr() == ptr
+    assert type(z.grad_fn).__name__ == "DropoutInplaceFunctionBackward"
+    (g,) = torch.autograd.grad(z.sum(), w)
+    d = fastdrop.dropout_backward(np.ones((9, 4), np.float32), 0.5, seed=6)
+    np.testing.assert_array_equal(_np(g), 2 * d.T)
     view = (w * 1)[1:]  # a view under autograd: copy_, autograd's own view bookkeeping
     z = ft.Dropout(0.5, inplace=True, seed=6)(view)
     (g,) = torch.autograd.grad(z.sum(), w)
