@@ -1127,6 +1127,18 @@ class _FastdropDropout:
         if self._source != "torch":
             self.set_state(state["state"])
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        # a checkpoint of a model with torch's dropout has no `_extra_state` for this
+        # layer (torch's has no state): loading it, strict or not, keeps the layer's
+        # current streams, as torch's BatchNorm loads checkpoints older than its
+        # num_batches_tracked. A present entry is checked and loaded as saved.
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        key = prefix + "_extra_state"
+        if key not in state_dict and key in missing_keys:
+            missing_keys.remove(key)
+
     def _fd_extra_repr(self) -> str:
         if "_cfg" not in self.__dict__:  # construction failed half-way (a bad p)
             return f"p={getattr(self, 'p', '?')}"

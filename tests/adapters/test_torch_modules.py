@@ -222,6 +222,39 @@ def test_state_dict_replays_a_resumed_run():
     assert b[1].get_state() == {"seed": 11, "stream": 5}  # unchanged by the failures
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_checkpoint_of_torch_s_dropout_loads_into_fastdrop_s(strict):
+    # torch's dropout layers have no state: their checkpoints have no `_extra_state`
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 8),
+                          nn.Dropout2d(0.3), nn.AlphaDropout(0.1))
+    sd = plain.state_dict()
+    model = nn.Sequential(nn.Linear(8, 8), ft.Dropout(0.5, seed=11), nn.Linear(8, 8),
+                          ft.Dropout2d(0.3, seed=12), ft.AlphaDropout(0.1))
+    model[1](torch.ones(8))                      # stream 1 now
+    res = model.load_state_dict(sd, strict=strict)
+    assert res.missing_keys == [] and res.unexpected_keys == []
+    assert torch.equal(model[0].weight, plain[0].weight)
+    assert model[1].get_state() == {"seed": 11, "stream": 1}   # kept, not reset
+    replaced = copy.deepcopy(plain)
+    assert [name for name, _ in ft.replace_dropout(replaced, seed=3)] == ["1", "3", "4"]
+    assert replaced.load_state_dict(sd, strict=strict).missing_keys == []
+    # a missing weight is still reported, and the saved state of a fastdrop layer loads
+    del sd["2.weight"]
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "2.weight"'):
+        model.load_state_dict(sd)
+    other = nn.Sequential(nn.Linear(8, 8), ft.Dropout(0.5, seed=11))
+    other[1](torch.ones(8))
+    other[1](torch.ones(8))
+    model2 = nn.Sequential(nn.Linear(8, 8), ft.Dropout(0.5, seed=11))
+    model2.load_state_dict(other.state_dict(), strict=strict)
+    assert model2[1].get_state() == {"seed": 11, "stream": 2}
+    # the other way, torch reports the fastdrop layer's entry (documented)
+    res = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)).load_state_dict(
+        other.state_dict(), strict=False)
+    assert res.unexpected_keys == ["1._extra_state"]
+
+
 def test_deep_copy_pickle_and_transformer_clones():
     layer = ft.Dropout(0.25, seed=5)
     t = torch.ones(64)
