@@ -56,6 +56,16 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
 # ---- the array policy --------------------------------------------------------------------
 
 
+def _refuse_masked(obj: Any, name: str) -> None:
+    """A numpy.ma.MaskedArray is refused: viewing it as an ndarray (as the kernels read
+    it) would silently lose its mask, and the result would be a plain array."""
+    if isinstance(obj, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask fastdrop would lose: "
+                        f"pass its data ({name}.data, or np.ma.getdata({name})) and "
+                        f"reapply the mask to the result (np.ma.array(result, "
+                        f"mask={name}.mask))")
+
+
 class CpuArrays:
     """NumPy views of the caller's arrays (zero-copy where the buffer allows)."""
 
@@ -63,6 +73,7 @@ class CpuArrays:
     def float_input(x: Any, name: str) -> np.ndarray:
         if isinstance(x, (str, bytes)):
             raise TypeError(f"{name} must be a floating-point array, got {type(x).__name__}")
+        _refuse_masked(x, name)
         try:
             arr = np.asarray(x)
         except Exception as exc:  # objects NumPy cannot view
@@ -87,6 +98,7 @@ class CpuArrays:
 
     @staticmethod
     def mask_input(mask: Any) -> np.ndarray:
+        _refuse_masked(mask, "mask")
         arr = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
         if arr.dtype == np.uint8 and arr.ndim == 1 and not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)  # the kernels read packed bytes in a row

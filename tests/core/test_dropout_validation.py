@@ -161,6 +161,27 @@ def test_main_array_not_float(api, value):
     assert_refused(api, TypeError, rf"\b{name}\b", **{name: value})
 
 
+@pytest.mark.parametrize("api", ARRAY_APIS)
+def test_masked_arrays_are_refused_not_unmasked(api):
+    # np.asarray would drop the mask silently and return a plain array
+    name = MAIN[api]
+    masked = np.ma.array(_x(), mask=np.eye(*SHAPE, dtype=bool))
+    assert_refused(api, TypeError, rf"{name} is a numpy.ma.MaskedArray", watch=(masked.data,),
+                   **{name: masked})
+    if api == "bias_dropout_add":
+        for other in ("bias", "residual"):
+            good = base_kwargs(api)[other]
+            assert_refused(api, TypeError, rf"{other} is a numpy.ma.MaskedArray",
+                           **{other: np.ma.array(good, mask=np.zeros(good.shape, bool))})
+    if api == "dropout_backward":
+        _, pm = fastdrop.dropout(_x(), 0.5, seed=1, return_mask=True)
+        assert_refused(api, TypeError, r"mask is a numpy.ma.MaskedArray", seed=None,
+                       mask=np.ma.array(pm))
+    # the documented way round: the data in, the mask reapplied
+    got = np.ma.array(fastdrop.dropout(masked.data, 0.5, seed=1), mask=masked.mask)
+    assert (got.data == fastdrop.dropout(_x(), 0.5, seed=1)).all()
+
+
 @pytest.mark.parametrize("name", ["bias", "residual"])
 @pytest.mark.parametrize("kind", ["int32", "bool", "complex64", "object", "str"])
 def test_bias_dropout_add_bad_operand_dtype(name, kind):
