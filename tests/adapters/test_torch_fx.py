@@ -12,7 +12,7 @@ import pickle
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.fx  # noqa: E402
+pytest.importorskip("torch.fx")
 
 import fastdrop.torch as ft  # noqa: E402
 

@@ -109,7 +109,6 @@ def _gather(od):
     from _cuda_util import SIMULATOR
     if SIMULATOR:
         return np.array(od._ary)
-    out = cuda.device_array(od.shape, od.dtype)
     from fastdrop._cuda._memory import as_operand
     op = as_operand(od, "o")
     flat = op.flat()
