@@ -155,3 +155,22 @@ def test_bias_dropout_add_equals_fastdrop(c, with_bias):
     assert_bits_equal(host(grads[1]), edr)
     if with_bias:
         assert_bits_equal(host(grads[2]), edb)
+
+
+@given(cases(), st.booleans())
+def test_forward_mode_tangent_is_the_backward_map(c, module):
+    # inside a dual level: the tangent of y = D x is D t, fastdrop's backward of t
+    import torch.autograd.forward_ad as fwAD
+    x, t = _inputs(c)
+    f = (ft.Dropout(c["p"], seed=c["seed"], bits=c["bits"], keep=c["keep"],
+                    n_threads=c["n_threads"]) if module else
+         (lambda a: ft.dropout(a, c["p"], seed=c["seed"], stream=c["stream"],
+                               bits=c["bits"], keep=c["keep"], n_threads=c["n_threads"])))
+    with fwAD.dual_level():
+        y, yt = fwAD.unpack_dual(f(fwAD.make_dual(x, t)))
+    ey, et = _expected(x, t, c, 0 if module else c["stream"])
+    assert_bits_equal(host(y), ey)
+    if c["p"] == 0.0 or x.numel() == 0:   # the identity: the tangent is t itself
+        assert yt is None or torch.equal(yt, t)
+    else:
+        assert_bits_equal(host(yt), et)
