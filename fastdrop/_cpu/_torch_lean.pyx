@@ -69,8 +69,9 @@ def lean_code(x):
     """x's dtype code for the pointer kernels (0 float32, 1 float64, 2 float16) when a
     dropout of x may take the lean path, else -1: x a plain C-contiguous CPU tensor of one
     of those dtypes, not a lazy negation, and no torch.func transform, dual level
-    (forward-mode AD), dispatch or function mode, profiler or jit trace active. Compilation is the caller's check (a call that
-    torch.compile traces must not reach this C function)."""
+    (forward-mode AD), dispatch or function mode, profiler or jit trace active.
+    Compilation is the caller's check (a call that torch.compile traces must not reach
+    this C function)."""
     return _code(x)
 
 
