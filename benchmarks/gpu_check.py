@@ -43,6 +43,10 @@ test_gpu_check.py does this).
    non-default torch stream, then dropped out on that stream: the result must equal the
    CPU's (a launch on another stream would race with the fill).
 
+``--identity-only`` runs the warm-up and section 1 alone, the run to put under
+``compute-sanitizer --tool memcheck`` (out-of-bounds accesses of the vector loads and
+stores at tails and misaligned inputs would show there).
+
 Prints the versions it runs with first (the device machine's image, not the project's
 pins) and a table last; writes everything as JSON to ``$OUT/gpu_check.json`` when OUT is
 set (or ``--json PATH``), rewritten after each section and each bandwidth size
@@ -474,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=420.0,
                     help="seconds after which bandwidth cases are skipped (default 420: "
                          "the whole run stays under 8 minutes)")
+    ap.add_argument("--identity-only", action="store_true",
+                    help="the warm-up and the bit-identity checks only (no cache probe, "
+                         "bandwidth or stream probe): the run to put under "
+                         "compute-sanitizer; JSON default $OUT/gpu_check_identity.json")
     args = ap.parse_args(argv)
     try:
         g = Gpu()
@@ -489,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         info.update(device=str(dev.name), cc=list(dev.compute_capability),
                     sms=dev.MULTIPROCESSOR_COUNT)
     print("gpu_check:", info, flush=True)
-    out = args.json or (os.path.join(os.environ["OUT"], "gpu_check.json")
+    name = "gpu_check_identity.json" if args.identity_only else "gpu_check.json"
+    out = args.json or (os.path.join(os.environ["OUT"], name)
                         if os.environ.get("OUT") else None)
     report = {"info": info, "identity": [], "bandwidth": [], "probe": None,
               "sections_done": []}
@@ -511,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one hardware run: record it, the checks compile lazily
         info["warm_up_error"] = f"{type(exc).__name__}: {str(exc)[:1000]}"
         print("warm-up FAILED:", info["warm_up_error"], flush=True)
-    if not SIM and "warm_up_error" not in info:   # the simulator caches nothing
+    if not SIM and not args.identity_only and "warm_up_error" not in info:
+        # (the simulator caches nothing)
         try:
             info["cache_probe"] = cache_probe()
         except Exception as exc:
@@ -530,6 +540,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NaN payloads: differ from the CPU's in {payload} of {len(ident)} cases "
           f"(positions always checked)")
     save("identity")
+    if args.identity_only:
+        ok = not bad and "warm_up_error" not in info
+        report["pass"] = ok
+        save("done")
+        print(f"gpu_check --identity-only: {'PASS' if ok else 'FAIL'} "
+              f"({time.perf_counter() - START:.1f} s)" + (f"; wrote {out}" if out else ""))
+        return 0 if ok else 1
 
     logs = [4, 6] if SIM else args.sizes
     bw = report["bandwidth"] = bandwidth(g, logs, 2 if SIM else args.iters, args.p,

@@ -45,3 +45,18 @@ def test_gpu_check_runs_under_the_simulator(tmp_path):
                                                                  if r["fast"]]
     ops = {(r["dtype"], r["log2n"], r["op"]) for r in data["bandwidth"]}
     assert len(ops) == 16 and all(r["ms"] > 0 for r in data["bandwidth"])
+
+
+def test_identity_only_runs_the_checks_alone(tmp_path):
+    out = tmp_path / "ident.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("OUT", None)
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--sim",
+                           "--identity-only", "--json", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "gpu_check --identity-only: PASS" in text, text[-4000:]
+    data = json.loads(out.read_text())
+    assert data["pass"] is True and data["bandwidth"] == [] and data["probe"] is None
+    assert data["sections_done"] == ["warm-up", "identity", "done"]
+    assert len(data["identity"]) == 4 * 27 + 2 * 12 and all(r["ok"] for r in data["identity"])
