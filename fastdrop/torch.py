@@ -198,6 +198,19 @@ def _check_dtype(input: Tensor) -> None:
                         f"got {input.dtype}")
 
 
+def _caller_level() -> int:
+    """warnings.warn's stacklevel, called from the function that warns, naming the first
+    frame outside torch and fastdrop (the code that called the layer)."""
+    import os
+    import sys
+    dirs = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, sys.modules[
+        __package__]))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(dirs):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _fx_proxy(*values: Any) -> Any:
     """The first ``torch.fx.Proxy`` among values, or None (called only where an argument
     is not a tensor, so the hot paths pay nothing)."""
@@ -245,7 +258,8 @@ ops.bind_module_call(module_apply=_lean_module_apply, num_threads=_num_threads,
                      global_hooks=(_module_hooks._global_backward_pre_hooks,
                                    _module_hooks._global_backward_hooks,
                                    _module_hooks._global_forward_hooks,
-                                   _module_hooks._global_forward_pre_hooks))
+                                   _module_hooks._global_forward_pre_hooks),
+                     graph_task=_C._current_graph_task_id)
 # seed=None's draws through libtorch_cpu's exported functions or its stable C ABI, if there
 _cpp_draw.bind_default_draws()
 
@@ -953,7 +967,29 @@ class _FastdropDropout:
                 self._draw_seed())))
             self._last = ss
             return ss
+        if (self._source != "torch" and not torch.compiler.is_compiling()
+                and not _C._is_tracing() and _C._current_graph_task_id() != -1):
+            self._warn_recompute()   # (eager only: dynamo cannot trace the task id)
         return self._draw_seed()
+
+    def _warn_recompute(self) -> None:
+        """Once per layer: a seeded layer (an int seed or a fastdrop.Generator) ran inside
+        a backward pass outside fastdrop.torch.checkpoint, as torch.utils.checkpoint's
+        recompute runs it. Its counter has moved on, so such a recompute draws the next
+        stream's mask, not the forward's: whatever the recompute saves downstream of the
+        layer (hence the gradients) and the counter after the step differ from a run
+        without checkpointing. (seed=None draws from torch's generator, whose state
+        torch's checkpoint restores.)"""
+        if self.__dict__.get("_fd_warned_recompute"):
+            return
+        self.__dict__["_fd_warned_recompute"] = True
+        warnings.warn(
+            f"fastdrop.torch.{type(self).__name__} with its own seed ran inside a backward "
+            f"pass: if this is torch.utils.checkpoint's recompute, it drew a new mask, "
+            f"not the forward's, and gradients through it differ from a run without "
+            f"checkpointing. Use fastdrop.torch.checkpoint (torch's signature; it replays "
+            f"the forward's masks), or seed=None (whose draws torch's checkpoint "
+            f"restores)", RuntimeWarning, stacklevel=_caller_level())
 
     def _draw_seed(self) -> Tensor:
         if self._source == "seed":
@@ -984,6 +1020,8 @@ class _FastdropDropout:
             words = _replay.take(self, lambda: self._next_words(False))
             self.__dict__["_last"] = words
             return words
+        if replay and self._source != "torch" and _C._current_graph_task_id() != -1:
+            self._warn_recompute()
         if self._source == "seed":
             state = self._buffers["fd_state"]
             cache = self.__dict__.get("_fd_view")

@@ -471,23 +471,27 @@ def after_fork_in_child():
 # input, in place, no graph, a fastdrop.Generator or an explicit torch generator, the
 # first call after the seed buffer moved, inside fastdrop.torch.checkpoint) is declined
 # before anything is drawn or advanced, and forward's Python handles it.
-cdef object _module_apply = None, _num_threads = None, _replay = None
+cdef object _module_apply = None, _num_threads = None, _replay = None, _graph_task = None
 cdef Py_ssize_t _auto_mask_min = 0
 
 
 cdef tuple _global_hooks = ()
 
 
-def bind_module_call(*, module_apply, num_threads, replay, auto_mask_min, global_hooks=()):
+def bind_module_call(*, module_apply, num_threads, replay, auto_mask_min, global_hooks=(),
+                     graph_task=None):
     """Hand in the modules' Function apply (fastdrop._torch_ops.lean_module_apply),
     torch.get_num_threads, fastdrop._torch_replay (whose `active` is read per call), the
-    size from which keep="auto" keeps a packed mask, and torch.nn.modules.module's global
+    size from which keep="auto" keeps a packed mask, torch.nn.modules.module's global
     hook dicts (a call through the module's ``__call__`` is taken only while all are
-    empty)."""
+    empty), and torch._C._current_graph_task_id (-1 outside a backward pass: a seeded
+    layer's call inside one is declined, for forward's Python to see)."""
     global _module_apply, _num_threads, _replay, _auto_mask_min, _global_hooks
+    global _graph_task
     _module_apply, _num_threads, _replay = module_apply, num_threads, replay
     _auto_mask_min = auto_mask_min
     _global_hooks = tuple(global_hooks)
+    _graph_task = graph_task
 
 
 cdef bint _no_hooks(dict d):
@@ -529,6 +533,8 @@ def dropout_call(module, x, bint called=False):
         return None
     source = d.get("_source")
     if source == "seed":
+        if _graph_task is not None and _graph_task() != -1:
+            return None   # inside a backward pass (a recompute?): forward's Python warns
         state = (<dict>d["_buffers"]).get("fd_state")
         cache = d.get("_fd_view")
         if cache is None or (<tuple>cache)[0] is not state:

@@ -68,10 +68,47 @@ def test_torchs_checkpoint_alone_takes_another_stream(use_reentrant):
     # the control: torch's own checkpoint does not know the int-seeded layers' counters,
     # so the recompute draws the next stream and the weight gradient differs
     plain, states = _run("int", None, steps=1)
-    ck, ck_states = _run("int", torch_checkpoint, steps=1, use_reentrant=use_reentrant)
+    with pytest.warns(RuntimeWarning, match="ran inside a backward pass") as rec:
+        ck, ck_states = _run("int", torch_checkpoint, steps=1, use_reentrant=use_reentrant)
     assert torch.equal(plain[0][0], ck[0][0])  # the forward itself is the same
     assert not torch.equal(plain[0][3], ck[0][3])  # lin2's weight gradient is not
     assert ck_states != states
+    # ... and each of the three layers said so, naming the code that called it
+    assert len([w for w in rec if "backward pass" in str(w.message)]) == 3
+    assert all(w.filename == __file__ for w in rec if "backward pass" in str(w.message))
+
+
+@pytest.mark.parametrize("source", ["int", "generator"])
+def test_torchs_checkpoint_warns_once_per_seeded_layer(source):
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        _run(source, torch_checkpoint, steps=3, use_reentrant=False)
+    said = [str(w.message) for w in rec if "backward pass" in str(w.message)]
+    assert len(said) == 3 and "Use fastdrop.torch.checkpoint" in said[0]
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_torchs_checkpoint_with_seed_none_is_exact_and_silent(use_reentrant):
+    # seed=None draws from torch's generator, whose state torch's checkpoint restores
+    import warnings
+    plain, _ = _run("none", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ck, _ = _run("none", torch_checkpoint, use_reentrant=use_reentrant)
+    for a, b in zip(plain, ck):
+        for u, v in zip(a, b):
+            assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_fastdrops_checkpoint_is_silent(use_reentrant):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run("int", ft.checkpoint, use_reentrant=use_reentrant)
+        _run("generator", ft.checkpoint, use_reentrant=use_reentrant)
+        _run("int", None)    # and no checkpoint at all
 
 
 def test_nested_checkpoints():
