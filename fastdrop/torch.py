@@ -229,7 +229,6 @@ def _fx_function(fn, params: dict) -> Any:
     proxy = _fx_proxy(*params.values())
     if proxy is None:
         _check_input(params[names[0]])   # raises: the first argument is not a tensor
-        raise TypeError(f"{names[0]} must be a torch.Tensor")   # (not reached)
     defaults = _fx_defaults.get(fn)
     if defaults is None:
         import inspect
@@ -967,20 +966,21 @@ class _FastdropDropout:
                 self._draw_seed())))
             self._last = ss
             return ss
-        if (self._source != "torch" and not torch.compiler.is_compiling()
-                and not _C._is_tracing() and _C._current_graph_task_id() != -1):
-            self._warn_recompute()   # (eager only: dynamo cannot trace the task id)
+        if not (torch.compiler.is_compiling() or _C._is_tracing()):
+            self._check_recompute()   # (eager only: dynamo cannot trace the task id)
         return self._draw_seed()
 
-    def _warn_recompute(self) -> None:
-        """Once per layer: a seeded layer (an int seed or a fastdrop.Generator) ran inside
-        a backward pass outside fastdrop.torch.checkpoint, as torch.utils.checkpoint's
-        recompute runs it. Its counter has moved on, so such a recompute draws the next
+    def _check_recompute(self) -> None:
+        """Warns once per layer when a seeded layer (an int seed or a fastdrop.Generator)
+        runs inside a backward pass outside fastdrop.torch.checkpoint, as
+        torch.utils.checkpoint's recompute runs it. Its counter has moved on, so such a
+        recompute draws the next
         stream's mask, not the forward's: whatever the recompute saves downstream of the
         layer (hence the gradients) and the counter after the step differ from a run
         without checkpointing. (seed=None draws from torch's generator, whose state
         torch's checkpoint restores.)"""
-        if self.__dict__.get("_fd_warned_recompute"):
+        if (self._source == "torch" or _C._current_graph_task_id() == -1
+                or self.__dict__.get("_fd_warned_recompute")):
             return
         self.__dict__["_fd_warned_recompute"] = True
         warnings.warn(
@@ -1020,8 +1020,8 @@ class _FastdropDropout:
             words = _replay.take(self, lambda: self._next_words(False))
             self.__dict__["_last"] = words
             return words
-        if replay and self._source != "torch" and _C._current_graph_task_id() != -1:
-            self._warn_recompute()
+        if replay:
+            self._check_recompute()
         if self._source == "seed":
             state = self._buffers["fd_state"]
             cache = self.__dict__.get("_fd_view")
