@@ -24,7 +24,9 @@ implementation through ``fastdrop._core.route.device_implementation``:
 that a compiled graph takes a new seed or stream as data: no guard, no recompile. ``mask``
 is the packed uint8 mask (docs/contract.md section 5); when ``return_mask`` is False the
 operators return an empty one and the backward regenerates the mask from ``seed``.
-``noise_shape`` is fully resolved (one int per axis) or None; ``n_threads`` 0 means
+``noise_shape`` has one int per axis (-1: that axis's size, as in ``Tensor.expand``, which
+is what ``torch.jit.trace`` records so that a traced graph takes other shapes) or is None;
+``n_threads`` 0 means
 ``torch.get_num_threads()``.
 
 The backward of every operator is itself one of these operators (the maps are diagonal,
@@ -80,7 +82,7 @@ def _nthreads(n: int) -> int:
 def _nbytes(x: Tensor, noise_shape, return_mask: bool):
     if not return_mask:
         return 0
-    n = x.numel() if noise_shape is None else _prod(noise_shape)
+    n = x.numel() if noise_shape is None else _prod(_ns(noise_shape, x.shape))
     return (n + 7) // 8
 
 
@@ -91,8 +93,14 @@ def _prod(shape):
     return n
 
 
-def _ns(noise_shape):
-    return None if noise_shape is None else tuple(int(d) for d in noise_shape)
+def _ns(noise_shape, shape):
+    """The noise shape for an operand of this shape, its -1 entries (that axis's size, as
+    in ``Tensor.expand``: what ``torch.jit.trace`` records) resolved."""
+    if noise_shape is None:
+        return None
+    if len(noise_shape) != len(shape):
+        return tuple(noise_shape)  # (the kernel's error)
+    return tuple(s if d == -1 else d for d, s in zip(noise_shape, shape))
 
 
 def _device(name: str, t: Tensor):
@@ -144,7 +152,7 @@ def dropout_impl(x: Tensor, seed: Tensor, p: float, bits: int, mode: str,
             noise_shape: Optional[Sequence[int]], return_mask: bool,
             n_threads: int) -> tuple[Tensor, Tensor]:
     s, st = seed_words(seed)
-    ns = _ns(noise_shape)
+    ns = _ns(noise_shape, x.shape)
     kw = dict(seed=s, stream=st, mode=mode, noise_shape=ns, bits=bits,
               return_mask=return_mask)
     y = torch.empty_like(x)
@@ -170,7 +178,7 @@ def _(x, seed, p, bits, mode, noise_shape, return_mask, n_threads):
 def dropout_backward_impl(grad: Tensor, seed: Tensor, mask: Optional[Tensor], p: float,
                      bits: int, mode: str, noise_shape: Optional[Sequence[int]],
                      n_threads: int) -> Tensor:
-    kw = dict(mode=mode, noise_shape=_ns(noise_shape), bits=bits)
+    kw = dict(mode=mode, noise_shape=_ns(noise_shape, grad.shape), bits=bits)
     if mask is not None:
         kw["mask"] = mask
     else:
@@ -200,8 +208,8 @@ def dropout_inplace_impl(x: Tensor, seed: Tensor, p: float, bits: int, dropout_m
                          n_threads: int) -> Tensor:
     # (not "mode": torch's mode redirection for mutating operators takes that name)
     s, st = seed_words(seed)
-    kw = dict(seed=s, stream=st, mode=dropout_mode, noise_shape=_ns(noise_shape), bits=bits,
-              return_mask=return_mask)
+    kw = dict(seed=s, stream=st, mode=dropout_mode, noise_shape=_ns(noise_shape, x.shape),
+              bits=bits, return_mask=return_mask)
     xa = _host(x.detach(), "input", True)
     if xa is None:
         res = _device("dropout", x)(x, p, out=x, **kw)
@@ -230,7 +238,7 @@ def alpha_dropout_impl(x: Tensor, seed: Tensor, p: float, bits: int,
                   noise_shape: Optional[Sequence[int]], return_mask: bool,
                   n_threads: int) -> tuple[Tensor, Tensor]:
     s, st = seed_words(seed)
-    kw = dict(seed=s, stream=st, noise_shape=_ns(noise_shape), bits=bits,
+    kw = dict(seed=s, stream=st, noise_shape=_ns(noise_shape, x.shape), bits=bits,
               return_mask=return_mask)
     y = torch.empty_like(x)
     xa = _host(x, "input")
@@ -256,7 +264,7 @@ def _(x, seed, p, bits, noise_shape, return_mask, n_threads):
 def alpha_dropout_backward_impl(grad: Tensor, seed: Tensor, mask: Optional[Tensor], p: float,
                            bits: int, noise_shape: Optional[Sequence[int]],
                            n_threads: int) -> Tensor:
-    kw = dict(noise_shape=_ns(noise_shape), bits=bits)
+    kw = dict(noise_shape=_ns(noise_shape, grad.shape), bits=bits)
     if mask is not None:
         kw["mask"] = mask
     else:
@@ -950,6 +958,18 @@ def _lean_grad(gy: Tensor, key: int, st: int, p: float, bits: int, mt, nt: int) 
     return _lean_backward(gy, key, st, p, bits, mt, nt)
 
 
+def _lean_backward_fn(ctx, gy):
+    """The lean Functions' backward as a Python function, which is what compiled autograd
+    traces (dynamo inlines Python functions only): there, through the operator, whose
+    seed is data (no guard on it); elsewhere the C function. (Eager backward passes call
+    the C function directly: `_backward_cls.apply` below.)"""
+    if torch.compiler.is_compiling():
+        key, st, p, bits, mt, nt = ctx.fd[:6]
+        return dropout_backward(gy, seed_tensor(key, st), mt, p, bits, "inverted", None,
+                                nt), None
+    return _lean_c.lean_backward(ctx, gy)
+
+
 class _LeanDropout(torch.autograd.Function):
     """The lean path under autograd: y = D x, dx = D dy; double backward through the
     classic Functions on the operators' implementations (the same map)."""
@@ -966,7 +986,7 @@ class _LeanDropout(torch.autograd.Function):
         return y
 
     # dx (the pointer kernel, or _lean_grad), in C: fastdrop/_cpu/_torch_lean.pyx
-    backward = staticmethod(_lean_c.lean_backward)
+    backward = staticmethod(_lean_backward_fn)
 
 
 class _LeanModuleDropout(torch.autograd.Function):
@@ -979,7 +999,7 @@ class _LeanModuleDropout(torch.autograd.Function):
     # y and dx (the pointer kernels, or _lean_run and _lean_grad), in C:
     # fastdrop/_cpu/_torch_lean.pyx
     forward = staticmethod(_lean_c.module_forward)
-    backward = staticmethod(_lean_c.lean_backward)
+    backward = staticmethod(_lean_backward_fn)
 
 
 try:  # Function.apply without its Python prologue (signature binding, torch.func checks)
@@ -1014,6 +1034,22 @@ _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_COD
              small=_NUMPY_ALLOC, forward_ad=_FWAD)
 
 
+def check_inplace_target(x: Tensor) -> None:
+    """torch's refusals of an in-place write (which a custom operator's or a kernel's
+    write does not get), before any write: to an inference tensor outside inference mode,
+    and to a tensor whose elements share memory (a broadcast view)."""
+    if any(s == 0 and n > 1 for s, n in zip(x.stride(), x.shape)):
+        raise RuntimeError(
+            "unsupported operation: more than one element of the written-to tensor refers "
+            "to a single memory location. Please clone() the tensor before performing the "
+            "operation.")
+    if x.is_inference() and not torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "Inplace update to inference tensor outside InferenceMode is not allowed.You "
+            "can make a clone to get a normal tensor before doing inplace update.See "
+            "https://github.com/pytorch/rfcs/pull/17 for more details.")
+
+
 def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: bool,
                  nt: int, inplace: bool) -> Tensor:
     """Inverted dropout of a `lean_input` tensor with the seed words (key, st): the result
@@ -1027,6 +1063,8 @@ def lean_dropout(x: Tensor, key: int, st: int, p: float, bits: int, keep_mask: b
         # _lean_apply skips Function.apply's Python prologue, valid because lean_input
         # has ruled out torch.func transforms (its only other work)
         return _lean_apply(x, (key, st, p, bits, keep_mask, nt, inplace))
+    if inplace:
+        check_inplace_target(x)
     y = _lean_run(x, key, st, p, bits, False, nt, inplace)[0]
     if inplace and not x.is_inference():
         torch.autograd.graph.increment_version(x)  # as any in-place op

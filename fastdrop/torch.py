@@ -90,6 +90,7 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     >>> a == b, 0 <= a < 2**64
     (True, True)
     """
+    _check_generator(generator)
     w = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator,
                       device=_draw_device(generator))
     return int(w[0]) | (int(w[1]) << 32)
@@ -136,6 +137,12 @@ def load_cpp_extension(verbose: bool = False) -> bool:
     """
     _cpp_draw.load(verbose=verbose)
     return _cpp_draw.active()
+
+
+def _check_generator(generator: Any) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}")
 
 
 def _draw_device(generator: torch.Generator | None) -> Any:
@@ -305,9 +312,10 @@ def _resolve_noise(ns: tuple | None, input: Tensor):
         raise ValueError(f"noise_shape must have one entry per axis of input "
                          f"({input.dim()}), got {ns!r}")
     out = []
+    tracing = torch.jit.is_tracing()  # (-1: that axis's size, not the traced size)
     for d, s in zip(ns, input.shape):
         if d is None:
-            out.append(s)
+            out.append(-1 if tracing else s)
         elif d != 1 and d != s:
             raise ValueError(f"noise_shape entries must be input's size or 1, got {ns!r} "
                              f"for input of shape {tuple(input.shape)}")
@@ -326,6 +334,7 @@ def _torch_seed(generator: torch.Generator | None, device=None) -> Tensor:
 def _seed_arg(seed, stream, generator) -> Tensor:
     """The seed tensor of a functional call: seed None (torch's generator), an int, or a
     seed tensor (then stream must be None)."""
+    _check_generator(generator)
     if isinstance(seed, torch.Tensor):
         if stream is not None:
             raise ValueError("stream must be None when seed is a seed tensor (its third "
@@ -363,6 +372,7 @@ def _draw_words(generator: torch.Generator | None) -> int:
 def _seed_words_arg(seed, stream, generator) -> tuple[int, int]:
     """(seed, stream) as Python ints for a functional call with an int or None seed: the
     words `_seed_arg`'s tensor holds (seed=None: draw_seed's draws)."""
+    _check_generator(generator)
     if seed is None:
         st = 0 if stream is None else check_uint64(stream, "stream")
         return _draw_words(generator), st
@@ -373,6 +383,9 @@ def _seed_words_arg(seed, stream, generator) -> tuple[int, int]:
 def _eval_classic(input: Tensor, p: float, bits: int, inplace: bool) -> Tensor:
     """Classic mode's inference: ``input * P(keep)`` in fastdrop's precision (float32 for
     the half types, rounded once)."""
+    _check_dtype(input)
+    if inplace:
+        ops.check_inplace_target(input)
     keep = 1.0 - _F.effective_p(p, bits)
     if input.dtype in (torch.float16, torch.bfloat16):
         res = (input.float() * keep).to(input.dtype)
@@ -385,6 +398,8 @@ def _run(kind: str, input: Tensor, p: float, ss: Tensor, cfg: tuple, noise, inpl
     """One training call of an operator; in place through copy_ (autograd's own rules:
     a leaf that requires grad is refused, version counters are bumped)."""
     bits, mode, keep, nt = cfg
+    if inplace and not torch.compiler.is_compiling():
+        ops.check_inplace_target(input)
     if inplace and kind == "dropout":
         y = _run_inplace(input, p, ss, cfg, noise)
         if y is not None:
@@ -421,6 +436,8 @@ def _run_inplace(input: Tensor, p: float, ss: Tensor, cfg: tuple, noise) -> Tens
 
 
 def _feature_noise(input: Tensor) -> list:
+    if torch.jit.is_tracing():  # (-1: that axis's size, not the traced size)
+        return [-1, -1] + [1] * (input.dim() - 2)
     return [input.shape[0], input.shape[1]] + [1] * (input.dim() - 2)
 
 
@@ -472,6 +489,8 @@ def _nd_rank(name: str, input: Tensor) -> bool:
 def _feature(kind: str, input: Tensor, p: float, ss, cfg: tuple, inplace: bool,
              unbatched: bool) -> Tensor:
     """Channel-wise dropout: the mask is drawn over (N, C, 1, ...) of the batched input."""
+    if inplace and not torch.compiler.is_compiling():
+        ops.check_inplace_target(input)
     if unbatched:
         v = input.unsqueeze(0)
         _check_feature_rank(v)
@@ -566,7 +585,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     """
     if not isinstance(input, Tensor):
         return _fx_function(dropout, locals())
-    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, mode, keep, n_threads)
@@ -575,6 +593,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return input if cfg[1] == "inverted" else _eval_classic(input, pf, cfg[0], inplace)
     if pf == 0.0 or input.numel() == 0:
         return input
+    _check_dtype(input)
     if (cfg[1] == "inverted" and ns is None and not isinstance(seed, torch.Tensor)
             and ops.lean_input(input)):
         key, st = _seed_words_arg(seed, stream, generator)
@@ -590,13 +609,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 def _nd_functional(name: str, input, p, training, inplace, seed, stream, bits, keep,
                    generator, n_threads) -> Tensor:
-    _check_dtype(input)   # (its callers checked the type)
-    _check_torch_p(p)
+    _check_torch_p(p)   # (its callers checked the type)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
     unbatched = _nd_rank(name, input)
     if not training or pf == 0.0 or input.numel() == 0:
         return input
+    _check_dtype(input)
     return _feature("dropout", input, pf, lambda: _seed_arg(seed, stream, generator), cfg,
                     bool(inplace), unbatched)
 
@@ -763,13 +782,13 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     """
     if not isinstance(input, Tensor):
         return _fx_function(alpha_dropout, locals())
-    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
     ns = _check_noise_shape(noise_shape)
     if not training or pf == 0.0 or input.numel() == 0:
         return input
+    _check_dtype(input)
     ss = _seed_arg(seed, stream, generator)
     return _run("alpha", input, pf, ss, cfg, _resolve_noise(ns, input), bool(inplace))
 
@@ -814,13 +833,12 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     """
     if not isinstance(input, Tensor):
         return _fx_function(feature_alpha_dropout, locals())
-    _check_dtype(input)
     _check_torch_p(p)
     pf = check_p(float(p))
     cfg = _config(bits, "inverted", keep, n_threads)
-    _check_feature_rank(input)
     if not training or pf == 0.0 or input.numel() == 0:
-        return input
+        return input  # (torch checks the rank on the training path only, as here)
+    _check_dtype(input)
     return _feature("alpha", input, pf, lambda: _seed_arg(seed, stream, generator), cfg,
                     bool(inplace), False)
 
@@ -927,6 +945,7 @@ class _FastdropDropout:
     def _fd_init(self, seed, bits, mode, keep, generator, n_threads) -> None:
         self._cfg = _config(bits, mode, keep, n_threads)
         self._p_checked = check_p(float(self.p))
+        _check_generator(generator)
         self.torch_generator = generator
         self.fd_generator: Generator | None = None
         if isinstance(seed, Generator):
@@ -1257,7 +1276,8 @@ class Dropout(_FastdropDropout, nn.Dropout):
     ValueError
         p outside [0, 1] (torch's message), a bad bits, mode, keep or noise_shape.
     TypeError
-        An argument of the wrong type; at the call, an input that is not a float tensor.
+        An argument of the wrong type; at a training call, an input that is not a float
+        tensor.
     RuntimeError
         inplace on a leaf tensor that requires grad (at the call).
 
@@ -1342,7 +1362,6 @@ class Dropout(_FastdropDropout, nn.Dropout):
                         True)
         if not isinstance(input, Tensor):
             return self._fx_call(input)
-        _check_dtype(input)
         p = self._p()
         if not self.training:
             if self._cfg[1] == "inverted":
@@ -1350,6 +1369,7 @@ class Dropout(_FastdropDropout, nn.Dropout):
             return _eval_classic(input, p, self._cfg[0], self.inplace)
         if p == 0.0 or input.numel() == 0:
             return input
+        _check_dtype(input)
         return _run("dropout", input, p, self._next_seed(), self._cfg,
                     _resolve_noise(self._noise_shape, input), self.inplace)
 
@@ -1364,11 +1384,11 @@ class _NdMixin(_FastdropDropout):
     def forward(self, input: Tensor) -> Tensor:
         if not isinstance(input, Tensor):
             return self._fx_call(input)
-        _check_dtype(input)
         p = self._p()
         unbatched = _nd_rank(self._fd_name, input)
         if not self.training or p == 0.0 or input.numel() == 0:
             return input
+        _check_dtype(input)
         return _feature("dropout", input, p, self._next_seed, self._cfg, self.inplace,
                         unbatched)
 
@@ -1387,7 +1407,8 @@ def _nd_doc(torch_name: str, shapes: str, example: str) -> str:
     RuntimeError
         An input rank torch refuses (at the call).
     TypeError
-        An argument of the wrong type; an input that is not a float tensor.
+        An argument of the wrong type; at a training call, an input that is not a float
+        tensor.
 
     Examples
     --------
@@ -1460,7 +1481,8 @@ class AlphaDropout(_FastdropDropout, nn.AlphaDropout):
     ValueError
         p outside [0, 1] (torch's message), a bad bits or keep.
     TypeError
-        An argument of the wrong type; an input that is not a float tensor.
+        An argument of the wrong type; at a training call, an input that is not a float
+        tensor.
 
     Examples
     --------
@@ -1479,10 +1501,10 @@ class AlphaDropout(_FastdropDropout, nn.AlphaDropout):
     def forward(self, input: Tensor) -> Tensor:
         if not isinstance(input, Tensor):
             return self._fx_call(input)
-        _check_dtype(input)
         p = self._p()
         if not self.training or p == 0.0 or input.numel() == 0:
             return input
+        _check_dtype(input)
         return _run("alpha", input, p, self._next_seed(), self._cfg, None, False)
 
 
@@ -1500,7 +1522,8 @@ class FeatureAlphaDropout(_FastdropDropout, nn.FeatureAlphaDropout):
     RuntimeError
         An input with fewer than 2 dimensions (at the call).
     TypeError
-        An argument of the wrong type; an input that is not a float tensor.
+        An argument of the wrong type; at a training call, an input that is not a float
+        tensor.
 
     Examples
     --------
@@ -1522,11 +1545,10 @@ class FeatureAlphaDropout(_FastdropDropout, nn.FeatureAlphaDropout):
     def forward(self, input: Tensor) -> Tensor:
         if not isinstance(input, Tensor):
             return self._fx_call(input)
-        _check_dtype(input)
         p = self._p()
-        _check_feature_rank(input)
         if not self.training or p == 0.0 or input.numel() == 0:
             return input
+        _check_dtype(input)
         return _feature("alpha", input, p, self._next_seed, self._cfg, False, False)
 
 
@@ -1605,8 +1627,12 @@ class ScriptDropout(nn.Module):
                                + str(input.dim()) + "D input.")
         if not self.training:
             if self.kind == 0 and self.mode == "classic":
-                return input.mul_(self.keep_prob) if self.inplace \
-                    else input * self.keep_prob
+                # as _eval_classic: the half types in float32, rounded once
+                if input.dtype == torch.float16 or input.dtype == torch.bfloat16:
+                    res = (input.float() * self.keep_prob).to(input.dtype)
+                else:
+                    res = input * self.keep_prob
+                return input.copy_(res) if self.inplace else res
             return input
         if self.p == 0.0 or input.numel() == 0:
             return input

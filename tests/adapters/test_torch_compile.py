@@ -142,3 +142,27 @@ def test_exported_program_runs_and_matches_eager():
     with torch.no_grad():
         exported_eval = torch.export.export(copy.deepcopy(reference).eval(), (x,))
     assert torch.equal(exported_eval.module()(x), reference.eval()(x))
+
+
+@pytest.mark.parametrize("seed", [None, 3], ids=["torch_seeds", "own_seed"])
+def test_compiled_autograd_of_an_eager_forward(seed):
+    # an eager training call (the lean Function) whose backward runs under compiled
+    # autograd: dynamo traces the Function's Python backward (the operator), with the same
+    # gradients as the eager backward and no recompile as the seeds change
+    counter = CompileCounterWithBackend("eager")
+    lin, drop = nn.Linear(8, 8), ft.Dropout(0.5, seed=seed)
+    twin = ft.Dropout(0.5, seed=seed)
+    twin.load_state_dict(drop.state_dict())
+    for step in range(5):
+        x = torch.randn(4, 8)
+        torch.manual_seed(step)
+        lin.zero_grad()
+        drop(lin(x)).square().sum().backward()
+        want = lin.weight.grad.clone()
+        torch.manual_seed(step)
+        lin.zero_grad()
+        y = twin(lin(x)).square().sum()
+        with torch._dynamo.compiled_autograd._enable(torch.compile(backend=counter)):
+            y.backward()
+        assert torch.equal(lin.weight.grad, want)
+    assert 1 <= counter.frame_count <= 2   # (the second: the sizes made dynamic)

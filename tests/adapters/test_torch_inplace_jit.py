@@ -318,3 +318,51 @@ def test_functional_lean_path_equals_the_operator_route():
         assert torch.equal(dx, torch.autograd.grad(ft.dropout(x, 0.25, seed=ss).sum(), x)[0])
     with pytest.raises(ValueError, match="stream"):
         ft.dropout(x, 0.25, seed=1, stream=-1)
+
+
+@pytest.mark.parametrize("make,shape,other", [
+    (lambda: ft.Dropout2d(0.5, seed=3), (2, 3, 4, 4), (5, 3, 2, 6)),
+    (lambda: ft.Dropout(0.5, seed=3, noise_shape=(None, None, 1, 1)), (2, 3, 4, 4),
+     (5, 3, 2, 6)),
+    (lambda: ft.FeatureAlphaDropout(0.5, seed=3), (2, 3, 4), (4, 3, 7)),
+    (lambda: ft.Dropout1d(0.5, seed=3), (3, 5), (2, 6)),   # unbatched
+], ids=["dropout2d", "noise_shape", "feature_alpha", "1d_unbatched"])
+def test_trace_with_a_noise_shape_takes_other_shapes(make, shape, other):
+    # the traced graph records -1 (that axis's size) for the noise shape's full axes, not
+    # the traced sizes: another batch or channel count gives eager's bits
+    layer, twin = make(), make()
+    traced = _quiet(torch.jit.trace, layer, torch.randn(*shape), check_trace=False)
+    twin(torch.randn(*shape))   # the stream the trace drew
+    for s in (shape, other, shape):
+        x = torch.randn(*s, requires_grad=True)
+        yt, ye = traced(x), twin(x)
+        assert torch.equal(yt, ye)
+        gt, = torch.autograd.grad(yt.sum(), x)
+        ge, = torch.autograd.grad(ye.sum(), x)
+        assert torch.equal(gt, ge)
+
+
+def test_trace_of_the_functional_channel_dropout():
+    f = lambda x: ft.dropout2d(x, 0.5, seed=9)   # noqa: E731
+    traced = _quiet(torch.jit.trace, f, torch.randn(2, 3, 4, 4), check_trace=False)
+    for s in ((2, 3, 4, 4), (6, 2, 3, 3)):
+        x = torch.randn(*s)
+        assert torch.equal(traced(x), f(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32,
+                                   torch.float64])
+def test_script_classic_eval_in_place_rounds_as_eager(dtype):
+    # eval of classic mode is x * P(keep), the half types computed in float32 and rounded
+    # once, in place or not, scripted or eager
+    x = torch.randn(1000, dtype=torch.float64).to(dtype)
+    want = ft.Dropout(0.3, mode="classic").eval()(x.clone())
+    for inplace in (False, True):
+        layer = ft.Dropout(0.3, mode="classic", inplace=inplace).eval()
+        scripted = _quiet(torch.jit.script, layer)
+        xe, xs = x.clone(), x.clone()
+        ye, ys = layer(xe), scripted(xs)
+        assert torch.equal(ye, want) and torch.equal(ys, want)
+        if inplace:   # the input's memory, written
+            assert ys.data_ptr() == xs.data_ptr() and torch.equal(xs, want)
+            assert torch.equal(xe, want)

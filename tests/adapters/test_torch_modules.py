@@ -140,6 +140,79 @@ def test_rank_rules_warnings_and_errors_are_torchs():
         ft.Dropout2d(0.5)(torch.ones(2, 2, 2, 2, dtype=torch.int32))
 
 
+
+def test_eval_p_zero_and_empty_return_any_input_as_torch():
+    # torch returns the input itself before looking at its dtype or rank (feature alpha
+    # dropout checks the rank on the training path only): so do the drop-ins
+    for x in (torch.arange(6).reshape(2, 3), torch.ones(3, dtype=torch.complex64)):
+        for fd, tm in [(ft.Dropout(0.5), nn.Dropout(0.5)),
+                       (ft.Dropout2d(0.5), nn.Dropout2d(0.5)),
+                       (ft.AlphaDropout(0.5), nn.AlphaDropout(0.5)),
+                       (ft.FeatureAlphaDropout(0.5), nn.FeatureAlphaDropout(0.5))]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # dropout2d's rank warnings
+                assert fd.eval()(x) is x and tm.eval()(x) is x
+        for f, g in [(ft.dropout, nn.functional.dropout),
+                     (ft.alpha_dropout, nn.functional.alpha_dropout),
+                     (ft.feature_alpha_dropout, nn.functional.feature_alpha_dropout)]:
+            assert f(x, 0.5, training=False) is x and g(x, 0.5, training=False) is x
+            assert f(x, 0.0, training=True) is x
+    x1 = torch.ones(4)   # 1-D: a feature dropout's rank error in training only
+    for m in (ft.FeatureAlphaDropout(0.5), nn.FeatureAlphaDropout(0.5)):
+        assert m.eval()(x1) is x1 and m.train()(torch.ones(0)).numel() == 0
+    assert ft.feature_alpha_dropout(x1, 0.5, False) is x1
+    assert ft.feature_alpha_dropout(x1, 0.0, True) is x1
+    with pytest.raises(RuntimeError, match="Feature dropout requires at least 2"):
+        ft.feature_alpha_dropout(x1, 0.5, True)
+    with pytest.raises(TypeError, match="input must have dtype"):   # training: the kernel
+        ft.Dropout(0.5)(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="input must have dtype"):   # classic eval computes
+        ft.Dropout(0.5, mode="classic").eval()(torch.ones(3, dtype=torch.int64))
+
+
+def test_a_bad_generator_is_a_type_error_naming_it():
+    x = torch.ones(8)
+    for bad in (5, "cpu", np.random.default_rng(0)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            ft.Dropout(0.5, generator=bad)
+        for call in (lambda: ft.dropout(x, 0.5, generator=bad),
+                     lambda: ft.dropout(x, 0.5, seed=1, generator=bad),
+                     lambda: ft.alpha_dropout(x, 0.5, True, generator=bad),
+                     lambda: ft.dropout1d(x[None], 0.5, generator=bad),
+                     lambda: ft.draw_seed(bad)):
+            with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+                call()
+    g = torch.Generator().manual_seed(1)
+    assert ft.dropout(x, 0.5, generator=g).shape == x.shape
+
+
+@pytest.mark.parametrize("call", [
+    lambda z: ft.dropout(z, 0.5, inplace=True, seed=1),
+    lambda z: ft.dropout(z, 0.5, inplace=True),
+    lambda z: ft.Dropout(0.5, inplace=True)(z),
+    lambda z: ft.Dropout(0.5, inplace=True, noise_shape=(None, 1))(z),
+    lambda z: ft.Dropout1d(0.5, inplace=True)(z),
+    lambda z: ft.alpha_dropout(z, 0.5, True, True, seed=1),
+    lambda z: ft.Dropout(0.5, inplace=True, mode="classic").eval()(z),
+], ids=["seeded", "torch_seed", "module", "noise_shape", "dropout1d", "alpha", "classic_eval"])
+def test_in_place_refusals_are_torchs_and_write_nothing(call):
+    with torch.inference_mode():
+        z = torch.ones(4, 6)
+    with pytest.raises(RuntimeError, match="Inplace update to inference tensor outside "):
+        call(z)
+    assert torch.equal(z, torch.ones(4, 6))
+    with torch.inference_mode():   # inside inference mode: allowed, as torch's
+        w = torch.ones(4, 6)
+        call(w)
+        assert not torch.equal(w, torch.ones(4, 6))
+    base = torch.arange(6.0)
+    e = base.expand(4, 6)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to"):
+        call(e)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to"):
+        nn.functional.dropout(base.expand(4, 6), 0.5, True, True)   # torch's own message
+    assert torch.equal(base, torch.arange(6.0))
+
 def test_unbatched_inputs_equal_a_batch_of_one():
     for cls, shape in [(ft.Dropout1d, (6, 5)), (ft.Dropout3d, (6, 2, 2, 2))]:
         x = torch.randn(shape)
