@@ -107,7 +107,8 @@ def _seed_words(seed: Any):
     """(lo, hi) of a seed: an int or integer scalar (as `_int_words`), or a JAX key: a
     typed key (``jax.random.key``) through ``jax.random.key_data``, or a raw uint32[2] key
     (``jax.random.PRNGKey``), read as ``(k[0] << 32) | k[1]``, so that ``PRNGKey(n)``
-    and ``key(n)`` give the masks of ``seed=n``."""
+    and ``key(n)`` give the masks of ``seed=n``; the keys of the other implementations
+    (``rbg``, ``unsafe_rbg``: uint32[4], typed or raw) by their first two words."""
     if isinstance(seed, numbers.Integral):
         return _int_words(seed, "seed")
     if seed is None:
@@ -117,12 +118,16 @@ def _seed_words(seed: Any):
     if hasattr(arr, "dtype") and jax.dtypes.issubdtype(arr.dtype, jax.dtypes.prng_key):
         if arr.ndim != 0:
             raise TypeError(f"seed must be a single JAX key, got keys of shape {arr.shape}")
-        arr = jax.random.key_data(arr)
+        arr = jax.random.key_data(arr).reshape(-1)   # (any implementation's words)
+        if arr.shape[0] < 2 or arr.dtype != jnp.uint32:
+            raise TypeError(f"seed as a JAX key must have at least two uint32 words of "
+                            f"key data, got {arr.dtype}{list(arr.shape)}")
+        return arr[1], arr[0]
     arr = jnp.asarray(arr)
     if arr.ndim == 1:
-        if arr.shape != (2,) or arr.dtype != jnp.uint32:
-            raise TypeError(f"seed as a raw JAX key must be uint32[2] (threefry), got "
-                            f"{arr.dtype}{list(arr.shape)}")
+        if arr.shape not in ((2,), (4,)) or arr.dtype != jnp.uint32:
+            raise TypeError(f"seed as a raw JAX key must be uint32[2] (threefry) or "
+                            f"uint32[4] (rbg, unsafe_rbg), got {arr.dtype}{list(arr.shape)}")
         return arr[1], arr[0]
     return _int_words(arr, "seed")
 
@@ -297,10 +302,16 @@ def _impl(*operands, op, cfg):
     """Eager: the kernels read the JAX buffers through zero-copy NumPy views and write
     64-byte aligned arrays that device_put adopts without copying. An x sharded over
     several devices goes through the lowering (one custom call per shard, in x's
-    sharding), as do arrays off the CPU."""
-    if not _split_eagerly(operands[0]) and all(jax_platform(a) == "cpu" for a in operands):
-        return [jax.device_put(o) for o in _host(op, cfg, *operands)]
-    return _jitted(op, cfg)(*operands)  # through the lowering
+    sharding; replicated over them when x is), as do arrays off the CPU. The outputs are
+    placed as JAX ops place theirs: on a committed x's device (committed), else on the
+    default device."""
+    x = operands[0]
+    if not _split_eagerly(x) and all(jax_platform(a) == "cpu" for a in operands):
+        where = next(iter(x.sharding.device_set)) if getattr(x, "committed", False) \
+            else None
+        return [jax.device_put(o, where) for o in _host(op, cfg, *operands)]
+    with jax.disable_jit(False):   # (under jax.disable_jit, jit would call _impl again)
+        return _jitted(op, cfg)(*operands)  # through the lowering
 
 
 @functools.lru_cache(maxsize=256)
@@ -309,10 +320,9 @@ def _jitted(op: str, cfg: _Cfg):
 
 
 def _split_eagerly(x) -> bool:
-    """Whether a concrete x is split over several devices (not fully replicated)."""
+    """Whether a concrete x is on several devices (split or replicated)."""
     try:
-        sharding = x.sharding
-        return len(sharding.device_set) > 1 and not sharding.is_fully_replicated
+        return len(x.sharding.device_set) > 1
     except AttributeError:
         return False
 
@@ -345,12 +355,17 @@ def _lower_callback(ctx, *operands, op, cfg):
     """The fallback lowering: a host callback (jax.pure_callback) into `_host`."""
     params = getattr(ctx.module_context, "lowering_parameters", None)
     if getattr(params, "for_export", False):
+        reason = _fallback_reason(op, cfg)
+        if reason is None:   # the registration for the other platforms
+            platforms = getattr(ctx.module_context, "platforms", None) or ()
+            reason = (f"on {', '.join(p for p in platforms if p != 'cpu') or 'a platform'} "
+                      f"(the XLA FFI targets are CPU only)")
         raise NotImplementedError(
-            f"fastdrop.jax cannot export this call (jax.export): {op} "
-            f"{_fallback_reason(op, cfg)} runs through a host callback (jax.pure_callback), "
-            f"which XLA cannot serialize; the XLA FFI route (lowering_route()) exports. "
-            f"Export a model without this call (e.g. at inference, training=False / "
-            f"deterministic=True, where no kernel runs).")
+            f"fastdrop.jax cannot export this call (jax.export): {op} {reason} runs "
+            f"through a host callback (jax.pure_callback), which XLA cannot serialize; "
+            f"the XLA FFI route (lowering_route()) exports for the CPU "
+            f"(platforms=('cpu',)). Export a model without this call (e.g. at inference, "
+            f"training=False / deterministic=True, where no kernel runs).")
     return mlir.lower_fun(functools.partial(_callback, op=op, cfg=cfg),
                           multiple_results=True)(ctx, *operands)
 
@@ -477,7 +492,10 @@ def _ffi_attrs(op: str, cfg: _Cfg, core_shape: tuple) -> dict | None:
         if len(core_shape):
             attrs["gshape"] = np.asarray(cfg.global_shape, np.int64)
     if noise is not None:  # dropout and alpha dropout (the others have no noise_shape)
-        attrs["noise"] = np.asarray(noise, np.int64)
+        # a symbolic dimension (jax.export's shape polymorphism: x's own, since the noise
+        # has x's entries or 1) as -1, which the handler resolves from x's shape
+        attrs["noise"] = np.asarray([d if isinstance(d, (int, np.integer)) else -1
+                                     for d in noise], np.int64)
     return attrs
 
 

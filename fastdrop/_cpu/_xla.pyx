@@ -20,7 +20,8 @@ each axis's origin); results of x's shape.  Attributes (computed in Python by
 fastdrop._core.contract, so the constants are the NumPy API's own): ``kop`` (the kernel's
 Op), ``t``, ``bits``, ``scale``, and ``a``, ``c``, ``d`` (alpha dropout), ``has_bias``
 (bias-dropout-add), ``gshape`` (i64 array: the global shape of a block), ``noise`` (i64
-array: a noise shape smaller than x's, the global one with a block; its keep flags go
+array: a noise shape smaller than x's, the global one with a block, -1 standing for x's
+size on that axis (a symbolic dimension of an export) without a block; its keep flags go
 through a scratch byte array, then broadcast over x, as fastdrop._cpu.backend does).
 
 Threads: at most `threads()` per call (`set_threads`, set by fastdrop.jax from
@@ -105,6 +106,7 @@ cdef struct Call:
     const uint32_t* origin   # NULL without a block
     const int64_t* gshape
     const int64_t* noise     # NULL: the noise is x's shape; else one entry per axis
+    int64_t nr[MAX_DIMS]     # the noise attribute, its -1 entries resolved (C.noise)
     int64_t nl[MAX_DIMS]     # a core element's noise shape (x's, or 1 where broadcast)
     uint64_t nf              # its size
     int64_t kop, t, bits, has_bias
@@ -225,10 +227,13 @@ cdef const char* _decode(XLA_FFI_CallFrame* f, int kind, Call* C) noexcept nogil
     if rc == 0:
         C.nf = 1
         for k in range(C.nd):
-            if C.noise[k] != 1 and C.noise[k] != (C.gshape[k] if C.origin != NULL else C.shape[k]):
+            # -1: x's size on that axis (a symbolic dimension of jax.export; no block)
+            C.nr[k] = C.shape[k] if C.noise[k] == -1 and C.origin == NULL else C.noise[k]
+            if C.nr[k] != 1 and C.nr[k] != (C.gshape[k] if C.origin != NULL else C.shape[k]):
                 return "fastdrop: the noise shape must have x's (the global) entries or 1"
-            C.nl[k] = C.shape[k] if C.noise[k] != 1 else 1
+            C.nl[k] = C.shape[k] if C.nr[k] != 1 else 1
             C.nf *= <uint64_t>C.nl[k]
+        C.noise = C.nr
     # the other arrays of bias-dropout-add
     if kind == H_BDA:
         if C.nd == 0 and C.has_bias:

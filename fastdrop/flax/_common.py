@@ -1,17 +1,26 @@
 """What both Flax modules share: the checks and the call of fastdrop.jax.dropout."""
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from .. import jax as fj
 from .._core.args import check_bits, check_p
 
 
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
 def check_rate(rate: Any) -> float:
-    """A drop rate in [0, 1], as fastdrop.dropout's p (ValueError / TypeError naming it)."""
+    """A drop rate in [0, 1], as fastdrop.dropout's p (ValueError / TypeError naming it);
+    a concrete 0-d JAX or NumPy array is its value, as Flax's Dropout takes it."""
+    if (getattr(rate, "shape", None) == () and hasattr(rate, "dtype")
+            and not isinstance(rate, jax.core.Tracer) and rate.dtype != bool):
+        rate = float(rate)
     try:
         return check_p(rate)
     except (TypeError, ValueError) as e:
@@ -25,8 +34,13 @@ def noise_shape(ndim: int, broadcast_dims: Sequence[int]) -> tuple | None:
                         f"{type(broadcast_dims).__name__}")
     dims = set()
     for d in broadcast_dims:
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise TypeError(f"broadcast_dims must be a sequence of ints, got {d!r}")
+        try:   # ints, NumPy integers (operator.index), not bools
+            d = operator.index(d) if not isinstance(d, (bool, np.bool_)) else None
+        except TypeError:
+            d = None
+        if d is None:
+            raise TypeError(f"broadcast_dims must be a sequence of ints, got "
+                            f"{broadcast_dims!r}")
         if not -ndim <= d < ndim:
             raise ValueError(f"broadcast_dims entry {d} is out of range for an input of "
                              f"{ndim} dimensions")
@@ -40,6 +54,9 @@ def apply(inputs: Any, rate: float, key: Any, broadcast_dims: Sequence[int],
           bits: int) -> jax.Array:
     """fastdrop.jax.dropout of inputs with `key` as the seed (stream 0)."""
     x = jax.numpy.asarray(inputs)
+    if x.dtype.name not in _FLOATS:
+        raise TypeError(f"inputs must have dtype float16, bfloat16, float32 or float64, got "
+                        f"{x.dtype}")
     return fj.dropout(x, rate, seed=key, stream=0, noise_shape=noise_shape(x.ndim,
                                                                           broadcast_dims),
                       bits=check_bits(bits))

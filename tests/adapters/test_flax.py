@@ -203,3 +203,43 @@ def test_nnx_model_trains_with_optax():
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
     model.eval()
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x)))
+
+
+# ---- what Flax's own modules accept ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [jnp.float32(0.5), jnp.asarray(0.5), np.float64(0.5),
+                                  np.asarray(0.5)], ids=["jnp_scalar", "jnp_0d", "np_scalar",
+                                                         "np_0d"])
+def test_a_concrete_array_rate_and_numpy_int_broadcast_dims(rate):
+    # as flax.linen.Dropout and flax.nnx.Dropout take them: a concrete 0-d array rate is
+    # its value; NumPy integers are ints in broadcast_dims
+    x = jnp.ones((3, 5, 6))
+    key = jax.random.key(1)
+    dims = (np.int64(0), np.int32(-1))
+    want = fd.dropout(np.ones((3, 5, 6), np.float32), 0.5, seed=key_seed(key),
+                      noise_shape=(1, None, 1))
+    y = fnn.Dropout(rate, broadcast_dims=dims).apply({}, x, deterministic=False, rng=key)
+    assert_bits_equal(np.asarray(y), want)
+    nn.Dropout(rate, broadcast_dims=dims).apply({}, x, deterministic=False, rng=key)  # Flax
+    k = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0)).rngs()
+    y = fnnx.Dropout(rate, broadcast_dims=dims, rngs=nnx.Rngs(dropout=0))(x)
+    assert_bits_equal(np.asarray(y), fd.dropout(np.ones((3, 5, 6), np.float32), 0.5,
+                                                seed=key_seed(k), noise_shape=(1, None, 1)))
+
+
+def test_bad_rates_dims_and_inputs_name_the_argument():
+    x = jnp.ones((2, 3))
+    key = jax.random.key(0)
+    for bad in (jnp.asarray([0.5, 0.5]), jnp.asarray(True), "0.5"):
+        with pytest.raises(TypeError, match="rate must be"):
+            fnn.Dropout(bad).apply({}, x, deterministic=False, rng=key)
+    with pytest.raises(ValueError, match="rate must be in"):
+        fnn.Dropout(jnp.asarray(1.5)).apply({}, x, deterministic=False, rng=key)
+    for dims in ((0.0,), (True,), (np.bool_(True),), ("0",)):
+        with pytest.raises(TypeError, match="broadcast_dims must be a sequence of ints"):
+            fnn.Dropout(0.5, broadcast_dims=dims).apply({}, x, deterministic=False, rng=key)
+    with pytest.raises(TypeError, match="inputs must have dtype float16"):
+        fnn.Dropout(0.5).apply({}, jnp.ones((2, 3), jnp.int32), deterministic=False, rng=key)
+    with pytest.raises(TypeError, match="rate must be"):   # traced: static, as Flax's
+        jax.jit(lambda r: fnn.Dropout(r).apply({}, x, deterministic=False, rng=key))(0.5)

@@ -165,3 +165,35 @@ def test_jax_keys_are_seeds():
         fj.dropout(x, 0.5, seed=jax.random.split(jax.random.key(0)))
     with pytest.raises(TypeError, match="uint32"):
         fj.dropout(x, 0.5, seed=jnp.zeros(3, jnp.uint32))
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_keys_of_the_other_implementations_are_seeds(impl):
+    # rbg and unsafe_rbg keys (uint32[4] of key data, typed or raw): their first two words,
+    # eager, under jit and vmap, and through the Flax drop-in as through Flax's own
+    x = jnp.ones(64, jnp.float32)
+    for key in (jax.random.key(7, impl=impl), jax.random.split(jax.random.key(7, impl=impl))[1]):
+        data = jax.random.key_data(key)
+        assert data.shape == (4,)
+        hi, lo = int(data[0]), int(data[1])
+        want = fastdrop.dropout(np.ones(64, np.float32), 0.5, seed=hi << 32 | lo, stream=2)
+        for seed in (key, data):   # typed, raw
+            np.testing.assert_array_equal(np.asarray(fj.dropout(x, 0.5, seed=seed, stream=2)),
+                                          want)
+            np.testing.assert_array_equal(np.asarray(jax.jit(
+                lambda k: fj.dropout(x, 0.5, seed=k, stream=2))(seed)), want)
+    keys = jax.random.split(jax.random.key(1, impl=impl), 3)
+    ys = jax.vmap(lambda k: fj.dropout(x, 0.5, seed=k))(keys)
+    for k, y in zip(keys, ys):
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(fj.dropout(x, 0.5, seed=k)))
+    flax_linen = pytest.importorskip("flax.linen")
+    import fastdrop.flax.linen as fnn
+    k = jax.random.key(3, impl=impl)
+    ours = fnn.Dropout(0.5, deterministic=False).apply({}, x, rngs={"dropout": k})
+    theirs = flax_linen.Dropout(0.5, deterministic=False).apply({}, x, rngs={"dropout": k})
+    assert ours.shape == theirs.shape   # (the key make_rng derives from k is the seed)
+    assert set(np.unique(np.asarray(ours)).tolist()) == {0.0, 2.0}
+    again = fnn.Dropout(0.5, deterministic=False).apply({}, x, rngs={"dropout": k})
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(again))
+    with pytest.raises(TypeError, match="uint32.2. .threefry. or uint32.4."):
+        fj.dropout(x, 0.5, seed=jnp.zeros(5, jnp.uint32))

@@ -258,6 +258,29 @@ def test_export_round_trip():
         jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.3, seed=1)))(jnp.asarray(xn))
 
 
+
+@pytest.mark.parametrize("noise_shape", [(None, 1), (None, None, 1), (1, None, None)])
+def test_export_with_a_symbolic_batch_in_the_noise_shape(noise_shape):
+    # a shape-polymorphic export whose noise shape keeps the symbolic axis: the attribute
+    # carries -1 there, resolved by the handler from x's shape at each call
+    nd = len(noise_shape)
+    dims = ("b", "16") if nd == 2 else ("b", "3", "5")
+    spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(", ".join(dims)), jnp.float32)
+
+    def f(x):
+        y = fj.dropout(x, 0.3, **K, noise_shape=noise_shape)
+        return y, jax.grad(lambda x: fj.dropout(x, 0.3, **K, noise_shape=noise_shape)
+                           .sum())(x)
+
+    back = _round_trip(jax.export.export(jax.jit(f), disabled_checks=fj.export_checks())(
+        spec))
+    for b in (1, 4, 7):
+        xn = make_x((b,) + tuple(int(d) for d in dims[1:]), np.float32)
+        y, g = back.call(jnp.asarray(xn))
+        assert_bits_equal(np.asarray(y), fd.dropout(xn, 0.3, **K, noise_shape=noise_shape))
+        assert_bits_equal(np.asarray(g), fd.dropout_backward(
+            np.ones_like(xn), 0.3, **K, noise_shape=noise_shape))
+
 def test_donation_writes_in_place():
     xn = make_x((64, 64), np.float32)
     f = jax.jit(lambda x: fj.dropout(x, 0.3, **K), donate_argnums=0)

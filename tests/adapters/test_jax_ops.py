@@ -312,6 +312,11 @@ def test_export_through_the_xla_ffi():
     exp = jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.5, seed=1)),
                             disabled_checks=fj.export_checks())(x)
     assert_bits_equal(np.asarray(exp.call(x)), fd.dropout(np.ones(8, np.float32), 0.5, seed=1))
+    # for another platform: the message says the targets are CPU only
+    with pytest.raises(NotImplementedError, match=r"dropout on cuda \(the XLA FFI targets "
+                                                  r"are CPU only\)"):
+        jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.5, seed=1)),
+                          platforms=("cpu", "cuda"), disabled_checks=fj.export_checks())(x)
     # at inference no kernel runs: the function exports without any check disabled
     exp = jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.5, seed=1, training=False)))(x)
     np.testing.assert_array_equal(np.asarray(exp.call(x)), np.ones(8, np.float32))

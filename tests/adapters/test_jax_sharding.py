@@ -181,6 +181,30 @@ SCRIPT = textwrap.dedent("""
         same(y, expected)
         assert y.sharding.is_equivalent_to(rows, 2), y.sharding
     print("auto misc ok")
+
+    # eager placement, as JAX ops place their results: a committed x's device (committed),
+    # a replicated x's devices (replicated), the default device for an uncommitted x;
+    # and under jax.disable_jit a sharded x still runs (the lowering, with jit on)
+    one = jax.device_put(xn, jax.devices()[1])
+    for f, expected in [(lambda x: fj.dropout(x, 0.3, **K), fd.dropout(xn, 0.3, **K)),
+                        (lambda x: fj.bias_dropout_add_backward(x, 0.3, **K)[1],
+                         fd.bias_dropout_add_backward(xn, 0.3, **K)[1])]:
+        y = f(one)
+        same(y, expected)
+        assert y.devices() == {jax.devices()[1]} and y.committed, y.sharding
+        assert y.devices() == jax.jit(f)(one).devices()
+        y = f(jnp.asarray(xn))
+        assert y.devices() == {jax.devices()[0]} and not y.committed
+        rep = jax.device_put(xn, NamedSharding(mesh, P()))
+        y = f(rep)
+        same(y, expected)
+        assert y.sharding.is_fully_replicated and len(y.devices()) == 2, y.sharding
+    with jax.disable_jit():
+        y = fj.dropout(x, 0.3, **K)
+        same(y, fd.dropout(xn, 0.3, **K))
+        assert y.sharding.is_equivalent_to(rows, 2), y.sharding
+        same(fj.dropout(one, 0.3, **K), fd.dropout(xn, 0.3, **K))
+    print("placement ok")
 """)
 
 
@@ -192,4 +216,4 @@ def test_sharded_over_two_host_devices():
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                           env=env, timeout=300, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    assert proc.stdout.count(" ok") == 9, proc.stdout
+    assert proc.stdout.count(" ok") == 10, proc.stdout
