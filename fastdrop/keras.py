@@ -44,20 +44,24 @@ What each layer computes, for state ``(seed, stream)`` and input ``x``:
 - `GaussianDropout`: ``fastdrop.gaussian_dropout(x, rate, seed=..., stream=...)``.
 - `GaussianNoise`: with c = float64 for float64 inputs, else float32:
   ``(c(x) + c(stddev) * fastdrop.standard_normal(x.shape, seed=..., stream=..., dtype=c))``
-  rounded once to x's dtype; the product is formed on the host (NumPy), the sum by the
+  rounded once to x's dtype (a non-float x, which Keras does not cast: to the layer's
+  compute dtype, as Keras's ``x + normal(..., dtype=compute_dtype)``); the product is formed on the host (NumPy), the sum by the
   backend (one correctly rounded addition: no fused multiply-add can change it).
 
 How each backend runs them:
 
 - numpy: the public functions on the NumPy arrays (Keras's numpy backend cannot train).
-- torch: `Dropout` and the spatial layers through ``fastdrop.torch.dropout`` (autograd);
-  `AlphaDropout` and `GaussianDropout` through an autograd function of this module
-  (``fastdrop.torch`` has no alpha or gaussian op): forward ``fastdrop.alpha_dropout`` /
-  ``fastdrop.gaussian_dropout`` on the CPU tensor, backward
-  ``fastdrop.alpha_dropout_backward`` / ``fastdrop.gaussian_dropout_backward`` with the
-  same (seed, stream) (nothing but the seed and stream is kept; the backward is its own
-  derivative, so double backward works).  Eager mode (Keras's default for torch); a
-  ``jit_compile=True`` model (torch.compile) is not tested.
+- torch: `Dropout` and the spatial layers through ``fastdrop.torch.dropout``, and
+  `AlphaDropout` through ``fastdrop.torch.alpha_dropout`` (autograd, torch.compile);
+  `GaussianDropout` through an autograd function of this module (``fastdrop.torch`` has
+  no gaussian op): forward ``fastdrop.gaussian_dropout`` on the CPU tensor, backward
+  ``fastdrop.gaussian_dropout_backward`` with the same (seed, stream) (nothing but the
+  seed and stream is kept; the backward is its own derivative, so double backward
+  works), run eagerly under torch.compile (``torch._dynamo.disable``: a graph break).
+  Eager mode (Keras's default for torch) and ``jit_compile=True`` (torch.compile) give
+  the same bits and streams. On the meta device (Keras's shape inference for a layer
+  without ``compute_output_shape`` that calls these) the layers return an empty tensor
+  of the output's shape and read no seed.
 - jax: through ``fastdrop.jax.dropout`` (`Dropout`, the spatial layers),
   ``fastdrop.jax.alpha_dropout`` and ``fastdrop.jax.gaussian_dropout``, with the state's
   two words as (traced) seed and stream; `GaussianNoise`'s noise through a
@@ -270,7 +274,7 @@ def _host_backward(op: str, g: Any, cfg: tuple, seed: int, stream: int, **kw):
     return _F.gaussian_dropout_backward(g, p, seed=seed, stream=stream, **kw)
 
 
-# ---- torch: an autograd function for alpha and gaussian dropout -----------------------------
+# ---- torch: an autograd function for gaussian dropout (alpha: fastdrop.torch's op) -------
 
 
 @functools.lru_cache(maxsize=None)
@@ -305,7 +309,9 @@ def _torch_functions():
         def backward(ctx, gy):
             return (Backward.apply(gy, *ctx.args), None, None, None, None)
 
-    return Forward, Backward
+    # gaussian dropout's forward as dynamo sees it (torch.compile, Keras's jit_compile):
+    # run eagerly (a graph break), since its host call cannot take fake tensors
+    return Forward, Backward, torch._dynamo.disable(Forward.apply)
 
 
 # ---- jax: the noise of GaussianNoise from a callback ----------------------------------------
@@ -419,15 +425,17 @@ def _tf_functions():
 
         return f(x, state)
 
-    def add_noise(x, stddev: float, state, layer: str = "GaussianNoise"):
+    def add_noise(x, stddev: float, state, compute_dtype: str = "float32",
+                  layer: str = "GaussianNoise"):
         check_not_xla(layer)
         x = tf.convert_to_tensor(x)
-        c = _compute_dtype(x.dtype.as_numpy_dtype)
+        out = x.dtype if x.dtype.is_floating else tf.as_dtype(compute_dtype)
+        c = _compute_dtype(out.as_numpy_dtype)
         n = tf.numpy_function(functools.partial(_host_noise, c, stddev),
                               [tf.convert_to_tensor(state), tf.shape(x)], tf.as_dtype(c),
                               stateful=False, name="fastdrop_gaussian_noise")
         n.set_shape(x.shape)
-        return tf.cast(tf.cast(x, n.dtype) + n, x.dtype)
+        return tf.cast(tf.cast(x, n.dtype) + n, out)
 
     return apply, add_noise
 
@@ -444,6 +452,8 @@ def _dropout(x: Any, rate: float, noise_shape: tuple | None, bits: int, state: A
         import fastdrop.jax as fj
         return fj.dropout(x, rate, seed=state[0], stream=state[1], noise_shape=noise_shape,
                           bits=bits)
+    if name == "torch" and _on_meta(x):
+        return _meta_like(x)
     seed, stream = seed_stream(state)
     if name == "torch":
         import fastdrop.torch as ft
@@ -465,29 +475,57 @@ def _affine(op: str, x: Any, cfg: tuple, state: Any, layer: str = "AlphaDropout"
             return fj.alpha_dropout(x, p, seed=state[0], stream=state[1],
                                     noise_shape=noise_shape, bits=bits)
         return fj.gaussian_dropout(x, p, seed=state[0], stream=state[1])
+    if name == "torch" and _on_meta(x):
+        return _meta_like(x)
     seed, stream = seed_stream(state)
     if name == "torch":
-        forward, _ = _torch_functions()
-        return forward.apply(x, op, cfg, seed, stream)
+        if op == "alpha":   # fastdrop.torch's operator: the same bits, and it compiles
+            import fastdrop.torch as ft
+            p, noise_shape, bits = cfg
+            return ft.alpha_dropout(x, p, True, seed=seed, stream=stream,
+                                    noise_shape=noise_shape, bits=bits)
+        return _torch_functions()[2](x, op, cfg, seed, stream)
     return _host_forward(op, np.asarray(x), cfg, seed, stream)
 
 
-def _add_noise(x: Any, stddev: float, state: Any):
+def _add_noise(x: Any, stddev: float, state: Any, compute_dtype: str = "float32"):
+    """x + noise, rounded once to x's dtype; a non-float x (which Keras does not cast to
+    the layer's compute dtype) gives the compute dtype, as Keras's ``x + normal(...,
+    dtype=compute_dtype)`` does."""
     name = _backend()
     if name == "tensorflow":
-        return _tf_functions()[1](x, stddev, state)
+        return _tf_functions()[1](x, stddev, state, compute_dtype)
     if name == "jax":
-        n = _jax_noise()(tuple(x.shape), x.dtype, stddev, _jax_words(state))
-        return (x.astype(n.dtype) + n).astype(x.dtype)
-    seed, stream = seed_stream(state)
+        import jax.numpy as jnp
+        out = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.dtype(compute_dtype)
+        n = _jax_noise()(tuple(x.shape), out, stddev, _jax_words(state))
+        return (x.astype(n.dtype) + n).astype(out)
     if name == "torch":
         import torch
-        dtype = {torch.float64: np.float64}.get(x.dtype, np.float32)
+        out = x.dtype if x.dtype.is_floating_point else getattr(torch, compute_dtype)
+        if _on_meta(x):
+            return torch.empty_like(x, dtype=out)
+        seed, stream = seed_stream(state)
+        dtype = {torch.float64: np.float64}.get(out, np.float32)
         n = torch.from_numpy(_noise(tuple(x.shape), dtype, stddev, seed, stream)).to(x.device)
-        return (x.to(n.dtype) + n).to(x.dtype)
+        return (x.to(n.dtype) + n).to(out)
+    seed, stream = seed_stream(state)
     xa = np.asarray(x)
-    n = _noise(xa.shape, xa.dtype, stddev, seed, stream)
-    return (xa.astype(n.dtype) + n).astype(xa.dtype)
+    out = xa.dtype if np.issubdtype(xa.dtype, np.floating) else np.dtype(compute_dtype)
+    n = _noise(xa.shape, out, stddev, seed, stream)
+    return (xa.astype(n.dtype) + n).astype(out)
+
+
+def _on_meta(x: Any) -> bool:
+    """Whether x is a torch tensor on the meta device: Keras's torch backend infers output
+    shapes (``compute_output_spec``) by calling the layer on those, with the seed state
+    there too (no data to read)."""
+    return getattr(getattr(x, "device", None), "type", None) == "meta"
+
+
+def _meta_like(x: Any) -> Any:
+    import torch
+    return torch.empty_like(x)
 
 
 # ---- the layers -----------------------------------------------------------------------------
@@ -537,8 +575,11 @@ class _FastdropLayer:
 
     def load_own_variables(self, store: Any) -> None:
         gen = getattr(self, "seed_generator", None)
-        if gen is not None and _STATE_KEY in list(store.keys()):
+        keys = list(store.keys())
+        if gen is not None and _STATE_KEY in keys:
             gen.state.assign(_as_seed_dtype(store[_STATE_KEY], gen.state.dtype))
+        # the layer's own variables (a subclass's weights), as Keras loads them
+        super().load_own_variables({k: store[k] for k in keys if k != _STATE_KEY})
 
 
 
@@ -927,5 +968,6 @@ class GaussianNoise(_FastdropLayer, keras.layers.GaussianNoise):
 
     def call(self, inputs: Any, training: bool = False):
         if training and self.stddev > 0:
-            return _add_noise(inputs, float(self.stddev), self.seed_generator.next())
+            return _add_noise(inputs, float(self.stddev), self.seed_generator.next(),
+                              self.compute_dtype)
         return inputs

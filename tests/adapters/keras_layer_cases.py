@@ -605,6 +605,87 @@ def test_torch_double_backward():
                                                            stream=5))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile")
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("dropout", "alpha", "gaussian",
+                                                               "noise")],
+                         ids=["dropout", "alpha", "gaussian", "noise"])
+def test_torch_compile_equals_fastdrop_and_advances_the_state(case):
+    # Keras's jit_compile=True on torch is torch.compile: every layer runs (gaussian
+    # dropout's host call as a graph break) with fastdrop's bits and the next stream
+    import torch
+
+    _, cls, kwargs, shape, ref = case
+    layer = cls(**kwargs, seed=77)
+    step = torch.compile(lambda t: layer(t, training=True))
+    x = make_x(shape, np.float32, specials=False)
+    for n in range(3):
+        y = step(torch.tensor(x))
+        assert_bits_equal(to_np(y), ref(x, amount(kwargs), 77, n))
+        assert fk.seed_stream(layer.seed_generator) == (77, n + 1)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's meta-device shape inference")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_inside_a_layer_without_compute_output_shape(case):
+    # Keras's torch backend infers such a layer's output by calling it on meta tensors
+    # (the seed state there too): the fastdrop layer answers with the shape, no data read
+    _, cls, kwargs, shape, ref = case
+
+    class Block(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.drop = cls(**kwargs, seed=5)
+
+        def call(self, x):
+            return self.drop(x, training=True)   # Monte Carlo dropout
+
+    block = Block()
+    model = keras.Sequential([keras.Input(shape[1:]), block])
+    assert model.output_shape == (None,) + shape[1:]
+    x = make_x(shape, np.float32, specials=False)
+    assert_bits_equal(to_np(model(x)), ref(x, amount(kwargs), 5, 0))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8"])
+def test_gaussian_noise_of_integers_is_float_as_keras(dtype):
+    # Keras adds float noise of the compute dtype to a non-float input (which it does not
+    # cast): the result is of that dtype, not rounded back to integers
+    x = np.arange(1, 9, dtype=dtype).reshape(2, 4)
+    layer = fk.GaussianNoise(1.0, seed=3)
+    y = layer(x, training=True)
+    theirs = keras.layers.GaussianNoise(1.0, seed=3)(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    assert keras.backend.standardize_dtype(y.dtype) == \
+        keras.backend.standardize_dtype(theirs.dtype) or BACKEND == "numpy"
+    z = fastdrop.standard_normal(x.shape, seed=3, stream=0, dtype=np.float32)
+    assert_bits_equal(to_np(y), x.astype(np.float32) + np.float32(1.0) * z)
+    sym = keras.Sequential([keras.Input((4,), dtype=dtype), fk.GaussianNoise(1.0)])
+    assert keras.backend.standardize_dtype(sym.outputs[0].dtype) == "float32"
+
+
+def test_a_subclass_with_weights_saves_and_loads_them(tmp_path):
+    # a subclass's own weights go through Keras's saving next to the seed state
+    class Scaled(fk.Dropout):
+        def build(self, shape):
+            self.scale = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+        def call(self, x, training=False):
+            return super().call(x, training=training) * self.scale
+
+    model = keras.Sequential([keras.Input((3,)), Scaled(0.5, seed=4)])
+    model.layers[0].scale.assign(np.array([2.0, 3.0, 4.0], np.float32))
+    model.layers[0](np.ones((2, 3), np.float32), training=True)   # stream 0 taken
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    fresh = keras.Sequential([keras.Input((3,)), Scaled(0.5, seed=4)])
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(to_np(fresh.layers[0].scale), [2.0, 3.0, 4.0])
+    assert fk.seed_stream(fresh.layers[0].seed_generator) == (4, 1)
+    model.save(str(tmp_path / "m.keras"))
+    back = keras.models.load_model(str(tmp_path / "m.keras"), custom_objects={"Scaled": Scaled})
+    np.testing.assert_array_equal(to_np(back.layers[0].scale), [2.0, 3.0, 4.0])
+
+
 # ---- tensorflow: tf.function, the traced seed state, XLA, higher derivatives --------------
 
 
