@@ -21,6 +21,7 @@ import numpy as np
 
 try:
     import dask.array as da
+    from dask import delayed
 except ImportError as exc:  # pragma: no cover - exercised only without dask
     raise ImportError("fastdrop.dask needs dask: pip install 'fastdrop[dask]'") from exc
 
@@ -121,7 +122,8 @@ def dropout_mask(shape: Any, p: float, *, seed: int, stream: int = 0, bits: int 
            [False, False,  True, False]])
     """
     dims = check_shape(shape)
-    _f.dropout_mask(dims, p, seed=seed, stream=stream, bits=bits, packed=False)  # validate
+    # validated on a stand-in of one element per axis (nothing of the mask computed)
+    _f.dropout_mask((1,) * len(dims), p, seed=seed, stream=stream, bits=bits, packed=False)
     template = da.empty(dims, dtype=np.bool_, chunks=chunks)
 
     def one(block, block_info=None):
@@ -179,7 +181,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
     x = _as_dask(x, "x")
     s = _seed(seed)
     _validate_like_numpy(_f.dropout, x, p, seed=s, stream=stream, training=training,
-                         mode=mode, bits=bits,
+                         mode=mode, bits=bits, return_mask=return_mask,
                          noise_shape=None if noise_shape is None else (1,) * x.ndim)
     noise = _noise_of(noise_shape, x)
     if not training:
@@ -469,9 +471,12 @@ def bias_dropout_add(x: Any, bias: Any, residual: Any, p: float, *, seed: int,
     r = _as_dask(residual, "residual")
     if r.shape != x.shape:
         raise ValueError(f"residual must have x's shape {x.shape}, got {r.shape}")
-    probe_b = None if bias is None else np.zeros(1, dtype=bias.dtype)
-    _validate_like_numpy(lambda a, **k: _f.bias_dropout_add(a, probe_b, a, **k), x, p=p,
-                         seed=seed, stream=stream, bits=bits)
+    # stand-ins of one element: bias's and residual's dtypes checked as the NumPy API does
+    probe_b = None if bias is None else np.zeros(1, dtype=(
+        bias.dtype if hasattr(bias, "dtype") else np.asarray(bias).dtype))
+    probe_r = np.zeros((1,) * x.ndim, dtype=r.dtype)
+    _validate_like_numpy(lambda a, **k: _f.bias_dropout_add(a, probe_b, probe_r, **k), x,
+                         p=p, seed=seed, stream=stream, bits=bits)
     if bias is not None and tuple(np.shape(bias)) != (x.shape[-1],):
         raise ValueError(f"bias must have shape (x.shape[-1],) = {(x.shape[-1],)}, "
                          f"got {np.shape(bias)}")
@@ -507,8 +512,11 @@ def bias_dropout_add_backward(grad: Any, p: float, *, seed: int, stream: int = 0
     dx : dask.array.Array
         Dropout's gradient, chunked like grad.
     dbias : dask.array.Array of shape ``(grad.shape[-1],)``, or None
-        dx summed over all axes but the last (compute precision, accumulated in float64
-        by Dask's reduction).
+        dx (compute precision) summed over all axes but the last in float64, in the
+        contract's order (the rows in C order, one after the other from +0.0: a chain of
+        one task per chunk of rows, per chunk of columns; a single column pairwise, as
+        NumPy sums it, on the gathered column), rounded once: bit-identical to
+        `fastdrop.bias_dropout_add_backward` whatever the chunking.
     dresidual : grad itself
 
     Raises
@@ -537,6 +545,39 @@ def bias_dropout_add_backward(grad: Any, p: float, *, seed: int, stream: int = 0
     if has_bias:
         if g.ndim == 0:
             raise ValueError("grad must have at least one axis when has_bias is True")
-        dbias = dx_c.astype(np.float64).sum(axis=tuple(range(g.ndim - 1))).astype(g.dtype)
+        dbias = _column_sums(dx_c.astype(np.float64)).astype(g.dtype)
     dx = dx_c if ct == g.dtype else dx_c.astype(g.dtype)
     return dx, dbias, g
+
+
+def _fold_rows(acc: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """acc + the rows of block, one after the other (in float64, acc from +0.0 first):
+    NumPy's axis-0 sum of a C-contiguous array of two or more columns is exactly that;
+    a chunk of one column is summed by accumulation, which is sequential too."""
+    rows = np.concatenate([acc[None], block.reshape(-1, acc.shape[0])])
+    if acc.shape[0] == 1:
+        return np.add.accumulate(rows, axis=0)[-1]
+    return rows.sum(axis=0)
+
+
+def _column_sums(v: da.Array) -> da.Array:
+    """The sums over every axis but the last of float64 v, in the contract's order: its
+    rows (``v.reshape(-1, n)`` in C order) added one after the other from +0.0 for two or
+    more columns, pairwise (NumPy's ``sum``) for a single column."""
+    n = v.shape[-1]
+    v = v.reshape((1, n)) if v.ndim == 1 else v
+    # axes 1 .. ndim-2 whole, so that each chunk of axis 0 holds consecutive rows in C order
+    v = v.rechunk({k: -1 for k in range(1, v.ndim - 1)})
+    if n == 1:   # NumPy sums a single column pairwise: the whole column in one task
+        whole = v.rechunk(-1).to_delayed().ravel()[0]
+        col = delayed(lambda b: np.ascontiguousarray(b).reshape(-1, 1).sum(axis=0))(whole)
+        return da.from_delayed(col, shape=(1,), dtype=np.float64)
+    blocks = v.to_delayed()
+    blocks = blocks.reshape(blocks.shape[0], -1)   # (row chunks, column chunks)
+    parts = []
+    for j, width in enumerate(v.chunks[-1]):
+        acc = np.zeros(width, np.float64)
+        for i in range(blocks.shape[0]):   # a chain: chunk i adds to chunk i-1's sums
+            acc = delayed(_fold_rows)(acc, blocks[i, j])
+        parts.append(da.from_delayed(acc, shape=(width,), dtype=np.float64))
+    return da.concatenate(parts) if parts else da.zeros((0,), np.float64)

@@ -42,6 +42,9 @@ class DropoutCall:
         The dropout mode (``"inverted"`` but for classic dropout).
     noise_shape : tuple of int or None
         The mask's shape when it is not the input's.
+    has_bias : bool or None
+        Whether a bias_dropout_add call had a bias (its backward returns a dbias then,
+        None otherwise); None for the other kinds (and, for a call made by hand, a bias).
 
     Raises
     ------
@@ -53,7 +56,7 @@ class DropoutCall:
     >>> import numpy as np, fastdrop
     >>> y, call = fastdrop.Generator(1234).dropout(np.ones(8, np.float32), 0.5)
     >>> call
-    DropoutCall(kind='dropout', seed=1234, stream=0, p=0.5, bits=16, mode='inverted', noise_shape=None)
+    DropoutCall(kind='dropout', seed=1234, stream=0, p=0.5, bits=16, mode='inverted', noise_shape=None, has_bias=None)
     >>> call.backward(np.ones(8, np.float32))
     array([2., 0., 2., 2., 2., 0., 0., 2.], dtype=float32)
     >>> call.mask(8)
@@ -67,6 +70,7 @@ class DropoutCall:
     bits: int = 16
     mode: str = "inverted"
     noise_shape: tuple | None = None
+    has_bias: bool | None = None
 
     def backward(self, grad: Any, *, out: np.ndarray | None = None,
                  n_threads: int | None = None):
@@ -110,7 +114,8 @@ class DropoutCall:
         if self.kind == "bias_dropout_add":
             if out is not None:
                 raise ValueError("out is not supported for bias_dropout_add backward")
-            return _d.bias_dropout_add_backward(grad, self.p, **common)
+            return _d.bias_dropout_add_backward(grad, self.p, has_bias=self.has_bias is not False,
+                                                **common)
         return _d.dropout_backward(grad, self.p, mode=self.mode, noise_shape=self.noise_shape,
                                    out=out, **common)
 
@@ -222,9 +227,18 @@ class Generator:
         """
         return self.take()[1]
 
-    def _seed_and_stream(self) -> dict:
+    def _draw(self, fn: Any, *args: Any, **kwargs: Any) -> tuple[int, int, Any]:
+        """(seed, stream, fn(*args, seed=seed, stream=stream, **kwargs)) on a fresh
+        stream. A call that raises (bad input) gives its stream back, so that it changes
+        nothing, unless another operation has taken a stream since (threads)."""
         seed, stream = self.take()
-        return {"seed": seed, "stream": stream}
+        try:
+            return seed, stream, fn(*args, seed=seed, stream=stream, **kwargs)
+        except BaseException:
+            with self._lock:
+                if self._next == stream + 1 and self._seed == seed:
+                    self._next = stream
+            raise
 
     def take(self) -> tuple[int, int]:
         """The seed and a newly reserved stream, read together (thread-safe).
@@ -357,9 +371,8 @@ class Generator:
         if not training:
             return _d.dropout(x, p, seed=0, training=False, mode=mode, noise_shape=noise_shape,
                               bits=bits, out=out), None
-        seed, stream = self.take()
-        y = _d.dropout(x, p, seed=seed, stream=stream, mode=mode, noise_shape=noise_shape,
-                       bits=bits, out=out, n_threads=n_threads)
+        seed, stream, y = self._draw(_d.dropout, x, p, mode=mode, noise_shape=noise_shape,
+                                     bits=bits, out=out, n_threads=n_threads)
         return y, DropoutCall("dropout", seed, stream, float(p), bits, mode,
                               _tuple(noise_shape, np.shape(x)))
 
@@ -398,9 +411,8 @@ class Generator:
         """
         if not training:
             return _d.alpha_dropout(x, p, seed=0, training=False, out=out), None
-        seed, stream = self.take()
-        y = _d.alpha_dropout(x, p, seed=seed, stream=stream, noise_shape=noise_shape,
-                             bits=bits, out=out, n_threads=n_threads)
+        seed, stream, y = self._draw(_d.alpha_dropout, x, p, noise_shape=noise_shape,
+                                     bits=bits, out=out, n_threads=n_threads)
         return y, DropoutCall("alpha", seed, stream, float(p), bits, "inverted",
                               _tuple(noise_shape, np.shape(x)))
 
@@ -438,9 +450,8 @@ class Generator:
         """
         if not training:
             return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
-        seed, stream = self.take()
-        y = _d.gaussian_dropout(x, p, seed=seed, stream=stream, out=out,
-                                n_threads=n_threads)
+        seed, stream, y = self._draw(_d.gaussian_dropout, x, p, out=out,
+                                     n_threads=n_threads)
         return y, DropoutCall("gaussian", seed, stream, float(p), 32)
 
     def bias_dropout_add(self, x: Any, bias: Any, residual: Any, p: float, *, bits: int = 16,
@@ -477,10 +488,10 @@ class Generator:
         array([[2., 2., 0., 0.],
                [0., 0., 2., 0.]], dtype=float32)
         """
-        seed, stream = self.take()
-        y = _d.bias_dropout_add(x, bias, residual, p, seed=seed, stream=stream,
-                                bits=bits, out=out, n_threads=n_threads)
-        return y, DropoutCall("bias_dropout_add", seed, stream, float(p), bits)
+        seed, stream, y = self._draw(_d.bias_dropout_add, x, bias, residual, p, bits=bits,
+                                     out=out, n_threads=n_threads)
+        return y, DropoutCall("bias_dropout_add", seed, stream, float(p), bits,
+                              has_bias=bias is not None)
 
     def dropout_mask(self, shape: Any, p: float, *, bits: int = 16, packed: bool = True):
         """`fastdrop.dropout_mask` on a fresh stream.
@@ -511,8 +522,7 @@ class Generator:
         >>> fastdrop.Generator(42).dropout_mask(8, 0.5)
         array([67], dtype=uint8)
         """
-        return _d.dropout_mask(shape, p, **self._seed_and_stream(), bits=bits,
-                               packed=packed)
+        return self._draw(_d.dropout_mask, shape, p, bits=bits, packed=packed)[2]
 
     def random_bits(self, shape: Any, *, bits: int = 32):
         """`fastdrop.random_bits` on a fresh stream.
@@ -539,7 +549,7 @@ class Generator:
         >>> fastdrop.Generator(42).random_bits(4)
         array([2632642643, 2012563771,  314527917, 1463989207], dtype=uint32)
         """
-        return random_bits(shape, **self._seed_and_stream(), bits=bits)
+        return self._draw(random_bits, shape, bits=bits)[2]
 
     def uniform(self, shape: Any, *, dtype: Any = np.float32):
         """`fastdrop.uniform` on a fresh stream: floats in [0, 1).
@@ -566,7 +576,7 @@ class Generator:
         >>> fastdrop.Generator(42).uniform(3)
         array([0.61295986, 0.4685865 , 0.0732317 ], dtype=float32)
         """
-        return uniform(shape, **self._seed_and_stream(), dtype=dtype)
+        return self._draw(uniform, shape, dtype=dtype)[2]
 
     def standard_normal(self, shape: Any, *, dtype: Any = np.float64):
         """`fastdrop.standard_normal` on a fresh stream.
@@ -593,7 +603,7 @@ class Generator:
         >>> fastdrop.Generator(1).standard_normal(3)
         array([1.2279..., 1.2518..., 0.2165...])
         """
-        return standard_normal(shape, **self._seed_and_stream(), dtype=dtype)
+        return self._draw(standard_normal, shape, dtype=dtype)[2]
 
 
 def _tuple(noise_shape, shape):

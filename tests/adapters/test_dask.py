@@ -89,9 +89,27 @@ def test_bias_dropout_add(dtype):
     ex, eb, er = fd.bias_dropout_add_backward(r, 0.3, seed=6)
     assert_bits_equal(dx, ex)
     assert_bits_equal(dr, er)
-    # dbias: the same float64 sums, in another order (Dask's tree reduction)
-    np.testing.assert_allclose(db.astype(np.float64), eb.astype(np.float64),
-                               rtol=1e-3 if dtype == np.float16 else 1e-12)
+    assert_bits_equal(db, eb)   # the contract's order: bit-identical
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape,chunkings", [
+    ((4000, 7), [(100, 7), (333, 3), (4000, 1), (1, 7), (4000, 7)]),
+    ((6, 50, 5), [(1, 7, 2), (4, 50, 5), (6, 1, 1)]),
+    ((900, 1), [(100, 1), (900, 1)]),   # a single column: NumPy's pairwise sum
+    ((9,), [(2,), (9,)]),               # one row
+    ((0, 4), [(0, 2)]),
+])
+def test_dbias_is_bit_identical_whatever_the_chunking(dtype, shape, chunkings):
+    # the rows in C order, added one after the other from +0.0 in float64 (a chain of one
+    # task per chunk of rows), as every backend sums them (docs/contract.md section 7)
+    g = make_x(shape, dtype, seed=11, specials=False)
+    want = fd.bias_dropout_add_backward(g, 0.3, seed=2, stream=5)[1]
+    for chunks in chunkings:
+        db = fdd.bias_dropout_add_backward(da.from_array(g, chunks=chunks), 0.3, seed=2,
+                                           stream=5)[1]
+        assert db.shape == want.shape
+        assert_bits_equal(db.compute(), want)
 
 
 def test_processes_scheduler(x):
@@ -144,3 +162,31 @@ def test_bad_input_fails_at_graph_build(x):
         fdd.bias_dropout_add(X, None, X[:5], 0.5, seed=1)
     with pytest.raises(ValueError, match="p"):
         fdd.gaussian_dropout(X, 1.0, seed=1)
+    # checked as the NumPy API checks them, when the graph is built
+    X32 = da.ones((4, 6), chunks=2, dtype=np.float32)
+    with pytest.raises(TypeError, match="residual must have x's dtype float32"):
+        fdd.bias_dropout_add(X32, None, da.zeros((4, 6), chunks=2), 0.5, seed=1)
+    with pytest.raises(TypeError, match="bias"):
+        fdd.bias_dropout_add(X32, [0.0] * 6, X32, 0.5, seed=1)
+    with pytest.raises(TypeError, match="return_mask must be a bool"):
+        fdd.dropout(X32, 0.5, seed=1, return_mask=1)
+
+
+def test_a_mask_graph_computes_nothing_when_built(monkeypatch):
+    calls = []
+    real = fd.functional.dropout_mask
+
+    def spy(shape, *a, **k):
+        calls.append(tuple(shape))
+        return real(shape, *a, **k)
+
+    monkeypatch.setattr(fdd._f, "dropout_mask", spy)
+    X = da.ones((2000, 2000), chunks=500, dtype=np.float32)
+    m = fdd.dropout_mask((2000, 2000), 0.5, seed=1, chunks=500)
+    y, m2 = fdd.dropout(X, 0.5, seed=1, return_mask=True)
+    assert calls == [(1, 1), (1, 1)]   # the checks' stand-ins only
+    with pytest.raises(ValueError, match="p"):
+        fdd.dropout_mask((2000, 2000), 1.5, seed=1)
+    part = m[:3, :5].compute()
+    np.testing.assert_array_equal(part, fd.dropout_mask((2000, 2000), 0.5, seed=1,
+                                                        packed=False)[:3, :5])

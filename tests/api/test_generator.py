@@ -134,3 +134,49 @@ def test_generators_and_layers_pickle_and_deep_copy():
     twin = pickle.loads(pickle.dumps(layer))
     assert_bits_equal(twin(x), layer(x))
     assert_bits_equal(twin.backward(x), layer.backward(x))
+
+
+@pytest.mark.parametrize("bad", [
+    lambda g, x: g.dropout(x, 1.5),
+    lambda g, x: g.dropout(x, 0.5, bits=24),
+    lambda g, x: g.dropout(x, 0.5, out=np.empty(x.shape, np.float64)),
+    lambda g, x: g.alpha_dropout(x, -0.1),
+    lambda g, x: g.gaussian_dropout(x, 1.0),
+    lambda g, x: g.bias_dropout_add(x, None, x[:, :1], 0.5),
+    lambda g, x: g.dropout_mask((-1,), 0.5),
+    lambda g, x: g.random_bits(4, bits=7),
+    lambda g, x: g.uniform(4, dtype=np.int32),
+    lambda g, x: g.standard_normal(4, dtype=np.float16),
+], ids=["p", "bits", "out", "alpha_p", "gaussian_p", "bda_shape", "mask_shape",
+        "random_bits", "uniform", "standard_normal"])
+def test_a_call_that_raises_takes_no_stream(bad):
+    # bad input changes nothing: the generator's next stream stays, so the next good call
+    # draws what a fresh generator's first call draws
+    gen = fd.Generator(1234)
+    x = make_x((6, 5), np.float32)
+    with pytest.raises((TypeError, ValueError)):
+        bad(gen, x)
+    assert gen.get_state() == {"seed": 1234, "stream": 0}
+    y, call = gen.dropout(x, 0.5)
+    assert call.stream == 0
+    assert_bits_equal(y, fd.Generator(1234).dropout(x, 0.5)[0])
+
+
+def test_bias_dropout_add_call_records_whether_there_was_a_bias():
+    gen = fd.Generator(3)
+    for x in (np.float32(2.0) + np.zeros((), np.float32), make_x((4, 3), np.float32)):
+        g = np.ones_like(x)
+        y, call = gen.bias_dropout_add(x, None, np.zeros_like(x), 0.5)
+        assert call.has_bias is False
+        dx, db, dr = call.backward(g)
+        assert db is None
+        want = fd.bias_dropout_add_backward(g, 0.5, seed=3, stream=call.stream,
+                                            has_bias=False)
+        assert_bits_equal(dx, want[0])
+    x = make_x((4, 3), np.float32)
+    y, call = gen.bias_dropout_add(x, np.ones(3, np.float32), x, 0.5)
+    assert call.has_bias is True and call.backward(np.ones_like(x))[1].shape == (3,)
+    # a call made by hand (no has_bias): a bias, as before
+    by_hand = fd.DropoutCall("bias_dropout_add", 3, call.stream, 0.5)
+    assert by_hand.backward(np.ones_like(x))[1].shape == (3,)
+    assert gen.dropout(x, 0.5)[1].has_bias is None
