@@ -244,7 +244,8 @@ def noise_draws(shape, noise_shape=None, block=None):
     order.  With ``block=(origin, global_shape)``, noise_shape refers to the global array:
     the global noise is drawn in its own C order and this array's noise is the part of it
     the block covers: axis k has the block's length (from origin[k]) where the global
-    noise has the global length, and length 1 (from 0) where the global noise has 1.
+    noise has the global length (a global axis of length 1 included), and length 1 (from
+    0) where the global noise has 1 and the global array more.
     """
     shape = tuple(shape)
     if block is None:
@@ -252,8 +253,10 @@ def noise_draws(shape, noise_shape=None, block=None):
         return noise, draw_indices(noise)
     origin, global_shape = _placement(block, shape)
     global_noise = _resolve_noise(noise_shape, global_shape)
-    noise = tuple(1 if gn == 1 else n for n, gn in zip(shape, global_noise))
-    norigin = tuple(0 if gn == 1 else o for o, gn in zip(origin, global_noise))
+    noise = tuple(n if gn == gs else 1 for n, gn, gs in zip(shape, global_noise,
+                                                              global_shape))
+    norigin = tuple(o if gn == gs else 0 for o, gn, gs in zip(origin, global_noise,
+                                                              global_shape))
     return noise, draw_indices(noise, norigin, global_noise)
 
 
@@ -412,10 +415,9 @@ def _masked(values, keep, factor):
 
 def _apply_mask(values, keep, p, mode, bits):
     """The training map shared by forward and backward: ``values * scale`` where kept
-    (classic: ``values``), +0.0 where dropped."""
-    if mode == "classic":
-        return np.where(keep, values, _zero(values.dtype))
-    return _masked(values, keep, dropout_scale(p, bits))
+    (classic: scale 1, through the same multiply: a signaling NaN comes out quiet, a
+    bfloat16 NaN canonical), +0.0 where dropped."""
+    return _masked(values, keep, 1.0 if mode == "classic" else dropout_scale(p, bits))
 
 
 def dropout(x, p=0.5, *, seed=None, stream=0, training=True, mode="inverted",
@@ -532,8 +534,9 @@ def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=N
     ``a = ((1 - q) * (1 + q * alpha'**2)) ** -0.5``: a kept element becomes
     ``(x * a) + c`` with ``c = a * alpha' * q``, a dropped one ``d = -a * alpha' * (1 - q)``
     (a, c, d in float64, cast to the compute precision; one rounding to ``x.dtype``).
-    q == 0: `x` unchanged (a copy). q == 1: all +0.0 (as PyTorch; a would be infinite).
-    Inference: x itself (or copied into out).  Returns y, or ``(y, mask)`` (mask_out: as
+    q == 0: `x * 1` in the compute precision (x itself but for a signaling NaN, which
+    comes out quiet, and a bfloat16 NaN, canonical). q == 1: all +0.0 (as PyTorch; a
+    would be infinite). Inference: x itself (or copied into out).  Returns y, or ``(y, mask)`` (mask_out: as
     in `dropout`).
     """
     x = np.asarray(x)
@@ -545,8 +548,8 @@ def alpha_dropout(x, p=0.5, *, seed=None, stream=0, training=True, noise_shape=N
     noise, draws = noise_draws(x.shape, noise_shape, block)
     keep = _keep_of_draws(draws_at(_need_seed(seed), stream, bits, draws), p, bits)
     q = effective_p(p, bits)
-    if q == 0:
-        y = x.copy()
+    if q == 0:   # x * 1 in the compute precision (every value but a signaling NaN kept)
+        y = _masked(x, True, 1.0)
     else:
         cd = compute_dtype(x.dtype)
         a, c, d = (cd.type(v) for v in _alpha_coefficients(q))

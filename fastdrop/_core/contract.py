@@ -81,8 +81,10 @@ def draw_map(origin: tuple[int, ...], global_shape: tuple[int, ...]) -> DrawMap:
 def noise_draws(shape: tuple[int, ...], placement, global_noise: tuple[int, ...]):
     """The noise shape of a block of `shape` placed at ``placement = (origin,
     global_shape)`` whose global array has noise shape `global_noise`, and the draw map of
-    that noise: the part of the global noise the block covers."""
-    origin, _ = placement
-    noise = tuple(n if gn != 1 else 1 for n, gn in zip(shape, global_noise))
-    norigin = tuple(o if gn != 1 else 0 for o, gn in zip(origin, global_noise))
+    that noise: the part of the global noise the block covers (the block's length where
+    the global noise has the global length, a global axis of length 1 included, so an
+    empty block there stays empty; 1 from 0 where the noise broadcasts)."""
+    origin, gshape = placement
+    noise = tuple(n if gn == gs else 1 for n, gn, gs in zip(shape, global_noise, gshape))
+    norigin = tuple(o if gn == gs else 0 for o, gn, gs in zip(origin, global_noise, gshape))
     return noise, draw_map(norigin, global_noise)

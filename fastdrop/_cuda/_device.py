@@ -255,8 +255,8 @@ def bf16_to_f32(h):
 @dev
 def f32_to_bf16(value):
     f = f32_bits(value)
-    if (f & U(0x7FFFFFFF)) > U(0x7F800000):             # nan: quiet, same sign
-        return np.uint16(((f >> U16) | U(0x0040)) & MASK16)
+    if (f & U(0x7FFFFFFF)) > U(0x7F800000):             # nan: canonical, its sign
+        return np.uint16(((f >> U16) & U(0x8000)) | U(0x7FC0))
     f = (f + U(0x7FFF) + ((f >> U16) & U1)) & MASK32    # round half to even
     return np.uint16(f >> U16)
 

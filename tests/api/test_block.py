@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastdrop as fd
+from fastdrop import reference as ref
 from _helpers import FLOAT_DTYPES, assert_bits_equal, make_x
 
 DTYPE_IDS = [d.name for d in FLOAT_DTYPES]
@@ -155,3 +156,35 @@ def test_draw_strides_beyond_int64(bits):
     x = make_x((2, 1), np.float64, specials=False)
     y = fd.dropout(x, 0.5, seed=3, stream=1, bits=bits, block=((0, 5), (2, 2**63)))
     np.testing.assert_array_equal(y != 0, got)
+
+
+@pytest.mark.parametrize("block,noise_shape", [
+    (((0, 2), (1, 5)), None),       # 0 rows of a global array of one row
+    (((1, 2), (1, 5)), None),       # ... at its end
+    (((0, 2), (1, 5)), (1, 1)),     # the noise broadcast over the columns
+    (((3, 0), (4, 1)), None),       # a global column, empty block
+])
+def test_an_empty_block_on_a_global_axis_of_length_one(block, noise_shape):
+    # without noise_shape the block's noise is its own shape (section 9): an empty block
+    # has an empty mask, the same from every function and from the twin, and each
+    # backward reads the mask its forward returned
+    shape = (0, 3) if block[1] == (1, 5) else (0, 1)
+    x = np.zeros(shape, np.float32)
+    kw = dict(seed=1, block=block)
+    y, m = fd.dropout(x, 0.5, **kw, noise_shape=noise_shape, return_mask=True)
+    _, mr = ref.dropout(x, 0.5, **kw, noise_shape=noise_shape, return_mask=True)
+    np.testing.assert_array_equal(m, mr)
+    assert fd.dropout_backward(x, 0.5, mask=m, block=block, noise_shape=noise_shape).shape \
+        == shape
+    if noise_shape is None:
+        assert m.size == 0
+        for packed in (True, False):
+            a = fd.dropout_mask(shape, 0.5, **kw, packed=packed)
+            b = ref.dropout_mask(shape, 0.5, **kw, packed=packed)
+            assert a.shape == b.shape and a.size == 0
+        yb, mb = fd.bias_dropout_add(x, None, x, 0.5, **kw, return_mask=True)
+        _, mbr = ref.bias_dropout_add(x, None, x, 0.5, **kw, return_mask=True)
+        np.testing.assert_array_equal(mb, mbr)
+        dx, db, dr = fd.bias_dropout_add_backward(x, 0.5, mask=mb, block=block,
+                                                  has_bias=False)
+        assert dx.shape == shape and db is None

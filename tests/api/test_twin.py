@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 import fastdrop
 from fastdrop import reference as ref
 from fastdrop._cpu import _philox
-from _helpers import FLOAT_DTYPES, make_x
+from _helpers import BFLOAT16, FLOAT_DTYPES, make_x
 
 #: fastdrop's public kernels; each must have a twin in fastdrop.reference.
 TWINNED = [
@@ -98,7 +98,7 @@ def _local_noise(shape, noise_shape=None, block=None):
         return tuple(shape) if noise_shape is None else tuple(
             s if d is None else d for d, s in zip(noise_shape, shape))
     gnoise = _global_noise(block[1]) if noise_shape is not None else block[1]
-    return tuple(1 if gn == 1 else n for n, gn in zip(shape, gnoise))
+    return tuple(n if gn == g else 1 for n, gn, g in zip(shape, gnoise, block[1]))
 
 
 def _random_mask(noise, seed, fmt, layout="C"):
@@ -484,6 +484,44 @@ def test_twin_needs_a_seed():
         assert f(x, 0.5, training=False) is x
 
 
+
+NAN_CALLS = {
+    "dropout": lambda m, a: m.dropout(a, 0.5, seed=1),
+    "dropout-p0": lambda m, a: m.dropout(a, 0.0, seed=1),
+    "dropout-bits32": lambda m, a: m.dropout(a, 0.1, seed=1, bits=32),
+    "classic": lambda m, a: m.dropout(a, 0.3, seed=1, mode="classic"),
+    "classic-p0": lambda m, a: m.dropout(a, 0.0, seed=1, mode="classic"),
+    "classic-backward": lambda m, a: m.dropout_backward(a, 0.3, seed=1, mode="classic"),
+    "alpha": lambda m, a: m.alpha_dropout(a, 0.2, seed=1),
+    "alpha-p0": lambda m, a: m.alpha_dropout(a, 0.0, seed=1),
+    "gaussian-p0": lambda m, a: m.gaussian_dropout(a, 0.0, seed=1),
+    "backward": lambda m, a: m.dropout_backward(a, 0.5, seed=1),
+    "bda": lambda m, a: m.bias_dropout_add(a.reshape(-1, 16), a[:16], a.reshape(-1, 16),
+                                           0.3, seed=1),
+}
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("call", list(NAN_CALLS.values()), ids=list(NAN_CALLS))
+def test_every_16_bit_pattern_and_signaling_nans_equal_the_twin(call, level):
+    # NaN payloads count: every float16 and bfloat16 bit pattern (signaling and quiet
+    # NaNs, both signs), contiguous and strided, and float32/float64 signaling NaNs; a
+    # kept element is x * scale in the compute precision (classic and p = 0 too: scale
+    # 1), a bfloat16 NaN rounds to ml_dtypes' canonical NaN of its sign
+    cases = [np.arange(65536, dtype=np.uint16).view(np.float16)]
+    if BFLOAT16 is not None:
+        cases.append(np.arange(65536, dtype=np.uint16).view(BFLOAT16))
+    for dt, u, pats in [(np.float32, np.uint32, [0x7F800001, 0xFF800001, 0x7FC00001]),
+                        (np.float64, np.uint64, [0x7FF0000000000001, 0xFFF0000000000001,
+                                                 0x7FF8000000000001])]:
+        cases.append(np.resize(np.array(pats + [0], u), 64).view(dt))
+    for x in cases:
+        for a in (x, np.repeat(x, 2)[::2]):
+            with simd(level):
+                fast = call(fastdrop, a)
+            _same_bits(fast, call(ref, a), f"{x.dtype} {level}")
+
 def test_dbias_is_layout_independent():
     g = make_x((300, 7), np.float64, specials=False)
     c = fastdrop.bias_dropout_add_backward(g, 0.3, seed=4)[1]
@@ -540,7 +578,11 @@ def test_property_dropout_blocks(level, data, dtype, bits, mode, fmt, p, seed, s
     _same_bits(exp[0], wy[sl], "block of the whole y")
     gnoise = gshape if noise is None else tuple(g if d is None else d
                                                 for d, g in zip(noise, gshape))
-    nsl = tuple(slice(0, 1) if gn == 1 else s for gn, s in zip(gnoise, sl)) + (Ellipsis,)
+    # the block's part of the global noise: its own slice where the noise has the global
+    # length (a global axis of length 1 included), the one noise element where it
+    # broadcasts (docs/contract.md section 9)
+    nsl = tuple(s if gn == g else slice(0, 1) for gn, g, s in zip(gnoise, gshape, sl)) + (
+        Ellipsis,)
     keep = exp[1] if fmt == "bool" else ref.unpack_mask(exp[1], wkeep[nsl].shape)
     _same_bits(keep, wkeep[nsl], "block of the whole mask")
 

@@ -133,7 +133,8 @@ def test_which_path_runs():
 @pytest.mark.parametrize("dtype", ALL, ids=IDS)
 def test_every_half_and_nan_payload_bit_for_bit(dtype):
     """The fused path and the general driver agree on every bit pattern of the 16-bit
-    types, NaN payloads included (the reference leaves NaN payloads aside)."""
+    types, NaN payloads included (tests/api/test_twin.py compares them with the reference
+    too)."""
     if np.dtype(dtype).itemsize != 2 or "avx2" not in _philox.simd_levels():
         pytest.skip("16-bit types on an AVX2 machine only")
     x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(dtype)

@@ -35,9 +35,10 @@ def blocks(chunks):
                             for d, i in enumerate(idx))
 
 
-def noise_slices(sl, noise):
-    """The part of a whole noise-shaped mask that a block (slices `sl`) covers."""
-    return tuple(slice(0, 1) if n == 1 else s for s, n in zip(sl, noise))
+def noise_slices(sl, noise, gshape):
+    """The part of a whole noise-shaped mask that a block (slices `sl`) covers: its own
+    slice where the noise has the global length, the one element where it broadcasts."""
+    return tuple(s if n == g else slice(0, 1) for s, n, g in zip(sl, noise, gshape))
 
 
 def results(r, on_device=False):
@@ -80,11 +81,12 @@ def check_against_whole(f, arrays, chunks, noise=None):
         assert_bits_equal(got[0], whole[0][sl])
         if len(got) > 1 and got[1] is not None:
             m, wm = got[1], whole[1]
-            bnoise = tuple(len(range(*s.indices(n))) if n != 1 else 1
-                           for s, n in zip(sl, noise))
+            gshape = arrays[0].shape
+            bnoise = tuple(len(range(*s.indices(n))) if n == g else 1
+                           for s, n, g in zip(sl, noise, gshape))
             if m.dtype == np.uint8:
                 m, wm = fd.unpack_mask(m, bnoise), fd.unpack_mask(wm, noise)
-            np.testing.assert_array_equal(m, wm[noise_slices(sl, noise)])
+            np.testing.assert_array_equal(m, wm[noise_slices(sl, noise, gshape)])
 
     check_blocks(f, arrays, chunks, expect)
 

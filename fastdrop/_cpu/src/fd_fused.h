@@ -507,7 +507,9 @@ static inline __m256i fd_bf16_round8(__m256 v)
     __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7FFF),
                                     _mm256_and_si256(_mm256_srli_epi32(f, 16), one));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(f, bias), 16);
-    __m256i q = _mm256_or_si256(_mm256_srli_epi32(f, 16), _mm256_set1_epi32(0x0040));
+    __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(f, 16),
+                                                 _mm256_set1_epi32(0x8000)),
+                                _mm256_set1_epi32(0x7FC0));   /* canonical, its sign */
     return _mm256_blendv_epi8(r, q, nan);
 }
 

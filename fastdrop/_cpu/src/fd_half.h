@@ -4,7 +4,8 @@
  * Half types are computed in float32 and rounded once (round half to even) back to
  * their storage type (docs/contract.md section 4).  The conversions follow NumPy's
  * npy_halfbits_to_floatbits / npy_floatbits_to_halfbits and ml_dtypes' bfloat16, so the
- * kernels equal the NumPy reference bit for bit (NaN payloads aside: a NaN stays NaN).
+ * kernels equal the NumPy reference bit for bit, NaNs included (a float16 NaN keeps
+ * NumPy's payload bits; a bfloat16 NaN is ml_dtypes' canonical quiet NaN of its sign).
  * The types are one-member structs so that Cython's fused types see four distinct types.
  */
 #ifndef FASTDROP_FD_HALF_H
@@ -71,8 +72,8 @@ static inline fd_bf16 fd_f32_to_bf16(float value)
 {
     uint32_t f = fd_f32_bits(value);
     fd_bf16 r;
-    if ((f & 0x7FFFFFFFu) > 0x7F800000u) {      /* nan: a quiet nan of the same sign */
-        r.bits = (uint16_t)((f >> 16) | 0x0040u);
+    if ((f & 0x7FFFFFFFu) > 0x7F800000u) {      /* nan: the canonical quiet nan of its */
+        r.bits = (uint16_t)(((f >> 16) & 0x8000u) | 0x7FC0u);   /* sign, as ml_dtypes */
         return r;
     }
     f += 0x7FFFu + ((f >> 16) & 1u);           /* round half to even */
