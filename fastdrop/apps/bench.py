@@ -385,6 +385,8 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None, device="cpu",
         raise SystemExit(f"fastdrop bench: --device must be cpu or cuda, got {device!r}")
     if device == "cuda" and bits != 16:
         raise SystemExit("fastdrop bench --device cuda: --bits is for the CPU tables")
+    if threads is not None and threads < 1:
+        raise SystemExit(f"fastdrop bench: --threads must be at least 1, got {threads}")
     dt = _dtype(dtype)
     threads = threads or max(1, fastdrop.omp_max_threads())
     info = machine_info(threads, device)

@@ -28,6 +28,22 @@ def demo() -> None:
           np.array2string(fastdrop.uniform(4, seed=2024, stream=7), precision=6))
 
 
+def _check_measure(command: str, args: argparse.Namespace) -> None:
+    """bench-rng's and bench-dropout's options, as `fastdrop bench` checks its own."""
+    if not 0 <= args.log2n <= 30:
+        raise SystemExit(f"fastdrop {command}: --log2n must be in [0, 30], got {args.log2n}")
+    if args.repeats < 1:
+        raise SystemExit(f"fastdrop {command}: --repeats must be at least 1, got "
+                         f"{args.repeats}")
+    threads = args.threads if isinstance(args.threads, list) else [args.threads]
+    if any(t is not None and t < 1 for t in threads):
+        raise SystemExit(f"fastdrop {command}: --threads must be at least 1, got "
+                         f"{args.threads}")
+    p = getattr(args, "p", 0.0)
+    if not 0.0 <= p < 1.0:
+        raise SystemExit(f"fastdrop {command}: --p must be in [0, 1), got {p}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "study":  # its own options: python -m fastdrop study --help
@@ -53,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--repeats", type=int, default=11)
     d.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.command in ("bench-rng", "bench-dropout"):
+        _check_measure(args.command, args)
 
     from .measure import dropout_report, rng_report
 

@@ -99,11 +99,28 @@ def test_bench_cuda_clear_error():
 
 
 @pytest.mark.parametrize("argv, msg", [(["--p", "1.5"], "--p"), (["--dtype", "int8"], "--dtype"),
-                                       (["--repeats", "0"], "--repeats")])
+                                       (["--repeats", "0"], "--repeats"),
+                                       (["--threads", "0"], "--threads"),
+                                       (["--threads", "-2"], "--threads")])
 def test_bench_bad_arguments(argv, msg, no_torch):
     with pytest.raises(SystemExit) as e:
         bench.main(argv + ["--sizes", "8", "--quiet"])
     assert msg in str(e.value)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["bench-rng", "--log2n", "-3"], "--log2n must be in [0, 30]"),
+    (["bench-rng", "--log2n", "8", "--repeats", "0"], "--repeats must be at least 1"),
+    (["bench-rng", "--log2n", "8", "--threads", "1", "0"], "--threads must be at least 1"),
+    (["bench-dropout", "--log2n", "8", "--p", "1.5"], "--p must be in [0, 1)"),
+    (["bench-dropout", "--log2n", "31"], "--log2n must be in [0, 30]"),
+    (["bench-dropout", "--log2n", "8", "--threads", "0"], "--threads must be at least 1"),
+])
+def test_measure_commands_check_their_options(argv, msg):
+    # a message naming the option, as fastdrop bench gives, before anything is measured
+    with pytest.raises(SystemExit) as e:
+        cli_main(argv)
+    assert msg in str(e.value) and argv[0] in str(e.value)
 
 
 def test_bench_cuda_path_under_the_simulator(tmp_path):
