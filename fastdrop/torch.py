@@ -955,8 +955,26 @@ class _FastdropDropout:
         else:
             self._source, words = "seed", (check_uint64(seed, "seed"), 0)
         # the seed words and the next stream; advanced in place by every training call
+        self._fd_words = words
         self.register_buffer("fd_state", ops.seed_tensor(*words), persistent=False)
         self._last: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        """Back to the state the layer was built with: an int seed at stream 0.
+
+        torch's convention for re-initializing a module in place: a model built on the
+        meta device (``with torch.device("meta")``) and then ``to_empty`` has an
+        uninitialized seed buffer until this runs (FSDP's default ``param_init_fn``
+        calls it; so does ``model.apply(lambda m: getattr(m, "reset_parameters",
+        lambda: None)())``). A layer seeded by torch's generator or a fastdrop.Generator
+        keeps no state of its own: nothing changes for it.
+        """
+        words = self.__dict__.get("_fd_words")
+        if words is None:   # a layer pickled before this attribute: its seed, stream 0
+            words = (ops.seed_words(self.fd_state)[0] if self._source == "seed" else 0, 0)
+        with torch.no_grad():   # in place: compiled graphs hold this buffer
+            self.fd_state.copy_(ops.seed_tensor(*words))
+        self._last = None
 
     def _fx_call(self, input: Any) -> Any:
         """Under torch.fx symbolic tracing (input a Proxy): the layer as one

@@ -213,6 +213,30 @@ def test_in_place_refusals_are_torchs_and_write_nothing(call):
         nn.functional.dropout(base.expand(4, 6), 0.5, True, True)   # torch's own message
     assert torch.equal(base, torch.arange(6.0))
 
+
+def test_meta_device_construction_then_reset_parameters():
+    # torch's meta-device initialization: to_empty leaves the seed buffer uninitialized,
+    # reset_parameters (as Linear's) brings back the constructor's seed at stream 0
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 4), ft.Dropout(0.5, seed=123), ft.Dropout2d(0.3),
+                              ft.AlphaDropout(0.2, seed=fastdrop.Generator(9)))
+    model.to_empty(device="cpu")
+    for m in model:
+        m.reset_parameters()
+    assert model[1].get_state() == {"seed": 123, "stream": 0}
+    assert model[2].get_state() is None and model[3].get_state() == {"seed": 9, "stream": 0}
+    x = torch.randn(3, 4)
+    assert torch.equal(model[1](x), ft.Dropout(0.5, seed=123)(x))
+    model[1](x)
+    model[1].reset_parameters()   # a re-initialization restarts the streams
+    assert model[1].get_state() == {"seed": 123, "stream": 0}
+    copy.deepcopy(model[1]).reset_parameters()
+    old = ft.Dropout(0.5, seed=77)
+    del old.__dict__["_fd_words"]   # a layer pickled before reset_parameters existed
+    old(x)
+    old.reset_parameters()
+    assert old.get_state() == {"seed": 77, "stream": 0}
+
 def test_unbatched_inputs_equal_a_batch_of_one():
     for cls, shape in [(ft.Dropout1d, (6, 5)), (ft.Dropout3d, (6, 2, 2, 2))]:
         x = torch.randn(shape)
