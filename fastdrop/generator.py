@@ -227,17 +227,22 @@ class Generator:
         """
         return self.take()[1]
 
-    def _draw(self, fn: Any, *args: Any, **kwargs: Any) -> tuple[int, int, Any]:
-        """(seed, stream, fn(*args, seed=seed, stream=stream, **kwargs)) on a fresh
-        stream. A call that raises (bad input) gives its stream back, so that it changes
-        nothing, unless another operation has taken a stream since (threads)."""
+    def _give_back(self, seed: int, stream: int) -> None:
+        """Undo `take` for a call that raised (bad input changes nothing), unless another
+        operation has taken a stream since (threads)."""
+        with self._lock:
+            if self._next == stream + 1 and self._seed == seed:
+                self._next = stream
+
+    def _draw(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn(*args, seed=seed, stream=stream, **kwargs) on a fresh stream, given back if
+        it raises. (The dropout operations write this out: their calls are the hot
+        ones, and the keyword forwarding here costs a microsecond.)"""
         seed, stream = self.take()
         try:
-            return seed, stream, fn(*args, seed=seed, stream=stream, **kwargs)
+            return fn(*args, seed=seed, stream=stream, **kwargs)
         except BaseException:
-            with self._lock:
-                if self._next == stream + 1 and self._seed == seed:
-                    self._next = stream
+            self._give_back(seed, stream)
             raise
 
     def take(self) -> tuple[int, int]:
@@ -371,8 +376,13 @@ class Generator:
         if not training:
             return _d.dropout(x, p, seed=0, training=False, mode=mode, noise_shape=noise_shape,
                               bits=bits, out=out), None
-        seed, stream, y = self._draw(_d.dropout, x, p, mode=mode, noise_shape=noise_shape,
-                                     bits=bits, out=out, n_threads=n_threads)
+        seed, stream = self.take()
+        try:
+            y = _d.dropout(x, p, seed=seed, stream=stream, mode=mode,
+                           noise_shape=noise_shape, bits=bits, out=out, n_threads=n_threads)
+        except BaseException:
+            self._give_back(seed, stream)
+            raise
         return y, DropoutCall("dropout", seed, stream, float(p), bits, mode,
                               _tuple(noise_shape, np.shape(x)))
 
@@ -411,8 +421,13 @@ class Generator:
         """
         if not training:
             return _d.alpha_dropout(x, p, seed=0, training=False, out=out), None
-        seed, stream, y = self._draw(_d.alpha_dropout, x, p, noise_shape=noise_shape,
-                                     bits=bits, out=out, n_threads=n_threads)
+        seed, stream = self.take()
+        try:
+            y = _d.alpha_dropout(x, p, seed=seed, stream=stream, noise_shape=noise_shape,
+                                 bits=bits, out=out, n_threads=n_threads)
+        except BaseException:
+            self._give_back(seed, stream)
+            raise
         return y, DropoutCall("alpha", seed, stream, float(p), bits, "inverted",
                               _tuple(noise_shape, np.shape(x)))
 
@@ -450,8 +465,13 @@ class Generator:
         """
         if not training:
             return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
-        seed, stream, y = self._draw(_d.gaussian_dropout, x, p, out=out,
-                                     n_threads=n_threads)
+        seed, stream = self.take()
+        try:
+            y = _d.gaussian_dropout(x, p, seed=seed, stream=stream, out=out,
+                                    n_threads=n_threads)
+        except BaseException:
+            self._give_back(seed, stream)
+            raise
         return y, DropoutCall("gaussian", seed, stream, float(p), 32)
 
     def bias_dropout_add(self, x: Any, bias: Any, residual: Any, p: float, *, bits: int = 16,
@@ -488,8 +508,13 @@ class Generator:
         array([[2., 2., 0., 0.],
                [0., 0., 2., 0.]], dtype=float32)
         """
-        seed, stream, y = self._draw(_d.bias_dropout_add, x, bias, residual, p, bits=bits,
-                                     out=out, n_threads=n_threads)
+        seed, stream = self.take()
+        try:
+            y = _d.bias_dropout_add(x, bias, residual, p, seed=seed, stream=stream, bits=bits,
+                                    out=out, n_threads=n_threads)
+        except BaseException:
+            self._give_back(seed, stream)
+            raise
         return y, DropoutCall("bias_dropout_add", seed, stream, float(p), bits,
                               has_bias=bias is not None)
 
@@ -522,7 +547,7 @@ class Generator:
         >>> fastdrop.Generator(42).dropout_mask(8, 0.5)
         array([67], dtype=uint8)
         """
-        return self._draw(_d.dropout_mask, shape, p, bits=bits, packed=packed)[2]
+        return self._draw(_d.dropout_mask, shape, p, bits=bits, packed=packed)
 
     def random_bits(self, shape: Any, *, bits: int = 32):
         """`fastdrop.random_bits` on a fresh stream.
@@ -549,7 +574,7 @@ class Generator:
         >>> fastdrop.Generator(42).random_bits(4)
         array([2632642643, 2012563771,  314527917, 1463989207], dtype=uint32)
         """
-        return self._draw(random_bits, shape, bits=bits)[2]
+        return self._draw(random_bits, shape, bits=bits)
 
     def uniform(self, shape: Any, *, dtype: Any = np.float32):
         """`fastdrop.uniform` on a fresh stream: floats in [0, 1).
@@ -576,7 +601,7 @@ class Generator:
         >>> fastdrop.Generator(42).uniform(3)
         array([0.61295986, 0.4685865 , 0.0732317 ], dtype=float32)
         """
-        return self._draw(uniform, shape, dtype=dtype)[2]
+        return self._draw(uniform, shape, dtype=dtype)
 
     def standard_normal(self, shape: Any, *, dtype: Any = np.float64):
         """`fastdrop.standard_normal` on a fresh stream.
@@ -603,7 +628,7 @@ class Generator:
         >>> fastdrop.Generator(1).standard_normal(3)
         array([1.2279..., 1.2518..., 0.2165...])
         """
-        return self._draw(standard_normal, shape, dtype=dtype)[2]
+        return self._draw(standard_normal, shape, dtype=dtype)
 
 
 def _tuple(noise_shape, shape):
