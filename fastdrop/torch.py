@@ -47,7 +47,7 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
            "FeatureAlphaDropout", "dropout", "dropout1d", "dropout2d", "dropout3d",
            "alpha_dropout", "feature_alpha_dropout", "bias_dropout_add", "replace_dropout",
            "checkpoint", "save_streams_policy", "draw_seed", "seed_tensor",
-           "load_cpp_extension"]
+           "load_cpp_extension", "ddp_local_seeds"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _lean_code = ops.lean_code
@@ -1788,3 +1788,56 @@ if _cpp_draw.env_requested():  # FASTDROP_TORCH_CPP=1
         _cpp_draw.load()
     except RuntimeError as _exc:
         warnings.warn(f"{_cpp_draw.ENV}=1: {_exc}", RuntimeWarning, stacklevel=2)
+
+
+# ---- DistributedDataParallel ----------------------------------------------------------------
+
+
+def ddp_local_seeds(model: nn.Module) -> list[str]:
+    """Keep each fastdrop layer's seed buffer out of DistributedDataParallel's buffer sync.
+
+    DDP broadcasts rank 0's buffers to every rank when it wraps a model and, with
+    ``broadcast_buffers=True`` (its default), before each forward. A layer's seed and
+    stream live in a buffer (``fd_state``), so per-rank int seeds
+    (``Dropout(p, seed=base + rank)``, ``replace_dropout(model, seed=base + rank)``) would
+    become rank 0's and every rank would draw rank 0's masks. Call this on the model
+    before wrapping it: it names those buffers in DDP's own ignore list
+    (``DistributedDataParallel._set_params_and_buffers_to_ignore_for_model``, the hook
+    torch provides for this), added to what the list already holds. Layers seeded by
+    torch's generator (``seed=None``) hold no seed in the buffer and draw as torch's
+    dropout does; their buffers are listed too (harmless).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The module DDP will wrap (the names are relative to it).
+
+    Returns
+    -------
+    list of str
+        The buffers' qualified names.
+
+    Raises
+    ------
+    TypeError
+        model is not an nn.Module.
+
+    Examples
+    --------
+    >>> import torch, fastdrop.torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), fastdrop.torch.Dropout(0.1, seed=3))
+    >>> fastdrop.torch.ddp_local_seeds(model)
+    ['1.fd_state']
+    >>> model._ddp_params_and_buffers_to_ignore
+    ['1.fd_state']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    from torch.nn.parallel import DistributedDataParallel
+
+    names = [f"{n}.fd_state" if n else "fd_state" for n, m in model.named_modules()
+             if isinstance(m, _FastdropDropout)]
+    ignored = list(getattr(model, "_ddp_params_and_buffers_to_ignore", ()))
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+        model, ignored + [n for n in names if n not in ignored])
+    return names
