@@ -611,7 +611,7 @@ class BiasDropoutAddFunction(torch.autograd.Function):
         seed, mask = ctx.saved_tensors
         p, bits, n_threads = ctx.args
         # the operator, as compiled code uses: dbias accumulated in float64, bit for bit
-        # the same (first order only: this backward is not differentiable again)
+        # the same (differentiable again through the operator's own autograd formula)
         dx, db = bias_dropout_add_backward(gy, seed, mask, p, bits, ctx.has_bias, n_threads)
         return dx, (db if ctx.has_bias else None), gy, None, None, None, None, None
 

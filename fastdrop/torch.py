@@ -969,12 +969,40 @@ class _FastdropDropout:
         lambda: None)())``). A layer seeded by torch's generator or a fastdrop.Generator
         keeps no state of its own: nothing changes for it.
         """
+        self._set_words(self._built_words())
+        self._last = None
+
+    def _built_words(self) -> tuple[int, int]:
+        """The seed buffer's words at construction (an int seed and stream 0)."""
         words = self.__dict__.get("_fd_words")
         if words is None:   # a layer pickled before this attribute: its seed, stream 0
-            words = (ops.seed_words(self.fd_state)[0] if self._source == "seed" else 0, 0)
+            words = (self._state_words()[0] if self._source == "seed" else 0, 0)
+        return words
+
+    def _state_words(self) -> tuple[int, int]:
+        """The seed buffer's (seed, stream); on the meta device (no data) the words the
+        layer was built with."""
+        if self.fd_state.is_meta:
+            return self._built_words()
+        return ops.seed_words(self.fd_state)
+
+    def _set_words(self, words: tuple[int, int]) -> None:
+        new = ops.seed_tensor(*words)
+        if self.fd_state.is_meta:   # (load_state_dict(assign=True) of a meta-built model)
+            self._buffers["fd_state"] = new
+            return
         with torch.no_grad():   # in place: compiled graphs hold this buffer
-            self.fd_state.copy_(ops.seed_tensor(*words))
-        self._last = None
+            self.fd_state.copy_(new)
+
+    def _apply(self, fn, recurse=True):
+        # Module.type(dtype) casts every buffer: the seed words stay int64
+        before = self._buffers.get("fd_state")
+        out = super()._apply(fn, recurse)
+        after = self._buffers.get("fd_state")
+        if before is not None and after is not None and after.dtype != torch.int64:
+            self._buffers["fd_state"] = (torch.empty(3, dtype=torch.int64, device="meta")
+                                         if before.is_meta else before.to(after.device))
+        return out
 
     def _fx_call(self, input: Any) -> Any:
         """Under torch.fx symbolic tracing (input a Proxy): the layer as one
@@ -1134,7 +1162,7 @@ class _FastdropDropout:
             return None
         if self._source == "generator":
             return self.fd_generator.get_state()
-        seed, stream = ops.seed_words(self.fd_state)
+        seed, stream = self._state_words()
         return {"seed": seed, "stream": stream}
 
     def set_state(self, state: dict) -> None:
@@ -1160,10 +1188,8 @@ class _FastdropDropout:
             return
         if not isinstance(state, dict) or set(state) != {"seed", "stream"}:
             raise ValueError("state must be a dict with keys 'seed' and 'stream'")
-        new = ops.seed_tensor(check_uint64(state["seed"], "state['seed']"),
-                              check_uint64(state["stream"], "state['stream']"))
-        with torch.no_grad():
-            self.fd_state.copy_(new)  # in place: compiled graphs hold this buffer
+        self._set_words((check_uint64(state["seed"], "state['seed']"),
+                         check_uint64(state["stream"], "state['stream']")))
 
     def get_extra_state(self) -> dict:
         """What `state_dict` saves under ``<name>._extra_state``.
@@ -1213,6 +1239,10 @@ class _FastdropDropout:
         key = prefix + "_extra_state"
         if key not in state_dict and key in missing_keys:
             missing_keys.remove(key)
+        if self.fd_state.is_meta and local_metadata.get("assign_to_params_buffers", False):
+            # assign=True into a meta-built model leaves this non-persistent buffer on
+            # meta when no state came: the construction's words, as reset_parameters
+            self._set_words(self._built_words())
 
     def _fd_extra_repr(self) -> str:
         if "_cfg" not in self.__dict__:  # construction failed half-way (a bad p)
@@ -1223,7 +1253,7 @@ class _FastdropDropout:
         elif self._source == "generator":
             seed = repr(self.fd_generator)
         else:
-            seed = ops.seed_words(self.fd_state)[0]
+            seed = self._state_words()[0]
         s = f"p={self.p}, inplace={self.inplace}, bits={bits}"
         if mode != "inverted":
             s += f", mode={mode!r}"

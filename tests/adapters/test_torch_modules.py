@@ -237,6 +237,50 @@ def test_meta_device_construction_then_reset_parameters():
     old.reset_parameters()
     assert old.get_state() == {"seed": 77, "stream": 0}
 
+
+def test_a_meta_built_model_prints_saves_and_loads_with_assign():
+    # the empty-weights pattern: repr and state_dict on meta (the state a layer was built
+    # with: there is no data), then load_state_dict(assign=True) of a real checkpoint
+    def build():
+        return nn.Sequential(nn.Linear(4, 4), ft.Dropout(0.5, seed=5), ft.Dropout(0.3))
+
+    trained = build()
+    x = torch.randn(3, 4)
+    trained(x), trained(x)
+    ckpt = trained.state_dict()
+    with torch.device("meta"):
+        model = build()
+    assert "seed=5" in repr(model)
+    assert model[1].get_state() == {"seed": 5, "stream": 0}
+    assert model.state_dict()["1._extra_state"]["state"] == {"seed": 5, "stream": 0}
+    model.load_state_dict(ckpt, assign=True)
+    assert not model[1].fd_state.is_meta and model[1].get_state() == {"seed": 5, "stream": 2}
+    torch.manual_seed(1)   # (the second layer's seeds: torch's)
+    y = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(y, trained(x))
+    # a checkpoint of torch's dropout (no extra state) with assign=True: built words
+    with torch.device("meta"):
+        model = build()
+    torch_ckpt = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Dropout(0.3)).state_dict()
+    model.load_state_dict(torch_ckpt, assign=True)
+    assert model[1].get_state() == {"seed": 5, "stream": 0}
+    assert model(x).shape == (3, 4)
+
+
+def test_module_type_keeps_the_seed_words_int64():
+    # Module.type(dtype) casts every buffer; the seed buffer stays int64 (and its words)
+    model = nn.Sequential(nn.Linear(4, 4), ft.Dropout(0.5, seed=5))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    model.type(torch.float64)
+    assert model[1].fd_state.dtype == torch.int64
+    assert model[1].get_state() == {"seed": 5, "stream": 0}
+    assert torch.equal(model[1](x), ft.Dropout(0.5, seed=5)(x))
+    with torch.device("meta"):
+        meta = ft.Dropout(0.5, seed=5)
+    meta.type(torch.float32)
+    assert meta.fd_state.dtype == torch.int64 and meta.fd_state.is_meta
+
 def test_unbatched_inputs_equal_a_batch_of_one():
     for cls, shape in [(ft.Dropout1d, (6, 5)), (ft.Dropout3d, (6, 2, 2, 2))]:
         x = torch.randn(shape)
