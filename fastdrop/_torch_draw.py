@@ -135,16 +135,21 @@ def _libtorch_cpu() -> str | None:
 def _draws_agree(draw) -> bool:
     """Three calls of `draw` give torch.randint's words and leave torch.default_generator
     where randint does; checked on the default generator itself, whose state is restored
-    afterwards (nothing is drawn for good)."""
+    afterwards (nothing is drawn for good). Outside any torch.func transform or dispatch
+    mode the import may run in (a first ``import fastdrop.torch`` inside ``torch.vmap``,
+    say, where randint would raise)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
     gen = torch.default_generator
-    state = gen.get_state()
-    try:
-        got = [draw() for _ in range(3)]
-        after = gen.get_state()
-        gen.set_state(state)
-        ok = got == randint_words(3) and torch.equal(after, gen.get_state())
-    finally:
-        gen.set_state(state)
+    with torch._C._DisableFuncTorch(), _disable_current_modes():
+        state = gen.get_state()
+        try:
+            got = [draw() for _ in range(3)]
+            after = gen.get_state()
+            gen.set_state(state)
+            ok = got == randint_words(3) and torch.equal(after, gen.get_state())
+        finally:
+            gen.set_state(state)
     return ok
 
 

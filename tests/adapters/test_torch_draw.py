@@ -147,3 +147,24 @@ def test_the_benchmark_has_the_cpp_draw_columns():
         else:
             row = next(r for r in rows if r.startswith("| fastdrop seed=None, C++ draw |"))
             assert float(row.split(" | ")[1].split()[0]) > 0
+
+
+def test_a_first_import_inside_vmap_binds_the_same_routes():
+    # fastdrop.keras imports fastdrop.torch at a layer's first call, which may run inside
+    # torch.vmap (keras.ops.vectorized_map): the import's check of the draw routes runs
+    # outside the transform (randint raises in vmap's randomness="error" mode)
+    code = ("import importlib, torch\n"
+            "def f(t):\n"
+            "    importlib.import_module('fastdrop.torch')\n"
+            "    return t * 2\n"
+            "y = torch.vmap(f)(torch.ones(2, 3))\n"
+            "import fastdrop._torch_draw as d\n"
+            "print(tuple(y.shape), d.default_routes())")
+    inside = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert inside.returncode == 0, inside.stderr[-2000:]
+    outside = subprocess.run([sys.executable, "-c", "import fastdrop._torch_draw as d, "
+                              "fastdrop.torch; print(d.default_routes())"],
+                             capture_output=True, text=True, timeout=300)
+    assert outside.returncode == 0, outside.stderr[-2000:]
+    assert inside.stdout.strip() == f"(2, 3) {outside.stdout.strip()}"
