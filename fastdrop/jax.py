@@ -84,6 +84,12 @@ def _int_words(v: Any, name: str):
     if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
         u = check_uint64(v, name)
         return jnp.uint32(u & 0xFFFFFFFF), jnp.uint32(u >> 32)
+    if isinstance(v, np.ndarray):   # NumPy's own: jnp.asarray would narrow 64-bit values
+        if v.ndim != 0 or not np.issubdtype(v.dtype, np.integer):
+            raise TypeError(f"{name} must be an int or an integer scalar array, got "
+                            f"{v.dtype} of shape {v.shape}")
+        u = check_uint64(int(v), name)
+        return jnp.uint32(u & 0xFFFFFFFF), jnp.uint32(u >> 32)
     arr = jnp.asarray(v)
     if arr.ndim != 0 or not jnp.issubdtype(arr.dtype, jnp.integer):
         raise TypeError(f"{name} must be an int or an integer scalar array, got "
@@ -123,6 +129,8 @@ def _seed_words(seed: Any):
             raise TypeError(f"seed as a JAX key must have at least two uint32 words of "
                             f"key data, got {arr.dtype}{list(arr.shape)}")
         return arr[1], arr[0]
+    if isinstance(arr, np.ndarray) and arr.ndim == 0:   # (jnp.asarray would narrow it)
+        return _int_words(arr, "seed")
     arr = jnp.asarray(arr)
     if arr.ndim == 1:
         if arr.shape not in ((2,), (4,)) or arr.dtype != jnp.uint32:
@@ -927,7 +935,11 @@ batching.primitive_batchers[_call_p] = _batch
 
 
 def _check_array(a: Any, name: str):
-    a = jnp.asarray(a)
+    try:
+        a = jnp.asarray(a)
+    except (TypeError, ValueError) as exc:   # None, strings, objects: name the argument
+        raise TypeError(f"{name} must be an array of float16, bfloat16, float32 or "
+                        f"float64, got {type(a).__name__}") from exc
     if a.dtype.name not in _SUPPORTED:
         raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, "
                         f"got {a.dtype}")
@@ -966,7 +978,24 @@ def _block_operands(block: Any, shape: tuple) -> tuple[tuple | None, list]:
 def _noise(noise_shape: Any, shape: tuple, gshape: tuple | None):
     if noise_shape is None:
         return None
-    return check_noise_shape(noise_shape, gshape if gshape is not None else shape)
+    full = gshape if gshape is not None else shape
+    if not isinstance(noise_shape, (str, bytes)) and hasattr(noise_shape, "__len__") \
+            and len(noise_shape) == len(full):
+        # a symbolic dimension of jax.export (x.shape[0] of a polymorphic batch) that is
+        # x's own size there: as None
+        noise_shape = tuple(None if _symbolic_size(d, n) else d
+                            for d, n in zip(noise_shape, full))
+    return check_noise_shape(noise_shape, full)
+
+
+def _symbolic_size(d: Any, n: Any) -> bool:
+    """Whether noise entry d is a symbolic dimension equal to the axis size n."""
+    if d is None or isinstance(d, (numbers.Integral, np.integer)):
+        return False
+    try:
+        return bool(d == n)
+    except Exception:  # noqa: BLE001 - an undecidable comparison: not the same size
+        return False
 
 
 def _run(op: str, arrays: list, seed: Any, stream: Any, block: Any, **cfg):

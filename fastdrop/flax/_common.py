@@ -53,7 +53,11 @@ def noise_shape(ndim: int, broadcast_dims: Sequence[int]) -> tuple | None:
 def apply(inputs: Any, rate: float, key: Any, broadcast_dims: Sequence[int],
           bits: int) -> jax.Array:
     """fastdrop.jax.dropout of inputs with `key` as the seed (stream 0)."""
-    x = jax.numpy.asarray(inputs)
+    try:
+        x = jax.numpy.asarray(inputs)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"inputs must be an array of float16, bfloat16, float32 or "
+                        f"float64, got {type(inputs).__name__}") from exc
     if x.dtype.name not in _FLOATS:
         raise TypeError(f"inputs must have dtype float16, bfloat16, float32 or float64, got "
                         f"{x.dtype}")

@@ -239,6 +239,8 @@ def test_bad_rates_dims_and_inputs_name_the_argument():
     for dims in ((0.0,), (True,), (np.bool_(True),), ("0",)):
         with pytest.raises(TypeError, match="broadcast_dims must be a sequence of ints"):
             fnn.Dropout(0.5, broadcast_dims=dims).apply({}, x, deterministic=False, rng=key)
+    with pytest.raises(TypeError, match="inputs must be an array of float16"):
+        fnn.Dropout(0.5).apply({}, None, deterministic=False, rng=key)
     with pytest.raises(TypeError, match="inputs must have dtype float16"):
         fnn.Dropout(0.5).apply({}, jnp.ones((2, 3), jnp.int32), deterministic=False, rng=key)
     with pytest.raises(TypeError, match="rate must be"):   # traced: static, as Flax's

@@ -167,6 +167,35 @@ def test_jax_keys_are_seeds():
         fj.dropout(x, 0.5, seed=jnp.zeros(3, jnp.uint32))
 
 
+def test_numpy_0d_seeds_and_streams_keep_their_64_bits():
+    # jnp.asarray would narrow a NumPy int64/uint64 0-d array to 32 bits (x64 off): the
+    # value is read as the int it is, as fastdrop.dropout reads it
+    x = jnp.ones(64, jnp.float32)
+    xn = np.ones(64, np.float32)
+    for seed, stream in [(np.array(2**40 + 7), np.array(2**40 + 3)),
+                         (np.array(2**63 + 5, np.uint64), np.array(2**64 - 1, np.uint64)),
+                         (np.array(3, np.int32), np.array(9, np.uint8))]:
+        want = fastdrop.dropout(xn, 0.5, seed=int(seed), stream=int(stream))
+        np.testing.assert_array_equal(np.asarray(fj.dropout(x, 0.5, seed=seed, stream=stream)),
+                                      want)
+        w = [int(v) for v in fj.stream_words(seed, stream)]
+        assert (w[0] | w[1] << 32, w[2] | w[3] << 32) == (int(seed), int(stream))
+    with pytest.raises(ValueError, match="stream"):
+        fj.dropout(x, 0.5, seed=1, stream=np.array(-1))
+    with pytest.raises(TypeError, match="stream must be an int or an integer scalar"):
+        fj.dropout(x, 0.5, seed=1, stream=np.array([1, 2]))
+
+
+def test_non_arrays_name_the_argument():
+    x = jnp.ones((2, 3), jnp.float32)
+    with pytest.raises(TypeError, match="x must be an array of float16"):
+        fj.dropout(None, 0.5, seed=1)
+    with pytest.raises(TypeError, match="residual must be an array"):
+        fj.bias_dropout_add(x, None, None, 0.5, seed=1)
+    with pytest.raises(TypeError, match="bias must be an array"):
+        fj.bias_dropout_add(x, "a", x, 0.5, seed=1)
+
+
 @pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
 def test_keys_of_the_other_implementations_are_seeds(impl):
     # rbg and unsafe_rbg keys (uint32[4] of key data, typed or raw): their first two words,

@@ -259,6 +259,21 @@ def test_export_round_trip():
 
 
 
+def test_export_with_a_noise_shape_built_from_x_shape():
+    # noise_shape=(x.shape[0], 1) with a symbolic batch: the symbolic entry is x's own size
+    # there, taken as None (the export as with (None, 1))
+    spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 8"), jnp.float32)
+    back = _round_trip(jax.export.export(jax.jit(
+        lambda x: (fj.dropout(x, 0.3, **K, noise_shape=(x.shape[0], 1)),
+                   fj.alpha_dropout(x, 0.3, **K, noise_shape=x.shape[:1] + (1,)))),
+        disabled_checks=fj.export_checks())(spec))
+    for b in (2, 5):
+        xn = make_x((b, 8), np.float32)
+        y, a = back.call(jnp.asarray(xn))
+        assert_bits_equal(np.asarray(y), fd.dropout(xn, 0.3, **K, noise_shape=(b, 1)))
+        assert_bits_equal(np.asarray(a), fd.alpha_dropout(xn, 0.3, **K, noise_shape=(b, 1)))
+
+
 @pytest.mark.parametrize("noise_shape", [(None, 1), (None, None, 1), (1, None, None)])
 def test_export_with_a_symbolic_batch_in_the_noise_shape(noise_shape):
     # a shape-polymorphic export whose noise shape keeps the symbolic axis: the attribute
