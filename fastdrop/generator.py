@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from . import functional as _d
-from ._core.args import (UINT64_MAX, as_int, check_bits, check_mode, check_noise_spec, check_p,
-                         check_uint64)
+from ._core.args import (UINT64_MAX, as_int, check_bits, check_bool, check_mode,
+                         check_noise_spec, check_p, check_uint64)
 from ._core.forksafe import new_lock
 from .rng import random_bits, standard_normal, uniform
 
 __all__ = ["Generator", "DropoutCall", "Dropout"]
+
+
+_KINDS = ("dropout", "alpha", "gaussian", "bias_dropout_add")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class DropoutCall:
 
     Raises
     ------
+    ValueError
+        At construction, a kind outside those four.
     TypeError, ValueError
         From `backward` and `mask`, as the functions they call.
 
@@ -71,6 +76,11 @@ class DropoutCall:
     mode: str = "inverted"
     noise_shape: tuple | None = None
     has_bias: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:   # (another kind would run dropout's backward)
+            raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}, got "
+                             f"{self.kind!r}")
 
     def backward(self, grad: Any, *, out: np.ndarray | None = None,
                  n_threads: int | None = None):
@@ -373,9 +383,9 @@ class Generator:
         >>> y, call.stream
         (array([2., 0., 2., 2., 2., 0., 0., 2.], dtype=float32), 0)
         """
-        if not training:
+        if not check_bool(training, "training"):   # (every argument checked as there)
             return _d.dropout(x, p, seed=0, training=False, mode=mode, noise_shape=noise_shape,
-                              bits=bits, out=out), None
+                              bits=bits, out=out, n_threads=n_threads), None
         seed, stream = self.take()
         try:
             y = _d.dropout(x, p, seed=seed, stream=stream, mode=mode,
@@ -419,8 +429,9 @@ class Generator:
         >>> call.kind, call.stream
         ('alpha', 0)
         """
-        if not training:
-            return _d.alpha_dropout(x, p, seed=0, training=False, out=out), None
+        if not check_bool(training, "training"):
+            return _d.alpha_dropout(x, p, seed=0, training=False, noise_shape=noise_shape,
+                                    bits=bits, out=out, n_threads=n_threads), None
         seed, stream = self.take()
         try:
             y = _d.alpha_dropout(x, p, seed=seed, stream=stream, noise_shape=noise_shape,
@@ -463,8 +474,9 @@ class Generator:
         >>> y
         array([2.2279..., 2.2518..., 1.2165...])
         """
-        if not training:
-            return _d.gaussian_dropout(x, p, seed=0, training=False, out=out), None
+        if not check_bool(training, "training"):
+            return _d.gaussian_dropout(x, p, seed=0, training=False, out=out,
+                                       n_threads=n_threads), None
         seed, stream = self.take()
         try:
             y = _d.gaussian_dropout(x, p, seed=seed, stream=stream, out=out,

@@ -159,6 +159,7 @@ def words_at(seed, stream, w):
     shape): word w is word ``w mod 4`` of Philox4x32-10 of the counter
     ``(lo32(B), hi32(B), lo32(stream), hi32(stream))``, ``B = w div 4``, under the key
     ``(lo32(seed), hi32(seed))`` (section 2)."""
+    seed, stream = operator.index(seed), operator.index(stream)   # (NumPy scalars: ints)
     w = np.asarray(w, dtype=np.uint64)
     flat = w.ravel()
     blocks, which = np.unique(flat >> np.uint64(2), return_inverse=True)

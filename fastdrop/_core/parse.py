@@ -131,6 +131,7 @@ class _Forward(NamedTuple):
     out: Any
     mask_out: Any
     seed: int
+    source: Any   # the caller's x (inference returns it itself)
 
 
 def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_threads,
@@ -151,7 +152,7 @@ def _forward(A, x, p, mode, bits, mask_format, block, noise_shape, stream, n_thr
     mo = _mask_out(A, mask_out, return_mask, fmt, noise, {"x": xv, "out": y})
     key = check_seed(seed)
     return _Forward(xv, _threshold(pf, b), m, b, fmt, noise, ndraws, st, threads, training,
-                    return_mask, y, mo, key)
+                    return_mask, y, mo, key, x)
 
 
 def _forward_request(f: _Forward, func: str, **op) -> DropoutRequest:
@@ -168,7 +169,7 @@ def _inference(f: _Forward, func: str, **op) -> DropoutRequest:
     """training=False: x itself (identity) or, for classic dropout, x * P(keep); no mask
     is drawn (the mask returned is None, a mask_out is left as it is)."""
     return DropoutRequest(func=func, x=f.x, out=f.out, returns_pair=f.return_mask,
-                          n_threads=f.n_threads, **op)
+                          n_threads=f.n_threads, source=f.source, **op)
 
 
 def _backward(A, g, p, mode, bits, block, noise_shape, stream, n_threads, mask, seed, out,
@@ -360,7 +361,7 @@ def gaussian_dropout(A: ArrayPolicy, x, p=0.5, *, seed=None, stream=0, training=
         check_seed(seed)
         _noise(A.shape(xv), block)
         return DropoutRequest(func="gaussian_dropout", op=Op.DROPOUT, keep=Keep.ALL, x=xv,
-                              out=y, identity=True, n_threads=threads)
+                              out=y, identity=True, n_threads=threads, source=x)
     return _gaussian("gaussian_dropout", A, xv, out, {"x": xv}, ("x",), pf, seed, stream,
                      n_threads, block)
 

@@ -58,7 +58,9 @@ class DropoutRequest(NamedTuple):
     keep says where the keep flags come from: the draws of (seed, stream) (`Keep.DRAWS`,
     over `noise_shape`, drawn through `noise_draws` for a block of a larger array), the
     caller's `mask` (`Keep.PACKED`, `Keep.FLAGS`), or none dropped (`Keep.ALL`).
-    `identity`: the call returns x itself (inference), or copies it into `out`.
+    `identity`: the call returns x itself (inference), or copies it into `out`; `source`
+    is the caller's x, which a backend returns when it is its own kind of array (an
+    ndarray subclass or an unaligned array, whose view `x` is not the caller's object).
     """
 
     func: str
@@ -82,6 +84,7 @@ class DropoutRequest(NamedTuple):
     n_threads: Optional[int] = None     # None: the backend's default
     identity: bool = False
     mask_out: Any = None                # the returned mask's checked buffer, or None
+    source: Any = None                  # identity: the caller's x
 
 
 class BiasBackwardRequest(NamedTuple):

@@ -358,10 +358,13 @@ def _unpack(mask: np.ndarray, shape: tuple) -> np.ndarray:
 
 def _dropout_family(req: DropoutRequest):
     x = req.x
-    if req.identity:  # inference: x itself, or copied into out
-        y = x if req.out is None else req.out
-        if y is not x:
-            np.copyto(y, x)
+    if req.identity:  # inference: x itself (the caller's ndarray), or copied into out
+        if req.out is None:
+            y = req.source if isinstance(req.source, np.ndarray) else x
+        else:
+            y = req.out
+            if y is not x:
+                np.copyto(y, x)
         return (y, None) if req.returns_pair else y
     y = np.empty_like(x) if req.out is None else req.out
     if req.keep == Keep.ALL:  # classic dropout at inference: x * P(keep)

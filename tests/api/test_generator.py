@@ -180,3 +180,37 @@ def test_bias_dropout_add_call_records_whether_there_was_a_bias():
     by_hand = fd.DropoutCall("bias_dropout_add", 3, call.stream, 0.5)
     assert by_hand.backward(np.ones_like(x))[1].shape == (3,)
     assert gen.dropout(x, 0.5)[1].has_bias is None
+
+
+@pytest.mark.parametrize("call", [
+    lambda g, x: g.dropout(x, 0.5, training="no"),
+    lambda g, x: g.dropout(x, 0.5, training=None),
+    lambda g, x: g.dropout(x, 0.5, training=0),
+    lambda g, x: g.dropout(x, 0.5, training=False, n_threads=0),
+    lambda g, x: g.dropout(x, 0.5, training=False, bits=7),
+    lambda g, x: g.alpha_dropout(x, 0.5, training=False, bits=7),
+    lambda g, x: g.alpha_dropout(x, 0.5, training=False, noise_shape=(3,)),
+    lambda g, x: g.alpha_dropout(x, 0.5, training=False, n_threads=-3),
+    lambda g, x: g.gaussian_dropout(x, 0.5, training=False, n_threads=0),
+    lambda g, x: fd.Dropout(0.5, seed=1)(x, training="no"),
+], ids=["training_str", "training_none", "training_int", "infer_threads", "infer_bits",
+        "alpha_infer_bits", "alpha_infer_noise", "alpha_infer_threads", "gauss_infer_threads",
+        "layer_training"])
+def test_arguments_are_checked_as_the_functions_check_them(call):
+    # at inference too: the operations' arguments are those of fastdrop.dropout and its
+    # twins, with the same errors; a truthy training is not a bool
+    gen = fd.Generator(1)
+    x = make_x((8,), np.float32)
+    with pytest.raises((TypeError, ValueError)) as e:
+        call(gen, x)
+    assert any(w in str(e.value) for w in ("training", "n_threads", "bits", "noise_shape"))
+    assert gen.get_state() == {"seed": 1, "stream": 0}
+
+
+def test_dropout_call_kinds_are_checked():
+    for kind in ("Gaussian", "gauss", "bogus", 42):
+        with pytest.raises(ValueError, match="kind must be one of"):
+            fd.DropoutCall(kind, 1, 0, 0.5)
+    g = np.ones(8, np.float32)
+    call = fd.DropoutCall("gaussian", 1, 0, 0.5)
+    assert_bits_equal(call.backward(g), fd.gaussian_dropout_backward(g, 0.5, seed=1))

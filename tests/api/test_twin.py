@@ -593,3 +593,13 @@ def test_property_dropout_blocks(level, data, dtype, bits, mode, fmt, p, seed, s
             gb = fastdrop.dropout_backward(grad, p, **source, **bkw)
         eb = ref.dropout_backward(grad, p, **source, **bkw)
         _same_bits(gb, eb, f"backward from {sorted(source)}")
+
+
+@pytest.mark.parametrize("kind", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                                  np.int64, np.uint64])
+def test_numpy_integer_seeds_and_streams(kind):
+    # every call fastdrop takes, the twin takes: NumPy scalars of any integer width
+    x = make_x((5, 3), np.float32)
+    for kw in (dict(seed=kind(5), stream=0), dict(seed=7, stream=kind(5))):
+        _same_bits(fastdrop.random_bits(6, **kw), ref.random_bits(6, **kw), str(kw))
+        _same_bits(fastdrop.dropout(x, 0.5, **kw), ref.dropout(x, 0.5, **kw), str(kw))

@@ -268,3 +268,25 @@ def test_strided_packed_masks_are_read_by_logical_byte(view):
     for a, b in zip(got[:2], exp[:2]):
         assert_bits_equal(a, b)
     np.testing.assert_array_equal(fd.unpack_mask(v, 200), fd.unpack_mask(m, 200))
+
+
+def test_inference_returns_the_callers_array_itself():
+    # "x itself" at inference for any ndarray: a subclass (np.matrix, memmap, a user
+    # subclass), a read-only array, an unaligned view of a byte buffer (which the kernels
+    # would copy to align it); out= still receives a copy
+    class Mine(np.ndarray):
+        pass
+
+    plain = np.arange(6, dtype=np.float32).reshape(2, 3)
+    readonly = plain.copy()
+    readonly.flags.writeable = False
+    unaligned = np.frombuffer(bytes(25), np.uint8)[1:].view(np.float32).reshape(2, 3)
+    assert not unaligned.flags.aligned
+    for x in (np.matrix(plain), plain.view(Mine), readonly, unaligned):
+        for f in (fd.dropout, fd.alpha_dropout, fd.gaussian_dropout):
+            assert f(x, 0.5, training=False) is x
+        y, m = fd.dropout(x, 0.5, training=False, return_mask=True)
+        assert y is x and m is None
+        out = np.empty((2, 3), np.float32)
+        assert fd.dropout(x, 0.5, training=False, out=out) is out
+        np.testing.assert_array_equal(out, np.asarray(x))
