@@ -80,13 +80,28 @@ def _dtype(name: str) -> np.dtype:
 
 
 def _torch():
-    if os.environ.get("FASTDROP_BENCH_NO_TORCH"):
-        return None
+    if os.environ.get("FASTDROP_BENCH_NO_TORCH", "").strip() not in ("", "0"):
+        return None   # (0 or empty: torch in, as the other FASTDROP_ switches read)
     try:
         import torch
     except ImportError:
         return None
     return torch
+
+
+def _no_torch() -> str:
+    """Why the tables have no torch rows."""
+    if os.environ.get("FASTDROP_BENCH_NO_TORCH", "").strip() not in ("", "0"):
+        return "left out (FASTDROP_BENCH_NO_TORCH)"
+    return "not installed"
+
+
+def _used_threads(n: int) -> int:
+    """The threads fastdrop's kernels run on when asked for n (its CPU backend's cap: the
+    CPUs this process may use, its affinity and cgroup quota)."""
+    from fastdrop._cpu.backend import _threads
+
+    return _threads(n)
 
 
 def machine_info(threads: int, device: str = "cpu") -> dict:
@@ -120,7 +135,7 @@ def machine_header(info: dict) -> str:
     gpu = f"GPU {info['gpu']}; " if info.get("gpu") else ""
     return (f"{gpu}{info['cpu']}, {info['cores']} cores; SIMD {info['simd']}; OpenMP "
             f"{'on' if info['openmp'] else 'off'}, {info['threads']} threads; "
-            f"numpy {info['numpy']}; torch {info['torch'] or 'not installed'}; "
+            f"numpy {info['numpy']}; torch {info['torch'] or _no_torch()}; "
             f"fastdrop {info['fastdrop']}")
 
 
@@ -389,6 +404,11 @@ def run(sizes=DEFAULT_SIZES, dtype="float32", p=0.5, threads=None, device="cpu",
         raise SystemExit(f"fastdrop bench: --threads must be at least 1, got {threads}")
     dt = _dtype(dtype)
     threads = threads or max(1, fastdrop.omp_max_threads())
+    used = _used_threads(threads)
+    if used != threads:   # the count the kernels run on is the one recorded (and torch's)
+        print(f"fastdrop bench: --threads {threads} is more than this process may use: "
+              f"measured on {used}", file=sys.stderr)
+        threads = used
     info = machine_info(threads, device)
     config = {"sizes_log2": list(sizes), "dtype": dt.name, "p": p, "repeats": repeats,
               "threads": threads, "device": device, "bits": bits}
@@ -461,7 +481,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def _check_output(path: str | None, option: str) -> None:
+    """A --json or --plot path that can be written, checked before anything is measured."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise SystemExit(f"fastdrop bench: {option} {path!r} cannot be written (a directory, "
+                         f"or a folder that does not exist or is not writable)")
+
+
 def run_from_args(args: argparse.Namespace) -> int:
+    _check_output(args.json, "--json")
+    _check_output(args.plot, "--plot")
     if args.plot:
         try:
             import matplotlib  # noqa: F401

@@ -205,3 +205,35 @@ def test_bench_several_thread_counts_only_with_bounds(no_torch):
     with pytest.raises(SystemExit) as e:
         bench.main(["--sizes", "8", "--threads", "1", "2", "--quiet"])
     assert "--bounds" in str(e.value)
+
+
+def test_bench_outputs_are_checked_before_measuring(tmp_path, monkeypatch, no_torch):
+    ran = []
+    monkeypatch.setattr(bench, "run", lambda **k: ran.append(k))
+    for argv in (["--json", str(tmp_path / "missing" / "x.json")], ["--json", str(tmp_path)],
+                 ["--plot", str(tmp_path / "missing" / "p.png")]):
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv + ["--sizes", "8", "--quiet"])
+        assert argv[0] in str(e.value) and "cannot be written" in str(e.value)
+    assert ran == []
+
+
+def test_bench_records_the_threads_it_ran_on(tmp_path, capsys, no_torch):
+    # more threads than the process may use: the kernels' count is the one measured,
+    # printed and recorded
+    path = tmp_path / "b.json"
+    assert bench.main(["--sizes", "8", "--repeats", "1", "--quiet", "--threads", "4096",
+                       "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    used = doc["config"]["threads"]
+    assert used == doc["machine"]["threads"] and 1 <= used < 4096
+    assert "--threads 4096 is more than this process may use" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,has_torch", [("1", False), ("0", True), ("", True)])
+def test_the_no_torch_switch_reads_as_the_others(monkeypatch, value, has_torch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("FASTDROP_BENCH_NO_TORCH", value)
+    assert (bench._torch() is not None) == has_torch
+    if not has_torch:
+        assert "left out" in bench.machine_header(bench.machine_info(1))
