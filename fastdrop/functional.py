@@ -232,7 +232,9 @@ def dropout(x: Any, p: float = 0.5, *, seed: int | None = None, stream: int = 0,
         (shape, read-only, overlapping x but for x itself), a wrong mask_out (shape, not
         C-contiguous, read-only, overlapping x or out; given without return_mask).
         TypeError for an out or mask_out of the wrong type or dtype.  Nothing is written
-        when a call raises.
+        when a call raises one of these (every argument is checked before any kernel
+        runs); a KeyboardInterrupt that stops a long call between two of its batches
+        leaves out, an in-place x and mask_out partly written.
 
     Examples
     --------
