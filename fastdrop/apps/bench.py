@@ -98,10 +98,11 @@ def _no_torch() -> str:
 
 def _used_threads(n: int) -> int:
     """The threads fastdrop's kernels run on when asked for n (its CPU backend's cap: the
-    CPUs this process may use, its affinity and cgroup quota)."""
-    from fastdrop._cpu.backend import _threads
+    CPUs this process may use, its affinity and cgroup quota; one in a forked child)."""
+    from fastdrop._cpu.backend import thread_policy
 
-    return _threads(n)
+    policy = thread_policy()
+    return 1 if policy["single"] else max(1, min(n, policy["cpus"]))
 
 
 def machine_info(threads: int, device: str = "cpu") -> dict:
