@@ -363,7 +363,9 @@ def _lower_callback(ctx, *operands, op, cfg):
     """The fallback lowering: a host callback (jax.pure_callback) into `_host`."""
     params = getattr(ctx.module_context, "lowering_parameters", None)
     if getattr(params, "for_export", False):
-        reason = _fallback_reason(op, cfg)
+        x_aval = ctx.avals_in[0]
+        core_shape = tuple(x_aval.shape[len(x_aval.shape) - cfg.core_ndim:])
+        reason = _route(op, cfg, core_shape)[1]   # (the CPU's reason, if it has one)
         if reason is None:   # the registration for the other platforms
             platforms = getattr(ctx.module_context, "platforms", None) or ()
             reason = (f"on {', '.join(p for p in platforms if p != 'cpu') or 'a platform'} "

@@ -1806,8 +1806,11 @@ def replace_dropout(model: nn.Module, *, seed: int | None = None, bits: int = 16
 
 def _walk(module: nn.Module, prefix: str):
     """(parent, name, qualified name, child), depth first as ``named_modules``; a shared
-    module is visited under each of its names."""
-    for name, child in module.named_children():
+    module is visited under each of its names (``named_children`` would skip a module's
+    second name under the same parent)."""
+    for name, child in list(module._modules.items()):
+        if child is None:
+            continue
         q = f"{prefix}.{name}" if prefix else name
         yield module, name, q, child
         yield from _walk(child, q)

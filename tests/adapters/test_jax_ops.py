@@ -317,6 +317,10 @@ def test_export_through_the_xla_ffi():
                                                   r"are CPU only\)"):
         jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.5, seed=1)),
                           platforms=("cpu", "cuda"), disabled_checks=fj.export_checks())(x)
+    # the callback route on the CPU: the message gives its reason
+    with pytest.raises(NotImplementedError, match="bda_backward with a one-column bias"):
+        jax.export.export(jax.jit(lambda g: fj.bias_dropout_add_backward(g, 0.5, seed=1)),
+                          disabled_checks=fj.export_checks())(jnp.ones((4, 1)))
     # at inference no kernel runs: the function exports without any check disabled
     exp = jax.export.export(jax.jit(lambda x: fj.dropout(x, 0.5, seed=1, training=False)))(x)
     np.testing.assert_array_equal(np.asarray(exp.call(x)), np.ones(8, np.float32))

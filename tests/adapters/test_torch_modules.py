@@ -445,6 +445,16 @@ def test_a_shared_fastdrop_generator():
 # ---- replace_dropout -------------------------------------------------------------------------
 
 
+def test_replace_dropout_of_a_module_shared_under_one_parent():
+    d = nn.Dropout(0.3)
+    seq = nn.Sequential(nn.Linear(4, 4), d, nn.Linear(4, 4), d)
+    names = [n for n, _ in ft.replace_dropout(seq, seed=2)]
+    assert names == ["1"] and seq[1] is seq[3] and isinstance(seq[3], ft.Dropout)
+    md = nn.ModuleDict({"a": d, "b": d})
+    ft.replace_dropout(md)
+    assert md["a"] is md["b"] and isinstance(md["b"], ft.Dropout)
+
+
 def test_replace_dropout_swaps_every_torch_dropout():
     shared = nn.Dropout(0.3)
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1, inplace=True), shared,
