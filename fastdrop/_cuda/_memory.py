@@ -38,7 +38,7 @@ _STORAGE = {"float16": np.uint16, "bfloat16": np.uint16, "float32": np.float32,
             "uint16": np.uint16, "uint32": np.uint32, "int64": np.int64}
 _RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _TYPESTR = {"f2": "float16", "f4": "float32", "f8": "float64", "u1": "uint8",
-            "b1": "bool", "u2": "uint16", "u4": "uint32", "i8": "int64", "i2": "uint16"}
+            "b1": "bool", "u2": "uint16", "u4": "uint32", "i8": "int64"}
 
 
 def storage_dtype(name: str) -> np.dtype:
@@ -63,18 +63,36 @@ def _framework(obj) -> str:
 
 
 def _dtype_name(obj, typestr: str | None, name: str = "the array") -> str:
+    """The array's dtype name: fastdrop's storage names (float16, bfloat16, float32, ...)
+    or, for any other dtype, its own (int16, complex64, ...), which the callers refuse
+    with a TypeError naming their argument, as the CPU backend does."""
     if typestr is not None and typestr[:1] == ">" and typestr[1:] not in ("u1", "b1", "i1"):
         raise TypeError(f"{name} has non-native byte order ({typestr}); convert it first")
     dt = getattr(obj, "dtype", None)
     if dt is not None:
-        name = str(dt).replace("torch.", "")
-        if name in _STORAGE or name == "bfloat16":
-            return name
+        return str(dt).replace("torch.", "")
     if typestr is not None:
         key = typestr[1:]
         if key in _TYPESTR:
             return _TYPESTR[key]
-    raise TypeError(f"unsupported CUDA array dtype {dt if dt is not None else typestr}")
+        try:
+            return np.dtype(typestr).name
+        except TypeError:
+            pass
+    raise TypeError(f"{name} has a dtype fastdrop cannot read "
+                    f"({dt if dt is not None else typestr})")
+
+
+def _itemsize(nm: str) -> int:
+    return storage_dtype(nm).itemsize if nm in _STORAGE else np.dtype(nm).itemsize
+
+
+def _check_strides(name: str, strides: tuple, nm: str) -> None:
+    """Strides the kernels can walk: whole items (a view of a byte buffer need not be)."""
+    isz = _itemsize(nm)
+    if any(s % isz for s in strides):
+        raise ValueError(f"{name} has strides {tuple(strides)} that are not multiples of "
+                         f"its {isz}-byte items: not supported on the GPU (copy it first)")
 
 
 def _numba_stream(cai_stream):
@@ -132,7 +150,7 @@ class Operand:
 
     @property
     def itemsize(self) -> int:
-        return storage_dtype(self.name).itemsize
+        return _itemsize(self.name)
 
     @property
     def c_contiguous(self) -> bool:
@@ -191,10 +209,7 @@ class Operand:
             self._strided_call(K.k_scatter, buf)
 
     def _strided_call(self, kernel, buf):
-        isz = self.itemsize
-        if any(s % isz for s in self.strides):
-            raise ValueError("CUDA arrays whose strides are not multiples of the item size "
-                             "are not supported")
+        isz = self.itemsize   # (whole-item strides: checked at import, `_check_strides`)
         lo = sum(min(0, (n - 1) * s) for n, s in zip(self.shape, self.strides))
         hi = sum(max(0, (n - 1) * s) for n, s in zip(self.shape, self.strides))
         extent = (hi - lo) // isz + 1
@@ -237,6 +252,7 @@ def as_operand(obj, name: str) -> Operand:
             raise TypeError(f"{name} must be a CUDA array, got {type(obj).__name__}")
         host = obj._ary
         nm = _dtype_name(host, host.dtype.str, name)
+        _check_strides(name, host.strides, nm)
         return Operand(obj, "numba", nm, tuple(host.shape), tuple(host.strides),
                        host.__array_interface__["data"][0], not host.flags.writeable,
                        getattr(obj, "stream", 0), owner=obj, host=host)
@@ -259,12 +275,16 @@ def as_operand(obj, name: str) -> Operand:
         if framework == "cupy":
             device_id = obj.device.id
     if desc is not None:
+        if desc.get("mask") is not None:   # (as NumPy's masked arrays on the CPU)
+            raise TypeError(f"{name} is a masked CUDA array (__cuda_array_interface__ "
+                            f"'mask'): its mask would be lost; fill or compress it first")
         shape = tuple(desc["shape"])
         nm = nm or _dtype_name(obj, desc["typestr"], name)
-        isz = storage_dtype(nm).itemsize
+        isz = _itemsize(nm)
         strides = desc.get("strides")
         if strides is None:
             strides = _c_strides(shape, isz)
+        _check_strides(name, strides, nm)
         if framework == "numba":
             stream = getattr(obj, "stream", 0)
         elif framework == "torch":
@@ -295,7 +315,7 @@ def dlpack_view(obj, name: str = "x"):
     an object through DLPack, without a copy."""
     smv = _strided_memory_view().from_dlpack(obj, stream_ptr=-1)
     nm = _dtype_name(smv, None, name)
-    isz = storage_dtype(nm).itemsize
+    isz = _itemsize(nm)
     shape = tuple(smv.shape)
     strides = smv.strides
     strides = _c_strides(shape, isz) if strides is None else tuple(s * isz for s in strides)
@@ -350,14 +370,15 @@ def check_out(out, shape: tuple, name: str, inputs: dict, may_alias=()) -> Opera
     if not _is_device(out):
         raise TypeError(f"out must be a CUDA array, got {type(out).__name__}")
     o = as_operand(out, "out")
-    if o.name != name:
-        raise TypeError(f"out must have dtype {name}, got {o.name}")
+    if o.name != name:   # (the CPU backend's message)
+        raise TypeError(f"out must have dtype {name} (native byte order), got {o.name}")
     if o.shape != tuple(shape):
         raise ValueError(f"out must have shape {tuple(shape)}, got {o.shape}")
     if o.readonly:
         raise ValueError("out is read-only")
     if o.size > 1 and any(s == 0 and n > 1 for n, s in zip(o.shape, o.strides)):
-        raise ValueError("out must not have zero strides")
+        raise ValueError("out must not have zero strides (a broadcast view writes many "
+                         "elements to one address)")
     so = o.span()
     for nm, arr in inputs.items():
         if arr is None or so is None or arr.span() is None:

@@ -520,5 +520,13 @@ _RUNNERS = {
 
 
 def run(request: Any) -> Any:
-    """Execute a validated request; results are arrays of the input's framework."""
+    """Execute a validated request; results are arrays of the input's framework. Every
+    launch of the call, the gathers and scatters of the other operands included, goes on
+    the primary input's stream: the other operands are taken to be ready on it."""
+    inner = request.dropout if isinstance(request, BiasBackwardRequest) else request
+    x = getattr(inner, "x", None)
+    if isinstance(x, Operand):
+        for v in inner:
+            if isinstance(v, Operand) and v is not x:
+                v.stream = x.stream
     return _RUNNERS[type(request)](request)

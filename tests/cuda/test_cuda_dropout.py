@@ -232,6 +232,11 @@ def test_gaussian_dropout(dtype, p, shape):
     assert D.gaussian_dropout(xd, p, training=False) is xd
 
 
+def same_kind(like, host):
+    """host as the kind of array `like` is: a device array for a device `like`."""
+    return host if isinstance(like, np.ndarray) else to_dev(host)
+
+
 def test_validation_matches_cpu():
     x = make_x((4, 5), np.float32)
     xd = to_dev(x)
@@ -249,6 +254,19 @@ def test_validation_matches_cpu():
         lambda a, mk: fd_or(a).dropout_backward(a, 0.5, mask=mk[:2]),
         lambda a, mk: fd_or(a).bias_dropout_add(a, a[0, :3], a, 0.5, seed=1),
         lambda a, mk: fd_or(a).bias_dropout_add_backward(zero_d(a), 0.5, seed=1),
+        # dtypes no kernel reads, named as the CPU names them (int16 is not uint16)
+        lambda a, mk: fd_or(a).dropout(same_kind(a, np.zeros(3, np.int32)), 0.5, seed=1),
+        lambda a, mk: fd_or(a).dropout(same_kind(a, np.zeros(3, np.int16)), 0.5, seed=1),
+        lambda a, mk: fd_or(a).dropout(same_kind(a, np.zeros(3, np.complex64)), 0.5,
+                                       seed=1),
+        lambda a, mk: fd_or(a).bias_dropout_add(a, same_kind(a, np.zeros(5, np.int32)), a,
+                                                0.5, seed=1),
+        lambda a, mk: fd_or(a).dropout_backward(a, 0.5, mask=same_kind(
+            a, np.zeros(mk.shape, np.int8))),
+        lambda a, mk: fd_or(a).random_bits(6, seed=1, bits=16,
+                                           out=same_kind(a, np.zeros(6, np.int16))),
+        lambda a, mk: fd_or(a).dropout(a, 0.5, seed=1,
+                                       out=same_kind(a, np.zeros((4, 5), np.float64))),
     ]
     for case in cases:
         with pytest.raises(Exception) as cpu_err:
@@ -304,3 +322,82 @@ def test_big_endian_device_arrays_are_refused(code):
         D.dropout(x, 0.5, seed=1)
     with pytest.raises(TypeError, match=r"grad has non-native byte order"):
         D.dropout_backward(x, 0.5, seed=1)
+
+
+def test_a_refused_call_writes_nothing_and_device_hints_take_any_dtype():
+    # strides that are not whole items (float32 values 5 bytes apart, a view of a byte
+    # buffer): refused at import, naming the argument, before mask_out is written;
+    # device= is a placement hint, whatever its dtype
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    base = np.full(5 * 24 + 8, 7, np.uint8)
+    odd = np.ndarray((24,), np.float32, buffer=base, offset=0, strides=(5,))
+    x = to_dev(np.arange(1, 25, dtype=np.float32))
+    mo = to_dev(np.full(3, 170, np.uint8))
+    with pytest.raises(ValueError, match="out has strides .5,. that are not multiples"):
+        fd.dropout(x, 0.5, seed=1, out=FakeCUDAArray(odd), return_mask=True, mask_out=mo)
+    assert mo.copy_to_host().tolist() == [170] * 3 and (base == 7).all()
+    with pytest.raises(ValueError, match="x has strides .5,. that are not multiples"):
+        fd.dropout(FakeCUDAArray(odd), 0.5, seed=1, return_mask=True, mask_out=mo)
+    assert mo.copy_to_host().tolist() == [170] * 3
+    for dt in (np.int32, np.int8, np.complex64):
+        bits = fd.random_bits(4, seed=1, device=to_dev(np.zeros(2, dt)))
+        np.testing.assert_array_equal(bits.copy_to_host(), fd.random_bits(4, seed=1))
+
+
+def test_every_launch_of_a_call_is_on_the_primary_inputs_stream(monkeypatch):
+    # a strided out, mask, bias or residual on another stream: its gather or scatter runs
+    # on x's stream, with the kernel (docs/gpu.md: the other operands are taken to be
+    # ready on the primary input's stream), and the results are the CPU's
+    from numba.cuda.simulator import kernel as SK
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    launches = []
+    real = SK.FakeCUDAKernel.__getitem__
+
+    def spy(self, cfg):
+        launches.append((self.fn.__name__, cfg[2] if len(cfg) > 2 else 0))
+        return real(self, cfg)
+
+    monkeypatch.setattr(SK.FakeCUDAKernel, "__getitem__", spy)
+    s, t = cuda.stream(), cuda.stream()
+    xh = make_x((4, 6), np.float32)
+    x = FakeCUDAArray(xh.copy(), stream=s)
+    mh = np.zeros(6, np.uint8)
+    mh[::2] = fd.dropout_mask(24, 0.5, seed=1)
+    calls = [
+        (lambda: fd.dropout(x, 0.5, seed=1, out=FakeCUDAArray(
+            np.zeros((6, 4), np.float32).T, stream=t)), fd.dropout(xh, 0.5, seed=1)),
+        (lambda: fd.dropout_backward(x, 0.5, mask=FakeCUDAArray(mh[::2], stream=t)),
+         fd.dropout_backward(xh, 0.5, mask=mh[::2].copy())),
+        (lambda: fd.bias_dropout_add(
+            x, FakeCUDAArray(np.ones(12, np.float32)[::2], stream=t),
+            FakeCUDAArray(np.ones((6, 4), np.float32).T, stream=t), 0.5, seed=1),
+         fd.bias_dropout_add(xh, np.ones(6, np.float32), np.ones((4, 6), np.float32), 0.5,
+                             seed=1)),
+    ]
+    for call, want in calls:
+        launches.clear()
+        got = call()
+        assert launches and all(st is s for _, st in launches), launches
+        assert_bits_equal(host(got), want)
+
+
+def test_a_masked_cuda_array_interface_is_refused(monkeypatch):
+    # the import itself (the hardware branch, reached with the simulator flag off: no
+    # device call is made): a 'mask' entry is refused, as NumPy's masked arrays are
+    from fastdrop._cuda import _memory
+
+    class CAI:
+        def __init__(self, **extra):
+            desc = dict(shape=(4,), typestr="<f4", data=(1 << 20, False), version=3,
+                        strides=None)
+            desc.update(extra)
+            self.__cuda_array_interface__ = desc
+
+    monkeypatch.setattr(_memory, "SIMULATOR", False)
+    op = _memory.as_operand(CAI(), "x")
+    assert (op.name, op.shape, op.strides) == ("float32", (4,), (4,))
+    with pytest.raises(TypeError, match="x is a masked CUDA array"):
+        _memory.as_operand(CAI(mask=CAI()), "x")
+    assert _memory.as_operand(CAI(typestr="<i2"), "x").name == "int16"   # not uint16
