@@ -1037,7 +1037,10 @@ _lean_c.bind(tensor=torch.Tensor, parameter=torch.nn.Parameter, codes=_DTYPE_COD
 def check_inplace_target(x: Tensor) -> None:
     """torch's refusals of an in-place write (which a custom operator's or a kernel's
     write does not get), before any write: to an inference tensor outside inference mode,
-    and to a tensor whose elements share memory (a broadcast view)."""
+    and to a tensor whose elements share memory (a broadcast view). Eager only: compiled
+    code is functionalized (and its sizes may be symbolic)."""
+    if torch.compiler.is_compiling():
+        return
     if any(s == 0 and n > 1 for s, n in zip(x.stride(), x.shape)):
         raise RuntimeError(
             "unsupported operation: more than one element of the written-to tensor refers "

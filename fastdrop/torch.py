@@ -398,7 +398,7 @@ def _run(kind: str, input: Tensor, p: float, ss: Tensor, cfg: tuple, noise, inpl
     """One training call of an operator; in place through copy_ (autograd's own rules:
     a leaf that requires grad is refused, version counters are bumped)."""
     bits, mode, keep, nt = cfg
-    if inplace and not torch.compiler.is_compiling():
+    if inplace:
         ops.check_inplace_target(input)
     if inplace and kind == "dropout":
         y = _run_inplace(input, p, ss, cfg, noise)
@@ -489,9 +489,9 @@ def _nd_rank(name: str, input: Tensor) -> bool:
 def _feature(kind: str, input: Tensor, p: float, ss, cfg: tuple, inplace: bool,
              unbatched: bool) -> Tensor:
     """Channel-wise dropout: the mask is drawn over (N, C, 1, ...) of the batched input."""
-    if inplace and not torch.compiler.is_compiling():
-        ops.check_inplace_target(input)
     if unbatched:
+        if inplace:   # (before the copy_ below; the batched call's _run checks its own)
+            ops.check_inplace_target(input)
         v = input.unsqueeze(0)
         _check_feature_rank(v)
         y = _run(kind, v, p, ss(), cfg, _feature_noise(v), False).squeeze(0)
