@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core import entropy
 from .._core.contract import FLOAT_DTYPES, DrawMap, compute_dtype_name, packed_size
-from .._core.layout import coalesce
+from .._core.layout import coalesce, overlaps, self_overlapping
 from .._core.ops import Keep, Op
 from .._core.requests import (BiasBackwardRequest, DrawsRequest, DropoutRequest, PhiloxRequest,
                               UnpackRequest)
@@ -118,11 +118,11 @@ class CpuArrays:
             raise ValueError("out is read-only")
         if not out.flags.aligned:
             raise ValueError("out must be aligned")
-        if out.size > 1 and any(s == 0 and n > 1 for n, s in zip(out.shape, out.strides)):
-            raise ValueError("out must not have zero strides (a broadcast view writes many "
-                             "elements to one address)")
+        if self_overlapping(out.shape, out.strides, out.itemsize):
+            raise ValueError("out must not have elements that share memory (a broadcast or "
+                             "sliding-window view writes many elements to one address)")
         for name, arr in inputs.items():
-            if arr is None or not np.may_share_memory(out, arr):
+            if arr is None or not overlaps(out, arr):
                 continue
             same = (name in may_alias and arr.shape == out.shape and
                     arr.__array_interface__["data"][0] == out.__array_interface__["data"][0]
@@ -160,7 +160,7 @@ class CpuArrays:
         if not obj.flags.writeable:
             raise ValueError("mask_out is read-only")
         for name, arr in inputs.items():
-            if arr is not None and np.may_share_memory(obj, arr):
+            if arr is not None and overlaps(obj, arr):
                 raise ValueError(f"mask_out must not overlap {name}")
         return obj
 

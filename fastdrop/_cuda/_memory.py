@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.layout import address_view, overlaps, self_overlapping
 from . import _kernels as K
 from ._env import SIMULATOR, cuda
 
@@ -163,13 +164,10 @@ class Operand:
             expected *= n
         return True
 
-    def span(self):
-        """[lo, hi) byte addresses the elements occupy (None if empty)."""
-        if self.size == 0:
-            return None
-        lo = self.ptr + sum(min(0, (n - 1) * s) for n, s in zip(self.shape, self.strides))
-        hi = self.ptr + sum(max(0, (n - 1) * s) for n, s in zip(self.shape, self.strides))
-        return lo, hi + self.itemsize
+    def overlaps(self, other: "Operand") -> bool:
+        """Whether the two share a byte of device memory, exactly (`layout.overlaps`)."""
+        return overlaps(address_view(self.ptr, self.shape, self.strides, self.itemsize),
+                        address_view(other.ptr, other.shape, other.strides, other.itemsize))
 
     # -- device views --------------------------------------------------------------------
 
@@ -376,15 +374,11 @@ def check_out(out, shape: tuple, name: str, inputs: dict, may_alias=()) -> Opera
         raise ValueError(f"out must have shape {tuple(shape)}, got {o.shape}")
     if o.readonly:
         raise ValueError("out is read-only")
-    if o.size > 1 and any(s == 0 and n > 1 for n, s in zip(o.shape, o.strides)):
-        raise ValueError("out must not have zero strides (a broadcast view writes many "
-                         "elements to one address)")
-    so = o.span()
+    if self_overlapping(o.shape, o.strides, o.itemsize):
+        raise ValueError("out must not have elements that share memory (a broadcast or "
+                         "sliding-window view writes many elements to one address)")
     for nm, arr in inputs.items():
-        if arr is None or so is None or arr.span() is None:
-            continue
-        sa = arr.span()
-        if sa[0] >= so[1] or so[0] >= sa[1]:
+        if arr is None or not o.overlaps(arr):
             continue
         same = (nm in may_alias and arr.shape == o.shape and arr.ptr == o.ptr
                 and arr.strides == o.strides)

@@ -129,10 +129,8 @@ class CudaArrays:
             raise ValueError("mask_out must be C-contiguous")
         if o.readonly:
             raise ValueError("mask_out is read-only")
-        so = o.span()
         for name, arr in inputs.items():
-            sa = None if arr is None or so is None else arr.span()
-            if sa is not None and sa[0] < so[1] and so[0] < sa[1]:
+            if arr is not None and o.overlaps(arr):
                 raise ValueError(f"mask_out must not overlap {name}")
         return o
 

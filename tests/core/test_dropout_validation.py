@@ -325,6 +325,44 @@ def test_bias_dropout_add_out_overlapping_bias():
 
 
 @pytest.mark.parametrize("api", WITH_OUT)
+@pytest.mark.parametrize("layout", ["columns", "interleaved"])
+def test_out_sharing_no_element_with_the_input_is_accepted(api, layout):
+    """out in the same buffer as the main input (or residual) but on other bytes: the two
+    column halves of one (rows, 2 * cols) buffer, or a[0::2] and a[1::2]. They share no
+    element, so NumPy's ufuncs accept them; so does fastdrop, with the result of the
+    out-of-place call."""
+    kw = base_kwargs(api)
+    name = MAIN[api]
+    rows, cols = SHAPE
+    if layout == "columns":
+        buf = np.full((rows, 2 * cols), SENTINEL, np.float32)
+        inp, out = buf[:, :cols], buf[:, cols:]
+    else:
+        buf = np.full((2 * rows, cols), SENTINEL, np.float32)
+        inp, out = buf[0::2], buf[1::2]
+    inp[...] = kw[name]
+    expected = getattr(fastdrop, api)(**kw)
+    kw[name] = inp
+    if api == "bias_dropout_add":     # and out beside the residual
+        kw["residual"], kw["x"] = inp, kw["x"].copy()
+        inp[...] = base_kwargs(api)["residual"]
+    got = getattr(fastdrop, api)(**kw, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("api", WITH_OUT)
+def test_self_overlapping_out_is_refused(api):
+    """A sliding window (strides smaller than the elements below them reach) writes
+    several elements to one address: the result would depend on which thread writes
+    last. Refused, naming out, before anything is written."""
+    buf = np.full(N + SHAPE[-1], SENTINEL, np.float32)
+    out = np.lib.stride_tricks.sliding_window_view(buf, SHAPE[-1], writeable=True)[:SHAPE[0]]
+    assert out.shape == SHAPE and not out.flags.c_contiguous
+    assert_refused(api, ValueError, r"\bout\b.*share memory", watch=[buf], out=out)
+
+
+@pytest.mark.parametrize("api", WITH_OUT)
 def test_in_place_works(api):
     """out may be the main input itself: the result equals the out-of-place one."""
     kw = base_kwargs(api)

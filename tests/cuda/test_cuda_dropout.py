@@ -288,6 +288,39 @@ def test_validation_matches_cpu():
         D.gaussian_dropout(xd, 1.0, seed=1)
 
 
+def test_out_overlap_is_exact(monkeypatch):
+    """out beside x in one buffer (two column halves, or the even and odd rows) shares no
+    element: accepted with the CPU's result, as on the CPU. A self-overlapping out (a
+    sliding window) is refused naming out."""
+    x = np.arange(1, 33, dtype=np.float32).reshape(4, 8)
+    expected = fd.dropout(x, 0.5, seed=3)
+    for rows, pick in [((4, 16), lambda b: (b[:, :8], b[:, 8:])),
+                       ((8, 8), lambda b: (b[0::2], b[1::2]))]:
+        hb = np.zeros(rows, np.float32)
+        pick(hb)[0][...] = x
+        xd, out = pick(to_dev(hb))
+        assert D.dropout(xd, 0.5, seed=3, out=out) is out
+        assert_bits_equal(host(out), expected)
+    # the layouts the simulator cannot make, through the hardware branch of the import
+    # (no device call is made before the check)
+    from fastdrop._cuda import _memory
+
+    class CAI:
+        def __init__(self, ptr, strides):
+            self.__cuda_array_interface__ = dict(shape=(4, 8), typestr="<f4", version=3,
+                                                 data=(ptr, False), strides=strides)
+
+    monkeypatch.setattr(_memory, "SIMULATOR", False)
+    base = 1 << 20
+    x_op = _memory.as_operand(CAI(base, (64, 4)), "x")
+    got = _memory.check_out(CAI(base + 32, (64, 4)), (4, 8), "float32", {"x": x_op}, ("x",))
+    assert got.ptr == base + 32
+    with pytest.raises(ValueError, match="out overlaps x partially"):
+        _memory.check_out(CAI(base + 4, (64, 4)), (4, 8), "float32", {"x": x_op}, ("x",))
+    with pytest.raises(ValueError, match=r"^out .*share memory"):
+        _memory.check_out(CAI(base + 4096, (4, 4)), (4, 8), "float32", {"x": x_op}, ("x",))
+
+
 def zero_d(a):
     """A 0-d array on a's side (host or device)."""
     z = np.array(1.0, np.float32)
